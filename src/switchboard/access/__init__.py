@@ -1,0 +1,1 @@
+"""Access: who is calling (API keys) and what they may use."""

@@ -1,0 +1,179 @@
+"""The minimal ASGI layer: request reading, responses, and streaming with disconnect handling.
+
+Written directly against ASGI (no framework) because this is the hot path of every request.
+A streamed body is any async iterator of bytes; when the client disconnects the iterator is
+cancelled and closed, which closes the upstream request behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import GatewayError, bad_request
+
+__all__ = ["JSONResponse", "Receive", "Request", "Response", "Scope", "Send", "StreamResponse", "send_response"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+KEEPALIVE_INTERVAL_S = 15.0
+
+
+class Request:
+    __slots__ = ("_body", "headers", "max_body", "method", "path", "query", "receive", "request_id", "scope", "state")
+
+    def __init__(self, scope: Scope, receive: Receive, path: str, request_id: str, max_body: int) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.path = path
+        self.method: str = scope["method"]
+        self.query: bytes = scope.get("query_string", b"")
+        self.headers: dict[str, str] = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        self.request_id = request_id
+        self.max_body = max_body
+        self._body: bytes | None = None
+        self.state: dict[str, Any] = {}
+
+    async def body(self) -> bytes:
+        if self._body is not None:
+            return self._body
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.", "invalid_request_error",
+                               code="request_too_large", retryable=False)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError("client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.",
+                                   "invalid_request_error", code="request_too_large", retryable=False)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
+
+    async def json_object(self) -> dict[str, Any]:
+        raw = await self.body()
+        if not raw.strip():
+            raise bad_request("The request body is empty; a JSON object is required.")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"The request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise bad_request("The request body must be a JSON object.")
+        return data
+
+    def query_params(self) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(self.query.decode("latin-1")))
+
+
+@dataclass(slots=True)
+class Response:
+    body: bytes
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+def JSONResponse(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj), status, headers or {})
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    body: AsyncIterator[bytes]
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/event-stream"
+    # Called with the exception that ended the stream (None on a clean end); cancellation included.
+    on_close: Callable[[BaseException | None], None] | None = None
+
+
+def _raw_headers(content_type: str, headers: dict[str, str], request_id: str) -> list[tuple[bytes, bytes]]:
+    raw = [(b"content-type", content_type.encode()), (b"x-request-id", request_id.encode())]
+    raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+    return raw
+
+
+async def send_response(send: Send, response: Response, request_id: str) -> None:
+    raw = _raw_headers(response.content_type, response.headers, request_id)
+    raw.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": raw})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def send_stream(send: Send, receive: Receive, response: StreamResponse, request_id: str) -> None:
+    """Stream the body; a client disconnect cancels the producer. Keep-alive pings fill silences."""
+    raw = _raw_headers(response.content_type, response.headers, request_id)
+    if response.content_type == "text/event-stream":
+        raw.append((b"cache-control", b"no-cache"))
+        raw.append((b"x-accel-buffering", b"no"))  # nginx must not buffer the stream
+    await send({"type": "http.response.start", "status": response.status, "headers": raw})
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
+    producer = asyncio.current_task()
+    disconnected = False
+
+    async def guard() -> None:
+        # Watches for the client going away, and sends a comment when the stream has been quiet.
+        nonlocal disconnected, last_sent
+        receiving = asyncio.ensure_future(receive())
+        try:
+            while True:
+                done, _ = await asyncio.wait({receiving}, timeout=KEEPALIVE_INTERVAL_S)
+                if done:
+                    if receiving.result()["type"] == "http.disconnect":
+                        disconnected = True
+                        if producer is not None:
+                            producer.cancel()
+                        return
+                    receiving = asyncio.ensure_future(receive())
+                elif loop.time() - last_sent >= KEEPALIVE_INTERVAL_S and response.content_type == "text/event-stream":
+                    last_sent = loop.time()
+                    await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+        finally:
+            receiving.cancel()
+
+    guard_task = asyncio.ensure_future(guard())
+    error: BaseException | None = None
+    try:
+        async for chunk in response.body:
+            last_sent = loop.time()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError as exc:
+        error = exc
+        if not disconnected:
+            raise
+        # The client left: swallow our own cancellation so the server sees a handled request.
+        if (task := asyncio.current_task()) is not None:
+            task.uncancel()
+    except BaseException as exc:  # recorded for on_close, then re-raised
+        error = exc
+        raise
+    finally:
+        guard_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await guard_task
+        aclose = getattr(response.body, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+        if response.on_close is not None:
+            response.on_close(error)

@@ -1,0 +1,96 @@
+"""The `switchboard` command: `serve` and `check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, load_config
+
+__all__ = ["main"]
+
+
+def _load(path: str | None) -> Config:
+    try:
+        return load_config(path or "switchboard.yaml")
+    except ConfigError as exc:
+        print(f"switchboard: config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _setup_logging(args.log_level)
+    path = args.config or "switchboard.yaml"
+    config = _load(path)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": args.log_level.lower(),
+        "access_log": False,  # the gateway writes its own structured access log
+        "timeout_graceful_shutdown": config.server.shutdown_grace_s,
+        "backlog": 4096,
+        "http": "httptools",
+        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
+        "lifespan": "on",
+        "timeout_keep_alive": 75,
+    }
+    if args.workers > 1:
+        os.environ["SWITCHBOARD_CONFIG"] = str(Path(path).resolve())
+        uvicorn.run("switchboard.app:app_from_env", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
+    else:
+        from .app import create_app
+
+        uvicorn.run(create_app(config), **options)  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.path)
+    print(f"config OK: {args.path or 'switchboard.yaml'}")
+    s = config.server
+    print(f"server: http://{s.host}:{s.port}  prefixes: {', '.join(['/v1', *[p + '/v1' for p in s.path_prefixes]])}")
+    print(f"auth: {'master key set' if config.auth.master_key else 'DISABLED (no master_key)'}; "
+          f"{len(config.auth.keys)} static key(s)")
+    for name, p in config.providers.items():
+        print(f"provider {name}: type={p.type} base_url={p.base_url} keys={len(p.keys)} timeout={p.timeout_s}s "
+              f"retries={p.retries.max} max_in_flight={p.max_in_flight} queue={p.queue}")
+    for name, m in config.models.items():
+        chain = " -> ".join([m.route, *m.fallbacks])
+        print(f"model {name}: {chain}")
+    if config.agents_dir:
+        print(f"agents: {config.agents_dir}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard", description="OpenAI-compatible gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the gateway")
+    serve.add_argument("--config", "-c", help="config file (default ./switchboard.yaml)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+    check = sub.add_parser("check-config", help="validate a config and print what it would serve")
+    check.add_argument("path", nargs="?")
+    check.set_defaults(func=cmd_check_config)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,529 @@
+"""Loading and validating `switchboard.yaml`.
+
+Owns: `${VAR}` / `${VAR:-default}` expansion, the typed config objects the rest of the gateway
+reads, and errors that name the offending key and its line. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "AuthConfig",
+    "ClientKeyConfig",
+    "Config",
+    "ConfigError",
+    "McpServerConfig",
+    "ModelConfig",
+    "ProviderConfig",
+    "ProviderKey",
+    "RetryConfig",
+    "ServerConfig",
+    "load_config",
+    "parse_config",
+]
+
+PROVIDER_TYPES = ("openai", "anthropic")
+DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+
+
+class ConfigError(Exception):
+    """A config problem, with the key path and line it concerns in the message."""
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path_prefixes: list[str] = field(default_factory=list)
+    max_body_bytes: int = 16 * 1024 * 1024
+    # Open WebUI marks background tasks (titles, tags) with this header; see agents.
+    task_header: str = "x-openwebui-task"
+    shutdown_grace_s: float = 30.0
+
+
+@dataclass(slots=True)
+class ClientKeyConfig:
+    name: str
+    value: str
+    models: list[str] = field(default_factory=lambda: ["*"])
+
+
+@dataclass(slots=True)
+class AuthConfig:
+    master_key: str | None = None
+    keys: list[ClientKeyConfig] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ProviderKey:
+    value: str
+    weight: float = 1.0
+    models: list[str] | None = None  # None: every model of the provider
+    id: str = ""  # a stable, non-secret label ("openai#0") for logs, metrics and cooldowns
+
+
+@dataclass(slots=True)
+class RetryConfig:
+    max: int = 2
+    backoff_initial_ms: int = 100
+    backoff_max_ms: int = 2000
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    name: str
+    type: str
+    base_url: str
+    keys: list[ProviderKey] = field(default_factory=list)
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    retries: RetryConfig = field(default_factory=RetryConfig)
+    max_in_flight: int = 256
+    queue: int = 1024
+    list_models: bool = False
+    drop_params: list[str] = field(default_factory=list)
+    forward_unknown_params: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    # Anthropic-specific
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: int = 4096
+    max_tokens_by_model: dict[str, int] = field(default_factory=dict)
+    drop_unsupported: bool = False
+    line: int = 0
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    name: str
+    route: str
+    fallbacks: list[str] = field(default_factory=list)
+    fallback_on: list[str] = field(default_factory=list)
+    max_in_flight: int | None = None
+    queue: int | None = None
+    description: str | None = None
+    line: int = 0
+
+
+@dataclass(slots=True)
+class McpServerConfig:
+    name: str
+    command: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 60.0
+
+
+@dataclass(slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+    agents_dir: str | None = None
+    agents_hot_reload: bool = False
+    mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
+    store_url: str = "sqlite:///switchboard.db"
+    shared_state_url: str | None = None
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    base_dir: Path = field(default_factory=Path.cwd)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with line numbers and ${VAR} expansion
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Node:
+    """A loaded YAML value with the line it came from."""
+
+    __slots__ = ("line", "value")
+
+    def __init__(self, value: Any, line: int) -> None:
+        self.value = value
+        self.line = line
+
+
+def _expand(text: str, environ: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        value = environ.get(m.group(1))
+        if value is None or (value == "" and m.group(2) is not None):
+            return m.group(2) if m.group(2) is not None else ""
+        return value
+
+    return _VAR.sub(sub, text)
+
+
+def _load_nodes(text: str, source: str, environ: dict[str, str]) -> _Node:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if root is None:
+        return _Node({}, 1)
+
+    def convert(node: yaml.Node) -> _Node:
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, _Node] = {}
+            key_lines: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = convert(key_node).value
+                if not isinstance(key, str):
+                    key = str(key)
+                if key in out:
+                    raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: duplicate key `{key}`")
+                out[key] = convert(value_node)
+                key_lines[key] = key_node.start_mark.line + 1
+            return _Node(out, line)
+        if isinstance(node, yaml.SequenceNode):
+            return _Node([convert(item) for item in node.value], line)
+        assert isinstance(node, yaml.ScalarNode)
+        raw = node.value
+        if "${" in raw:
+            raw = _expand(raw, environ)
+            if node.style is None:  # plain scalar: re-resolve its type after expansion (`port: ${PORT}`)
+                tag = yaml.SafeLoader.resolve(loader, yaml.ScalarNode, raw, (True, False))
+                node = yaml.ScalarNode(tag, raw, node.start_mark, node.end_mark, node.style)
+            else:
+                node = yaml.ScalarNode(node.tag, raw, node.start_mark, node.end_mark, node.style)
+        return _Node(loader.construct_object(node, deep=True), line)
+
+    return convert(root)
+
+
+# --------------------------------------------------------------------------------------------
+# Typed reading of sections
+
+
+class _Section:
+    """Reads one mapping, checking types; `done()` rejects keys nobody read."""
+
+    def __init__(self, node: _Node, path: str, source: str) -> None:
+        self.source = source
+        self.path = path
+        self.line = node.line
+        if node.value is None:
+            node = _Node({}, node.line)
+        if not isinstance(node.value, dict):
+            raise self.error(node, f"`{path}` must be a mapping")
+        self.items: dict[str, _Node] = node.value
+        self.seen: set[str] = set()
+
+    def error(self, node: _Node | None, message: str) -> ConfigError:
+        line = node.line if node is not None else self.line
+        return ConfigError(f"{self.source}:{line}: {message}")
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def node(self, name: str) -> _Node | None:
+        self.seen.add(name)
+        return self.items.get(name)
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        node = self.node(name)
+        if node is None or node.value is None:
+            if required:
+                raise self.error(node, f"`{self.key(name)}` is required")
+            return default
+        value = node.value
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.error(node, f"`{self.key(name)}` must be {names}, got {type(value).__name__}")
+        return value
+
+    def str_list(self, name: str, default: list[str] | None = None) -> list[str] | None:
+        node = self.node(name)
+        if node is None or node.value is None:
+            return default
+        if isinstance(node.value, str):
+            return [node.value]
+        if not isinstance(node.value, list) or not all(isinstance(i.value, str) for i in node.value):
+            raise self.error(node, f"`{self.key(name)}` must be a list of strings")
+        return [i.value for i in node.value]
+
+    def str_map(self, name: str) -> dict[str, str]:
+        node = self.node(name)
+        if node is None or node.value is None:
+            return {}
+        sub = _Section(node, self.key(name), self.source)
+        out: dict[str, str] = {}
+        for k, v in sub.items.items():
+            if v.value is None:
+                continue
+            if not isinstance(v.value, str | int | float | bool):
+                raise sub.error(v, f"`{sub.key(k)}` must be a string")
+            out[k] = str(v.value)
+        return out
+
+    def section(self, name: str) -> _Section:
+        node = self.node(name)
+        return _Section(node if node is not None else _Node({}, self.line), self.key(name), self.source)
+
+    def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False) -> Any:
+        value = self.get(name, kind, default)
+        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+            raise self.error(self.items.get(name), f"`{self.key(name)}` must be {'>= 0' if allow_zero else '> 0'}")
+        return value
+
+    def done(self) -> None:
+        for name, node in self.items.items():
+            if name not in self.seen:
+                raise self.error(node, f"unknown key `{self.key(name)}`")
+
+
+def _read_server(s: _Section) -> ServerConfig:
+    prefixes = s.str_list("path_prefixes", []) or []
+    for p in prefixes:
+        if not p.startswith("/") or (p.endswith("/") and p != "/"):
+            raise s.error(s.items.get("path_prefixes"), f"path prefix `{p}` must start with / and not end with /")
+    cfg = ServerConfig(
+        host=s.get("host", str, "127.0.0.1"),
+        port=s.get("port", int, 8080),
+        path_prefixes=prefixes,
+        max_body_bytes=s.positive("max_body_bytes", int, 16 * 1024 * 1024),
+        task_header=s.get("task_header", str, "x-openwebui-task").lower(),
+        shutdown_grace_s=s.positive("shutdown_grace_s", float, 30.0, allow_zero=True),
+    )
+    s.done()
+    return cfg
+
+
+def _read_auth(s: _Section, warnings: list[str]) -> AuthConfig:
+    master = s.get("master_key", str) or None
+    keys: list[ClientKeyConfig] = []
+    node = s.node("keys")
+    if node is not None and node.value is not None:
+        if not isinstance(node.value, list):
+            raise s.error(node, "`auth.keys` must be a list")
+        for i, item in enumerate(node.value):
+            k = _Section(item, f"auth.keys[{i}]", s.source)
+            value = k.get("value", str, required=True)
+            name = k.get("name", str, f"key{i}")
+            models = k.str_list("models", ["*"]) or []
+            k.done()
+            if not value:
+                warnings.append(f"{s.source}:{item.line}: auth key `{name}` has an empty value; skipped")
+                continue
+            keys.append(ClientKeyConfig(name=name, value=value, models=models))
+    s.done()
+    return AuthConfig(master_key=master, keys=keys)
+
+
+def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> ProviderConfig:
+    s = _Section(node, f"providers.{name}", source)
+    ptype = s.get("type", str, required=True)
+    if ptype not in PROVIDER_TYPES:
+        raise s.error(s.items.get("type"), f"`providers.{name}.type` must be one of {', '.join(PROVIDER_TYPES)}")
+    base_url = (s.get("base_url", str) or DEFAULT_BASE_URLS[ptype]).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise s.error(s.items.get("base_url"), f"`providers.{name}.base_url` must be an http(s) URL")
+    keys: list[ProviderKey] = []
+    knode = s.node("keys")
+    if knode is not None and knode.value is not None:
+        if not isinstance(knode.value, list):
+            raise s.error(knode, f"`providers.{name}.keys` must be a list")
+        for i, item in enumerate(knode.value):
+            if isinstance(item.value, str):
+                item = _Node({"value": item}, item.line)
+            k = _Section(item, f"providers.{name}.keys[{i}]", source)
+            value = k.get("value", str, "")
+            weight = k.positive("weight", float, 1.0)
+            models = k.str_list("models")
+            k.done()
+            if not value:
+                warnings.append(f"{source}:{item.line}: providers.{name}.keys[{i}] is empty (unset variable?); skipped")
+                continue
+            keys.append(ProviderKey(value=value, weight=weight, models=models, id=f"{name}#{i}"))
+    r = s.section("retries")
+    retries = RetryConfig(
+        max=r.positive("max", int, 2, allow_zero=True),
+        backoff_initial_ms=r.positive("backoff_initial_ms", int, 100, allow_zero=True),
+        backoff_max_ms=r.positive("backoff_max_ms", int, 2000, allow_zero=True),
+    )
+    r.done()
+    is_openai_com = "api.openai.com" in base_url
+    max_tokens_by_model: dict[str, int] = {}
+    mnode = s.node("max_tokens_by_model")
+    if mnode is not None and mnode.value is not None:
+        ms = _Section(mnode, f"providers.{name}.max_tokens_by_model", source)
+        for model_name in list(ms.items):
+            max_tokens_by_model[model_name] = ms.positive(model_name, int, 4096)
+        ms.done()
+    cfg = ProviderConfig(
+        name=name,
+        type=ptype,
+        base_url=base_url,
+        keys=keys,
+        timeout_s=s.positive("timeout_s", float, 60.0),
+        connect_timeout_s=s.positive("connect_timeout_s", float, 10.0),
+        retries=retries,
+        max_in_flight=s.positive("max_in_flight", int, 256),
+        queue=s.positive("queue", int, 1024, allow_zero=True),
+        list_models=s.get("list_models", bool, False),
+        drop_params=s.str_list("drop_params", []) or [],
+        forward_unknown_params=s.get("forward_unknown_params", bool, not is_openai_com),
+        headers=s.str_map("headers"),
+        anthropic_version=s.get("anthropic_version", str, "2023-06-01"),
+        default_max_tokens=s.positive("default_max_tokens", int, 4096),
+        max_tokens_by_model=max_tokens_by_model,
+        drop_unsupported=s.get("drop_unsupported", bool, False),
+        line=node.line,
+    )
+    s.done()
+    return cfg
+
+
+FALLBACK_CONDITIONS = ("context_window", "content_filter", "rate_limit", "server_error", "timeout", "connection")
+
+
+def _read_model(name: str, node: _Node, source: str) -> ModelConfig:
+    if isinstance(node.value, str):  # shorthand `alias: provider/model`
+        return ModelConfig(name=name, route=node.value, line=node.line)
+    s = _Section(node, f"models.{name}", source)
+    fallback_on = s.str_list("fallback_on", []) or []
+    for cond in fallback_on:
+        if cond not in FALLBACK_CONDITIONS:
+            raise s.error(s.items.get("fallback_on"), f"`models.{name}.fallback_on`: unknown condition `{cond}` "
+                          f"(one of {', '.join(FALLBACK_CONDITIONS)})")
+    cfg = ModelConfig(
+        name=name,
+        route=s.get("route", str, required=True),
+        fallbacks=s.str_list("fallbacks", []) or [],
+        fallback_on=fallback_on,
+        max_in_flight=s.positive("max_in_flight", int, None),
+        queue=s.positive("queue", int, None, allow_zero=True),
+        description=s.get("description", str),
+        line=node.line,
+    )
+    s.done()
+    return cfg
+
+
+def _read_mcp(s: _Section) -> dict[str, McpServerConfig]:
+    servers: dict[str, McpServerConfig] = {}
+    srv = s.section("servers")
+    for name in list(srv.items):
+        node = srv.node(name)
+        assert node is not None
+        m = _Section(node, f"mcp.servers.{name}", s.source)
+        cfg = McpServerConfig(
+            name=name,
+            command=m.get("command", str),
+            args=[str(a) for a in (m.str_list("args", []) or [])],
+            env=m.str_map("env"),
+            cwd=m.get("cwd", str),
+            url=m.get("url", str),
+            headers=m.str_map("headers"),
+            timeout_s=m.positive("timeout_s", float, 60.0),
+        )
+        if bool(cfg.command) == bool(cfg.url):
+            raise m.error(node, f"`mcp.servers.{name}` needs exactly one of `command` (stdio) or `url` (HTTP)")
+        m.done()
+        servers[name] = cfg
+    srv.done()
+    s.done()
+    return servers
+
+
+def _read_prices(s: _Section) -> dict[str, dict[str, float]]:
+    prices: dict[str, dict[str, float]] = {}
+    for model in list(s.items):
+        p = s.section(model)
+        prices[model] = {
+            "input": p.positive("input", float, 0.0, allow_zero=True),
+            "output": p.positive("output", float, 0.0, allow_zero=True),
+        }
+        p.done()
+        s.seen.add(model)
+    s.done()
+    return prices
+
+
+def parse_config(text: str, source: str = "switchboard.yaml", environ: dict[str, str] | None = None,
+                 base_dir: Path | None = None) -> Config:
+    env = dict(os.environ) if environ is None else environ
+    root = _Section(_load_nodes(text, source, env), "", source)
+    cfg = Config(base_dir=base_dir or Path.cwd())
+    cfg.server = _read_server(root.section("server"))
+    cfg.auth = _read_auth(root.section("auth"), cfg.warnings)
+
+    providers = root.section("providers")
+    for name in list(providers.items):
+        if "/" in name:
+            raise providers.error(providers.items[name], f"provider name `{name}` must not contain `/`")
+        node = providers.node(name)
+        assert node is not None
+        cfg.providers[name] = _read_provider(name, node, source, cfg.warnings)
+    providers.done()
+
+    models = root.section("models")
+    for name in list(models.items):
+        node = models.node(name)
+        assert node is not None
+        cfg.models[name] = _read_model(name, node, source)
+    models.done()
+
+    agents = root.section("agents")
+    cfg.agents_dir = agents.get("dir", str)
+    cfg.agents_hot_reload = agents.get("hot_reload", bool, False)
+    agents.done()
+    cfg.mcp_servers = _read_mcp(root.section("mcp"))
+    store = root.section("store")
+    cfg.store_url = store.get("url", str, "sqlite:///switchboard.db")
+    store.done()
+    shared = root.section("shared_state")
+    cfg.shared_state_url = shared.get("url", str)
+    shared.done()
+    cfg.prices = _read_prices(root.section("prices"))
+    root.done()
+    _check_routes(cfg, source)
+    return cfg
+
+
+def _check_routes(cfg: Config, source: str) -> None:
+    """Every route and fallback must name a model alias or a configured `provider/model`."""
+
+    def check(target: str, model: ModelConfig, what: str) -> None:
+        if target in cfg.models:
+            return
+        provider, sep, upstream = target.partition("/")
+        if not sep or not upstream:
+            raise ConfigError(f"{source}:{model.line}: `models.{model.name}.{what}` must be `provider/model`, got `{target}`")
+        if provider not in cfg.providers:
+            raise ConfigError(f"{source}:{model.line}: `models.{model.name}.{what}` names unknown provider `{provider}`")
+
+    for model in cfg.models.values():
+        if model.route in cfg.models:
+            raise ConfigError(f"{source}:{model.line}: `models.{model.name}.route` must be `provider/model`, not an alias")
+        check(model.route, model, "route")
+        for fb in model.fallbacks:
+            check(fb, model, "fallbacks")
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+    return parse_config(text, str(p), environ, base_dir=p.resolve().parent)
+

@@ -1,0 +1,108 @@
+"""The gateway's state for one process: config, providers, router, auth and request observers.
+
+Built from a Config by `Gateway(config)`; nothing is global. Headends receive it explicitly.
+Observers (access log, metrics, usage log) get one `RequestRecord` per finished request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .access.auth import Authenticator, Principal
+from .asgi import Request
+from .config import Config
+from .hub import Usage
+from .providers import build_provider
+from .providers.base import ChatProvider
+from .routing.router import Outcome, Router
+
+__all__ = ["Gateway", "RequestRecord"]
+
+log = logging.getLogger("switchboard")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What happened to one API request; filled in by the headend, read by observers."""
+
+    request_id: str
+    endpoint: str
+    key_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    status: int = 200
+    error_type: str | None = None
+    stream: bool = False
+    usage: Usage | None = None
+    started: float = field(default_factory=time.perf_counter)
+    started_wall: float = field(default_factory=time.time)
+    first_token_s: float | None = None
+    latency_s: float | None = None
+    attempts: int = 0
+    fallback: bool = False
+
+    def routed(self, outcome: Outcome) -> None:
+        self.provider = outcome.deployment.provider.name
+        self.upstream_model = outcome.deployment.model
+        self.attempts = outcome.attempts
+        self.fallback = outcome.fallback
+
+    def mark_first_token(self) -> None:
+        if self.first_token_s is None:
+            self.first_token_s = time.perf_counter() - self.started
+
+
+Observer = Callable[[RequestRecord], None]
+ReadinessCheck = Callable[[], Awaitable[Any]]
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.providers: dict[str, ChatProvider] = {name: build_provider(p) for name, p in config.providers.items()}
+        self.router = Router(config, self.providers)
+        self.auth = Authenticator(config.auth)
+        self.observers: list[Observer] = []
+        self.readiness_checks: dict[str, ReadinessCheck] = {}
+        self.started_at = int(time.time())
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.ready = False
+
+    async def start(self) -> None:
+        for provider in self.providers.values():
+            await provider.start()
+        self.ready = True
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append(closer)
+
+    async def aclose(self) -> None:
+        self.ready = False
+        for closer in reversed(self._closers):
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while shutting down")
+        for provider in self.providers.values():
+            await provider.aclose()
+
+    async def authorize(self, request: Request, model: str | None, record: RequestRecord) -> Principal:
+        principal = await self.auth.authenticate(request.headers)
+        record.key_id = principal.key_id
+        if model is not None:
+            record.model = model
+            self.auth.check_model(principal, model)
+        return principal
+
+    def finish(self, record: RequestRecord) -> None:
+        record.latency_s = time.perf_counter() - record.started
+        for observer in self.observers:
+            try:
+                observer(record)
+            except Exception:
+                log.exception("request observer failed")

@@ -1,0 +1,1 @@
+"""Headends: each parses and validates one wire format and encodes hub results back to it."""

@@ -1,0 +1,112 @@
+"""Relaying one OpenAI-format call through the router, non-stream or stream.
+
+Shared by chat and (legacy) completions, whose streams have the same shape: every chunk is
+forwarded as it arrives with the first chunk's `id`; the usage-only chunk reaches the client only
+if it asked for it (`stream_options.include_usage`), though the gateway always records usage; a
+stream that breaks ends with an error frame and no `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from ..asgi import JSONResponse, Response, StreamResponse
+from ..errors import GatewayError
+from ..gateway import Gateway, RequestRecord
+from ..hub import UpstreamResult, UpstreamStream, usage_from
+from ..routing.router import Deployment, Outcome
+from ..sse import DONE, data_frame, error_frame
+
+__all__ = ["OpenedStream", "open_first_chunk", "relay_complete", "relay_stream", "response_headers"]
+
+
+def response_headers(outcome: Outcome, upstream_request_id: str | None) -> dict[str, str]:
+    headers = outcome.headers()
+    if upstream_request_id:
+        headers["x-upstream-request-id"] = upstream_request_id
+    return headers
+
+
+async def relay_complete(gw: Gateway, record: RequestRecord, model: str,
+                         call: Callable[[Deployment], Awaitable[UpstreamResult]]) -> Response:
+    result, outcome = await gw.router.execute(model, call)
+    record.routed(outcome)
+    record.usage = usage_from(result.body.get("usage"))
+    return JSONResponse(result.body, headers=response_headers(outcome, result.request_id))
+
+
+class OpenedStream:
+    """An upstream stream whose first chunk has arrived (so the router could still fall back)."""
+
+    __slots__ = ("first", "iterator", "stream")
+
+    def __init__(self, stream: UpstreamStream, iterator: AsyncIterator[dict[str, Any]], first: dict[str, Any]) -> None:
+        self.stream = stream
+        self.iterator = iterator
+        self.first = first
+
+
+async def open_first_chunk(opening: Awaitable[UpstreamStream]) -> OpenedStream:
+    stream = await opening
+    iterator = stream.__aiter__()
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        await stream.aclose()
+        raise GatewayError(502, "Upstream stream ended before sending anything.", "api_error",
+                           code="upstream_stream_truncated") from None
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await stream.aclose()
+        raise
+    return OpenedStream(stream, iterator, first)
+
+
+async def relay_stream(gw: Gateway, record: RequestRecord, model: str, include_usage: bool,
+                       open_stream: Callable[[Deployment], Awaitable[UpstreamStream]]) -> StreamResponse:
+    opened, outcome = await gw.router.execute(model, lambda d: open_first_chunk(open_stream(d)))
+    record.routed(outcome)
+    record.mark_first_token()
+    return StreamResponse(
+        _frames(opened, record, include_usage),
+        headers=response_headers(outcome, opened.stream.request_id),
+        on_close=lambda exc: _closed(gw, record, exc),
+    )
+
+
+def _closed(gw: Gateway, record: RequestRecord, exc: BaseException | None) -> None:
+    if exc is not None and record.status < 400:
+        record.status = 499  # the client went away (nginx's convention)
+        record.error_type = "client_disconnected"
+    gw.finish(record)
+
+
+async def _frames(opened: OpenedStream, record: RequestRecord, include_usage: bool) -> AsyncIterator[bytes]:
+    chunk = opened.first
+    stream_id = chunk.get("id")
+    iterator = opened.iterator
+    try:
+        while True:
+            usage = chunk.get("usage")
+            if usage is not None:
+                record.usage = usage_from(usage) or record.usage
+                if not include_usage:
+                    chunk["usage"] = None
+                    if not chunk.get("choices"):
+                        chunk = await iterator.__anext__()
+                        continue
+            if stream_id is not None and chunk.get("id") != stream_id:
+                chunk["id"] = stream_id
+            yield data_frame(chunk)
+            chunk = await iterator.__anext__()
+    except StopAsyncIteration:
+        yield DONE
+    except GatewayError as err:
+        record.status = err.status
+        record.error_type = err.type
+        yield error_frame(err.to_dict())
+    finally:
+        with contextlib.suppress(Exception):
+            await opened.stream.aclose()

@@ -1,0 +1,77 @@
+"""The hub: the internal request/response/chunk types every spoke converts to and from.
+
+The lingua franca is the OpenAI Chat Completions format itself, kept as plain dicts so that fields
+the gateway does not model ride along untouched (lossless pass-through). This module imports
+nothing else of the gateway.
+
+- `ChatRequest`: a validated chat completions body plus what the gateway decided about it.
+- A response is a `chat.completion` dict; a stream is an async iterator of `chat.completion.chunk`
+  dicts (the `UpstreamStream` protocol below), the usage chunk included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["ChatRequest", "UpstreamResult", "UpstreamStream", "Usage", "usage_from"]
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A chat completions request in hub form.
+
+    `body` is the client's JSON object (all fields, known or not); adapters copy what they send.
+    """
+
+    body: dict[str, Any]
+    model: str
+    stream: bool = False
+    include_usage: bool = False  # did the *client* ask for the final usage chunk
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+
+
+def usage_from(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    p = raw.get("prompt_tokens") or 0
+    c = raw.get("completion_tokens") or 0
+    t = raw.get("total_tokens") or (p + c)
+    if not all(isinstance(v, int) for v in (p, c, t)):
+        return None
+    return Usage(p, c, t)
+
+
+@dataclass(slots=True)
+class UpstreamResult:
+    """A complete (non-stream) upstream answer, already in the OpenAI format of its endpoint."""
+
+    body: dict[str, Any]
+    request_id: str | None = None
+
+
+class UpstreamStream(Protocol):
+    """An open upstream stream: the HTTP status was 2xx; chunks follow.
+
+    Iterating yields OpenAI chunk dicts; a failure mid-way raises `GatewayError`; a stream that
+    ends without its proper terminator raises too (never a fake clean finish).
+    """
+
+    request_id: str | None
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,199 @@
+"""The provider adapter protocol, its optional capabilities, and shared upstream HTTP plumbing.
+
+An adapter knows one upstream wire format and nothing about routing or client keys. The core
+capability is chat; completions, embeddings and model listing are optional protocols checked with
+`isinstance`, so an adapter never carries "unsupported" stubs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+import orjson
+
+from ..config import ProviderConfig
+from ..errors import GatewayError, upstream_error
+from ..hub import ChatRequest, UpstreamResult, UpstreamStream
+
+__all__ = [
+    "ChatProvider",
+    "CompletionsProvider",
+    "EmbeddingsProvider",
+    "HttpUpstream",
+    "ModelLister",
+    "SSEChunkStream",
+    "connection_error",
+]
+
+
+@runtime_checkable
+class ChatProvider(Protocol):
+    name: str
+    config: ProviderConfig
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def chat(self, request: ChatRequest, model: str, key: str | None) -> UpstreamResult: ...
+
+    async def open_chat_stream(self, request: ChatRequest, model: str, key: str | None) -> UpstreamStream: ...
+
+
+@runtime_checkable
+class CompletionsProvider(Protocol):
+    async def completions(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult: ...
+
+    async def open_completions_stream(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamStream: ...
+
+
+@runtime_checkable
+class EmbeddingsProvider(Protocol):
+    async def embeddings(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult: ...
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    async def list_models(self, key: str | None) -> list[dict[str, Any]]: ...
+
+
+def connection_error(provider: str, exc: BaseException) -> GatewayError:
+    """Translate a transport failure into the gateway error (once, at the edge)."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return GatewayError(504, f"Upstream provider `{provider}` timed out.", "timeout_error", code="upstream_timeout")
+    detail = type(exc).__name__
+    return GatewayError(502, f"Could not reach upstream provider `{provider}` ({detail}).", "api_error",
+                        code="upstream_connection_error")
+
+
+class HttpUpstream:
+    """One pooled keep-alive HTTP client per provider, created at startup."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self._session: aiohttp.ClientSession | None = None
+        self.timeout = aiohttp.ClientTimeout(total=config.timeout_s, connect=config.connect_timeout_s)
+        # A stream may last long; what must not last is silence between two reads.
+        self.stream_timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout_s,
+                                                    sock_read=config.timeout_s)
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30,
+                                             enable_cleanup_closed=False)
+            self._session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                                                  auto_decompress=True, skip_auto_headers=("User-Agent",))
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"provider {self.name} used before start()")
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, url: str, payload: dict[str, Any], headers: dict[str, str], stream: bool,
+                   secrets: tuple[str, ...]) -> aiohttp.ClientResponse:
+        """POST and return the 2xx response (the caller reads and releases it); raise otherwise."""
+        try:
+            resp = await self.session.post(url, data=orjson.dumps(payload), headers=headers,
+                                           timeout=self.stream_timeout if stream else self.timeout)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise connection_error(self.name, exc) from exc
+        if resp.status >= 400:
+            raise await self.error_from(resp, secrets)
+        return resp
+
+    async def get_json(self, url: str, headers: dict[str, str], secrets: tuple[str, ...]) -> Any:
+        try:
+            async with self.session.get(url, headers=headers, timeout=self.timeout) as resp:
+                if resp.status >= 400:
+                    raise await self.error_from(resp, secrets)
+                return orjson.loads(await resp.read())
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise connection_error(self.name, exc) from exc
+        except orjson.JSONDecodeError as exc:
+            raise GatewayError(502, f"Upstream provider `{self.name}` returned invalid JSON.", "api_error",
+                               code="upstream_invalid_response") from exc
+
+    async def read_json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
+        try:
+            raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise connection_error(self.name, exc) from exc
+        finally:
+            resp.release()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise GatewayError(502, f"Upstream provider `{self.name}` returned an invalid JSON body.", "api_error",
+                               code="upstream_invalid_response")
+        return data
+
+    async def error_from(self, resp: aiohttp.ClientResponse, secrets: tuple[str, ...]) -> GatewayError:
+        try:
+            raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            raw = b""
+        finally:
+            resp.release()
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        return upstream_error(resp.status, body, self.name, secrets, dict(resp.headers))
+
+
+class SSEChunkStream:
+    """An upstream SSE response turned into hub chunks by `convert` (None skips an event).
+
+    `convert(event, data)` returns a chunk dict, None to skip, or raises StopAsyncIteration when
+    the stream's proper terminator arrives. Ending without a terminator is an error.
+    """
+
+    def __init__(self, resp: aiohttp.ClientResponse, provider: str,
+                 convert: Callable[[str | None, str], dict[str, Any] | None]) -> None:
+        self._resp = resp
+        self._provider = provider
+        self._convert = convert
+        self.request_id = resp.headers.get("x-request-id") or resp.headers.get("request-id")
+        self._finished = False
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        from ..sse import iter_sse
+
+        try:
+            async for event, data in iter_sse(self._resp.content):
+                try:
+                    chunk = self._convert(event, data)
+                except StopAsyncIteration:
+                    self._finished = True
+                    return
+                if chunk is not None:
+                    yield chunk
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            err = connection_error(self._provider, exc)
+            err.message = f"Upstream stream from `{self._provider}` broke mid-way ({type(exc).__name__})."
+            raise err from exc
+        except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise GatewayError(502, f"Upstream provider `{self._provider}` sent an invalid stream event.", "api_error",
+                               code="upstream_invalid_response") from exc
+        finally:
+            await self.aclose()
+        raise GatewayError(502, f"Upstream stream from `{self._provider}` ended before it was complete.", "api_error",
+                           code="upstream_stream_truncated")
+
+    async def aclose(self) -> None:
+        if self._finished:
+            self._resp.release()
+        else:
+            self._resp.close()  # do not reuse a connection with unread data

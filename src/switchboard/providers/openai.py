@@ -1,0 +1,135 @@
+"""Adapter for any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama, LM Studio, Groq...).
+
+The hub is the OpenAI format, so conversion is a copy: the upstream model name is set, parameters
+the provider does not want are dropped, and streams ask for usage so the gateway can count tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..config import ProviderConfig
+from ..errors import GatewayError, upstream_error
+from ..hub import ChatRequest, UpstreamResult, UpstreamStream
+from ..openai_fields import CHAT_FIELDS, COMPLETION_FIELDS, EMBEDDING_FIELDS
+from .base import HttpUpstream, SSEChunkStream
+
+__all__ = ["OpenAIProvider", "to_openai_body"]
+
+_SPEC_FIELDS = {
+    "chat": frozenset(CHAT_FIELDS),
+    "completions": frozenset(COMPLETION_FIELDS),
+    "embeddings": frozenset(EMBEDDING_FIELDS),
+}
+
+
+def to_openai_body(config: ProviderConfig, body: dict[str, Any], model: str, endpoint: str,
+                   stream: bool = False) -> dict[str, Any]:
+    """The body to send upstream: the client's, minus what this provider must not receive."""
+    out = dict(body)
+    out["model"] = model
+    for name in config.drop_params:
+        out.pop(name, None)
+    if not config.forward_unknown_params:
+        spec = _SPEC_FIELDS[endpoint]
+        for name in [k for k in out if k not in spec]:
+            del out[name]
+        # Clients send spec-violating shapes here (Open WebUI's object `user`, Vapi's object metadata);
+        # a strict upstream would reject the whole request for them.
+        meta = out.get("metadata")
+        if isinstance(meta, dict) and not all(isinstance(v, str) for v in meta.values()):
+            del out["metadata"]
+    if "user" in out and not isinstance(out["user"], str):
+        del out["user"]
+    if stream:
+        out["stream"] = True
+        options = out.get("stream_options")
+        out["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+    return out
+
+
+def _openai_event(event: str | None, data: str) -> dict[str, Any] | None:
+    if data == "[DONE]":
+        raise StopAsyncIteration
+    obj = orjson.loads(data)
+    if not isinstance(obj, dict):
+        return None
+    if "error" in obj and not obj.get("choices"):
+        # OpenAI-compatible servers report a failure inside the stream this way.
+        raise upstream_error(502, obj, "upstream")
+    return obj
+
+
+class OpenAIProvider:
+    """Chat, completions, embeddings and model listing against an OpenAI-compatible base URL."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.http = HttpUpstream(config)
+        self._base = config.base_url
+        self._secrets = tuple(k.value for k in config.keys)
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _headers(self, key: str | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.config.headers}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    async def _complete(self, path: str, body: dict[str, Any], key: str | None) -> UpstreamResult:
+        resp = await self.http.post(self._base + path, body, self._headers(key), False, self._secrets)
+        request_id = resp.headers.get("x-request-id")
+        return UpstreamResult(await self.http.read_json(resp), request_id)
+
+    async def _stream(self, path: str, body: dict[str, Any], key: str | None) -> UpstreamStream:
+        resp = await self.http.post(self._base + path, body, self._headers(key), True, self._secrets)
+        if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+            # Some servers answer errors with 200 + JSON even for stream requests.
+            data = await self.http.read_json(resp)
+            if "error" in data:
+                raise upstream_error(502, data, self.name, self._secrets)
+            raise GatewayError(502, f"Upstream provider `{self.name}` did not answer with an event stream.",
+                               "api_error", code="upstream_invalid_response")
+
+        def convert(event: str | None, data: str) -> dict[str, Any] | None:
+            try:
+                return _openai_event(event, data)
+            except GatewayError as err:
+                err.message = f"Upstream provider `{self.name}` failed mid-stream: {err.message}"
+                raise
+
+        return SSEChunkStream(resp, self.name, convert)
+
+    async def chat(self, request: ChatRequest, model: str, key: str | None) -> UpstreamResult:
+        body = to_openai_body(self.config, request.body, model, "chat")
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        return await self._complete("/chat/completions", body, key)
+
+    async def open_chat_stream(self, request: ChatRequest, model: str, key: str | None) -> UpstreamStream:
+        return await self._stream("/chat/completions", to_openai_body(self.config, request.body, model, "chat", True), key)
+
+    async def completions(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
+        out = to_openai_body(self.config, body, model, "completions")
+        out.pop("stream", None)
+        out.pop("stream_options", None)
+        return await self._complete("/completions", out, key)
+
+    async def open_completions_stream(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamStream:
+        return await self._stream("/completions", to_openai_body(self.config, body, model, "completions", True), key)
+
+    async def embeddings(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
+        return await self._complete("/embeddings", to_openai_body(self.config, body, model, "embeddings"), key)
+
+    async def list_models(self, key: str | None) -> list[dict[str, Any]]:
+        data = await self.http.get_json(self._base + "/models", self._headers(key), self._secrets)
+        models = data.get("data") if isinstance(data, dict) else None
+        return [m for m in models or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]

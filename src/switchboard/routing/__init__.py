@@ -1,0 +1,1 @@
+"""Routing: which deployment answers a model, and how failures are retried or fall back."""

@@ -1,0 +1,281 @@
+"""A fake OpenAI-compatible upstream that speaks the real wire format, served on 127.0.0.1.
+
+Behaviour is chosen by the requested model name, so one server covers every test:
+
+- any model: a normal answer; the reply text is "Hello from <model>" (split into 3 stream chunks)
+- `tools`: the answer is two parallel tool calls (streamed as real argument fragments)
+- `cut`: the stream is cut after two chunks (connection closed, no [DONE])
+- `truncated`: the stream ends cleanly at the HTTP level but without [DONE]
+- `error-<status>`: an OpenAI error body with that status (`error-429` adds retry-after: 0)
+- `slow-<ms>`: waits that long before answering
+- `leaky`: a 401 whose message echoes the API key, as OpenAI does
+- `midstream-error`: a data event with an error object after one chunk
+- `garbage`: 200 with invalid JSON
+- `embed-float`: embeddings always returned as floats, whatever encoding_format says
+
+Every request is recorded (`requests`), with headers, for assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+REPLY_PARTS = ["Hello", " from", " {model}"]
+
+
+def _usage(prompt: int = 5, completion: int = 3) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _error(status: int, message: str, etype: str = "invalid_request_error", code: str | None = None,
+           headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.router.add_post("/v1/chat/completions", self.chat)
+        self.app.router.add_post("/v1/completions", self.completions)
+        self.app.router.add_post("/v1/embeddings", self.embeddings)
+        self.app.router.add_get("/v1/models", self.models)
+        self.active_streams = 0
+        self.cancelled_streams = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle (runs in its own thread so sync tests can use it too)
+    def start(self) -> FakeOpenAI:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            self._runner = web.AppRunner(self.app, access_log=None)
+            loop.run_until_complete(self._runner.setup())
+            site = web.SockSite(self._runner, sock)
+            loop.run_until_complete(site.start())
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    # -- shared behaviour
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        body = json.loads(raw) if raw else {}
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        return body
+
+    async def _common_faults(self, model: str, request: web.Request) -> web.StreamResponse | None:
+        if model.startswith("slow-"):
+            await asyncio.sleep(int(model.split("-")[1]) / 1000)
+        if model.startswith("error-"):
+            status = int(model.split("-")[1])
+            headers = {"retry-after": "0"} if status == 429 else None
+            etype = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
+                     429: "rate_limit_exceeded"}.get(status, "server_error")
+            return _error(status, f"fake upstream error {status}", etype, code=f"fake_{status}", headers=headers)
+        if model == "leaky":
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            return _error(401, f"Incorrect API key provided: {key}. You can find your API key at ...",
+                          "invalid_request_error", code="invalid_api_key")
+        if model == "garbage":
+            return web.Response(text="{not json", content_type="application/json")
+        return None
+
+    # -- endpoints
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        model = body.get("model", "")
+        fault = await self._common_faults(model, request)
+        if fault is not None:
+            return fault
+        n = body.get("n") or 1
+        created = int(time.time())
+        cid = f"chatcmpl-fake{len(self.requests)}"
+        if not body.get("stream"):
+            choices = []
+            for i in range(n):
+                message: dict[str, Any] = {"role": "assistant", "content": "".join(REPLY_PARTS).format(model=model),
+                                           "refusal": None, "annotations": []}
+                finish = "stop"
+                if model == "tools":
+                    message["content"] = None
+                    message["tool_calls"] = [
+                        {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+                        {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}},
+                    ]
+                    finish = "tool_calls"
+                choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
+            return web.json_response({
+                "id": cid, "object": "chat.completion", "created": created, "model": model,
+                "choices": choices, "usage": _usage(), "system_fingerprint": "fp_fake", "service_tier": "default",
+            }, headers={"x-request-id": f"upstream-{cid}"})
+        return await self._chat_stream(request, body, cid, created, model, n)
+
+    def _chunk(self, cid: str, created: int, model: str, choices: list[dict[str, Any]],
+               usage: Any = None, with_usage_field: bool = True) -> bytes:
+        obj: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                               "system_fingerprint": "fp_fake", "choices": choices}
+        if with_usage_field:
+            obj["usage"] = usage
+        return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+    async def _chat_stream(self, request: web.Request, body: dict[str, Any], cid: str, created: int,
+                           model: str, n: int) -> web.StreamResponse:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-request-id": f"upstream-{cid}"})
+        await resp.prepare(request)
+        self.active_streams += 1
+        try:
+            def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+                return self._chunk(cid, created, model, choices, usage, include_usage)
+
+            for i in range(n):
+                await resp.write(chunk([{"index": i, "delta": {"role": "assistant", "content": "", "refusal": None},
+                                         "logprobs": None, "finish_reason": None}]))
+            if model == "tools":
+                frags = [
+                    {"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+                    {"index": 0, "function": {"arguments": '{"city":'}},
+                    {"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": ""}},
+                    {"index": 0, "function": {"arguments": '"Paris"}'}},
+                    {"index": 1, "function": {"arguments": '{"tz":"CET"}'}},
+                ]
+                for frag in frags:
+                    await resp.write(chunk([{"index": 0, "delta": {"tool_calls": [frag]}, "logprobs": None,
+                                             "finish_reason": None}]))
+                await resp.write(chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}]))
+            else:
+                delay = float(request.headers.get("x-fake-chunk-delay", "0"))
+                for part_no, part in enumerate(REPLY_PARTS):
+                    if model == "cut" and part_no == 2:
+                        # Abort the connection mid-stream: no terminating chunk, no [DONE].
+                        assert request.transport is not None
+                        request.transport.close()
+                        return resp
+                    if model == "midstream-error" and part_no == 1:
+                        await resp.write(b'data: {"error": {"message": "model overloaded", "type": "server_error", '
+                                         b'"param": null, "code": null}}\n\n')
+                        return resp
+                    for i in range(n):
+                        await resp.write(chunk([{"index": i, "delta": {"content": part.format(model=model)},
+                                                 "logprobs": None, "finish_reason": None}]))
+                    if delay:
+                        await asyncio.sleep(delay)
+                if model == "truncated":
+                    await resp.write_eof()
+                    return resp
+                for i in range(n):
+                    await resp.write(chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": "stop"}]))
+            if include_usage:
+                await resp.write(chunk([], _usage(5, 3 * n)))
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled_streams += 1
+            raise
+        finally:
+            self.active_streams -= 1
+        return resp
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        model = body.get("model", "")
+        fault = await self._common_faults(model, request)
+        if fault is not None:
+            return fault
+        prompt = body.get("prompt")
+        if isinstance(prompt, str) or prompt is None:
+            prompts: list[Any] = [prompt or ""]
+        elif prompt and all(isinstance(t, int) for t in prompt):
+            prompts = [prompt]
+        else:
+            prompts = list(prompt)
+        n = body.get("n") or 1
+        created = int(time.time())
+        cid = f"cmpl-fake{len(self.requests)}"
+        texts = [(p, i) for p in range(len(prompts)) for i in range(n)]
+        if not body.get("stream"):
+            choices = [{"index": idx, "text": f" completion {p}.{i}", "logprobs": None, "finish_reason": "stop"}
+                       for idx, (p, i) in enumerate(texts)]
+            return web.json_response({"id": cid, "object": "text_completion", "created": created, "model": model,
+                                      "choices": choices, "usage": _usage(4 * len(prompts), 3 * len(choices))})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        for idx, (p, i) in enumerate(texts):
+            for piece in (" completion", f" {p}.{i}"):
+                obj = {"id": cid, "object": "text_completion", "created": created, "model": model,
+                       "choices": [{"index": idx, "text": piece, "logprobs": None, "finish_reason": None}]}
+                await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
+        if include_usage:
+            obj = {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [],
+                   "usage": _usage(4, 6)}
+            await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        model = body.get("model", "")
+        fault = await self._common_faults(model, request)
+        if fault is not None:
+            return fault
+        inputs = body.get("input")
+        items = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        dims = body.get("dimensions") or 4
+        data = []
+        for i, _ in enumerate(items):
+            vector = [round(0.25 * (i + 1) + 0.5 * d, 4) for d in range(dims)]
+            if body.get("encoding_format") == "base64" and model != "embed-float":
+                emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            else:
+                emb = vector
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        return web.json_response({"object": "list", "data": data, "model": model,
+                                  "usage": {"prompt_tokens": 2 * len(items), "total_tokens": 2 * len(items)}})
+
+    async def models(self, request: web.Request) -> web.Response:
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": None})
+        return web.json_response({"object": "list", "data": [
+            {"id": "fake-large", "object": "model", "created": 1700000000, "owned_by": "fake"},
+            {"id": "fake-small", "object": "model", "created": 1700000000, "owned_by": "fake"},
+        ]})

@@ -1,0 +1,71 @@
+"""Start a real `switchboard serve` process on a free port for integration tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SwitchboardProcess:
+    def __init__(self, config_text: str, env: dict[str, str] | None = None, workers: int = 1,
+                 extra_files: dict[str, str] | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="switchboard-test-"))
+        for name, text in (extra_files or {}).items():
+            path = self.dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        self.config_path = self.dir / "switchboard.yaml"
+        self.config_path.write_text(config_text)
+        self.port = free_port()
+        self.env = {**os.environ, **(env or {})}
+        self.workers = workers
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.dir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> SwitchboardProcess:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "switchboard.cli", "serve", "--config", str(self.config_path),
+             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "info"],
+            cwd=self.dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"switchboard exited early:\n{self.logs()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"switchboard did not start:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
