@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -33,6 +34,7 @@ class SwitchboardProcess:
         self.env = {**os.environ, **(env or {})}
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
         self.log_path = self.dir / "server.log"
 
     @property
@@ -40,15 +42,16 @@ class SwitchboardProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> SwitchboardProcess:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "switchboard.cli", "serve", "--config", str(self.config_path),
              "--port", str(self.port), "--workers", str(self.workers), "--log-level", "info"],
-            cwd=self.dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.dir, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"switchboard exited early:\n{self.logs()}")
             try:
                 if httpx.get(self.url + "/health", timeout=0.5).status_code == 200:
@@ -56,6 +59,7 @@ class SwitchboardProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"switchboard did not start:\n{self.logs()}")
 
     def logs(self) -> str:
@@ -69,3 +73,6 @@ class SwitchboardProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -6,6 +6,7 @@ reads, and errors that name the offending key and its line. Unknown keys are err
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -239,6 +240,9 @@ class _Section:
         node = self.node(name)
         if node is None or node.value is None:
             if required:
+                typo = difflib.get_close_matches(name, [k for k in self.items if k not in self.seen], n=1)
+                if typo:
+                    raise self.error(self.items[typo[0]], f"unknown key `{self.key(typo[0])}` (did you mean `{name}`?)")
                 raise self.error(node, f"`{self.key(name)}` is required")
             return default
         value = node.value

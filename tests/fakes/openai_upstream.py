@@ -12,6 +12,7 @@ Behaviour is chosen by the requested model name, so one server covers every test
 - `midstream-error`: a data event with an error object after one chunk
 - `garbage`: 200 with invalid JSON
 - `embed-float`: embeddings always returned as floats, whatever encoding_format says
+- a body field `fake_chunk_delay` (seconds; unknown fields are forwarded) paces the stream chunks
 
 Every request is recorded (`requests`), with headers, for assertions.
 """
@@ -183,7 +184,7 @@ class FakeOpenAI:
                                              "finish_reason": None}]))
                 await resp.write(chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}]))
             else:
-                delay = float(request.headers.get("x-fake-chunk-delay", "0"))
+                delay = float(body.get("fake_chunk_delay", 0))
                 for part_no, part in enumerate(REPLY_PARTS):
                     if model == "cut" and part_no == 2:
                         # Abort the connection mid-stream: no terminating chunk, no [DONE].

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.server import SwitchboardProcess
+
+MASTER = "sk-test-master"
+APP_KEY = "sk-test-app-key"
+
+
+def core_config(fake: FakeOpenAI) -> str:
+    return f"""
+server:
+  path_prefixes: ["/openai", "/api"]
+  max_body_bytes: 200000
+auth:
+  master_key: ${{TEST_MASTER_KEY}}
+  keys:
+    - {{name: app, value: "{APP_KEY}", models: ["gpt-4o-mini", "up/*"]}}
+providers:
+  up:
+    type: openai
+    base_url: {fake.base_url}
+    keys:
+      - {{value: sk-upstream-secret-1, weight: 1}}
+    list_models: true
+    retries: {{max: 0}}
+  strict:
+    type: openai
+    base_url: {fake.base_url}
+    keys: [{{value: sk-upstream-secret-2}}]
+    forward_unknown_params: false
+    drop_params: [seed]
+    retries: {{max: 0}}
+models:
+  gpt-4o-mini: {{route: up/gpt-4o-mini}}
+  embedder: {{route: up/text-embedding-3-small}}
+  strict-model: {{route: strict/gpt-4o}}
+"""
+
+
+@pytest.fixture(scope="package")
+def gateway(fake_openai: FakeOpenAI) -> Iterator[SwitchboardProcess]:
+    server = SwitchboardProcess(core_config(fake_openai), env={"TEST_MASTER_KEY": MASTER}).start()
+    yield server
+    server.stop()

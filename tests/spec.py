@@ -1,0 +1,47 @@
+"""Validate gateway responses against the official OpenAI OpenAPI spec (when it is present).
+
+The spec says 3.1 but still uses 3.0's `nullable: true`; that is rewritten to a null union first.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "openai-openapi.yaml"
+
+
+def _denull(node: Any) -> Any:
+    if isinstance(node, dict):
+        node = {k: _denull(v) for k, v in node.items()}
+        if node.pop("nullable", False) is True:
+            return {"anyOf": [node, {"type": "null"}]}
+        return node
+    if isinstance(node, list):
+        return [_denull(v) for v in node]
+    return node
+
+
+@functools.cache
+def _components() -> dict[str, Any] | None:
+    if not SPEC_PATH.exists():
+        return None
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with SPEC_PATH.open() as f:
+        spec = yaml.load(f, Loader=loader)  # noqa: S506 - a safe loader
+    return {"schemas": _denull(spec["components"]["schemas"])}
+
+
+def validate_against_spec(schema_name: str, instance: Any) -> None:
+    components = _components()
+    if components is None:
+        pytest.skip("the OpenAI spec is not available at ../shared/reference")
+    import jsonschema
+
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": components}
+    jsonschema.Draft202012Validator(schema).validate(instance)
