@@ -42,7 +42,7 @@ class SwitchboardProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> SwitchboardProcess:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "switchboard.cli", "serve", "--config", str(self.config_path),
              "--port", str(self.port), "--workers", str(self.workers), "--log-level", "info"],

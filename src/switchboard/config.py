@@ -511,13 +511,16 @@ def _check_routes(cfg: Config, source: str) -> None:
             return
         provider, sep, upstream = target.partition("/")
         if not sep or not upstream:
-            raise ConfigError(f"{source}:{model.line}: `models.{model.name}.{what}` must be `provider/model`, got `{target}`")
+            raise ConfigError(
+                f"{source}:{model.line}: `models.{model.name}.{what}` must be `provider/model`, got `{target}`")
         if provider not in cfg.providers:
-            raise ConfigError(f"{source}:{model.line}: `models.{model.name}.{what}` names unknown provider `{provider}`")
+            raise ConfigError(
+                f"{source}:{model.line}: `models.{model.name}.{what}` names unknown provider `{provider}`")
 
     for model in cfg.models.values():
         if model.route in cfg.models:
-            raise ConfigError(f"{source}:{model.line}: `models.{model.name}.route` must be `provider/model`, not an alias")
+            raise ConfigError(
+                f"{source}:{model.line}: `models.{model.name}.route` must be `provider/model`, not an alias")
         check(model.route, model, "route")
         for fb in model.fallbacks:
             check(fb, model, "fallbacks")

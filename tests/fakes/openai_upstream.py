@@ -139,8 +139,10 @@ class FakeOpenAI:
                 if model == "tools":
                     message["content"] = None
                     message["tool_calls"] = [
-                        {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-                        {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}},
+                        {"id": "call_a", "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+                        {"id": "call_b", "type": "function",
+                         "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}},
                     ]
                     finish = "tool_calls"
                 choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
@@ -173,7 +175,8 @@ class FakeOpenAI:
                                          "logprobs": None, "finish_reason": None}]))
             if model == "tools":
                 frags = [
-                    {"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+                    {"index": 0, "id": "call_a", "type": "function",
+                     "function": {"name": "get_weather", "arguments": ""}},
                     {"index": 0, "function": {"arguments": '{"city":'}},
                     {"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": ""}},
                     {"index": 0, "function": {"arguments": '"Paris"}'}},

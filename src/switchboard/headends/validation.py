@@ -106,7 +106,8 @@ def validate_chat(body: dict[str, Any]) -> str:
     """Check a chat completions body; returns the requested model name."""
     model = _require_model(body)
     if "messages" not in body:
-        raise bad_request("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
+        raise bad_request("Missing required parameter: 'messages'.", param="messages",
+                          code="missing_required_parameter")
     check_fields(body, CHAT_FIELDS)
     messages = body["messages"]
     if not messages:
@@ -174,7 +175,7 @@ def validate_completion(body: dict[str, Any]) -> str:
         ok = (
             all(isinstance(p, str) for p in prompt)
             or all(isinstance(p, int) and not isinstance(p, bool) for p in prompt)
-            or all(isinstance(p, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in p) for p in prompt)
+            or all(isinstance(p, list) and all(_is(t, "integer") for t in p) for p in prompt)
         )
         if not ok:
             raise bad_request("Invalid type for 'prompt': expected a string, an array of strings, an array of tokens "

@@ -85,8 +85,8 @@ class HttpUpstream:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30,
                                              enable_cleanup_closed=False)
-            self._session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
-                                                  auto_decompress=True, skip_auto_headers=("User-Agent",))
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+                                                  skip_auto_headers=("User-Agent",))
 
     @property
     def session(self) -> aiohttp.ClientSession:

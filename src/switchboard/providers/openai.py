@@ -46,7 +46,8 @@ def to_openai_body(config: ProviderConfig, body: dict[str, Any], model: str, end
     if stream:
         out["stream"] = True
         options = out.get("stream_options")
-        out["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+        base = options if isinstance(options, dict) else {}
+        out["stream_options"] = {**base, "include_usage": True}
     return out
 
 
@@ -115,7 +116,8 @@ class OpenAIProvider:
         return await self._complete("/chat/completions", body, key)
 
     async def open_chat_stream(self, request: ChatRequest, model: str, key: str | None) -> UpstreamStream:
-        return await self._stream("/chat/completions", to_openai_body(self.config, request.body, model, "chat", True), key)
+        body = to_openai_body(self.config, request.body, model, "chat", True)
+        return await self._stream("/chat/completions", body, key)
 
     async def completions(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
         out = to_openai_body(self.config, body, model, "completions")
