@@ -156,12 +156,14 @@ class HttpUpstream:
 class SSEChunkStream:
     """An upstream SSE response turned into hub chunks by `convert` (None skips an event).
 
-    `convert(event, data)` returns a chunk dict, None to skip, or raises StopAsyncIteration when
-    the stream's proper terminator arrives. Ending without a terminator is an error.
+    `convert(event, data)` returns a chunk dict, a list of chunks (one upstream event may carry
+    several hub chunks, e.g. Anthropic's message_delta: finish reason and usage), None to skip, or
+    raises StopAsyncIteration when the stream's proper terminator arrives. Ending without a
+    terminator is an error.
     """
 
     def __init__(self, resp: aiohttp.ClientResponse, provider: str,
-                 convert: Callable[[str | None, str], dict[str, Any] | None]) -> None:
+                 convert: Callable[[str | None, str], dict[str, Any] | list[dict[str, Any]] | None]) -> None:
         self._resp = resp
         self._provider = provider
         self._convert = convert
@@ -178,7 +180,10 @@ class SSEChunkStream:
                 except StopAsyncIteration:
                     self._finished = True
                     return
-                if chunk is not None:
+                if isinstance(chunk, list):
+                    for item in chunk:
+                        yield item
+                elif chunk is not None:
                     yield chunk
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             err = connection_error(self._provider, exc)
