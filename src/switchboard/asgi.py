@@ -124,7 +124,6 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
     if response.content_type == "text/event-stream":
         raw.append((b"cache-control", b"no-cache"))
         raw.append((b"x-accel-buffering", b"no"))  # nginx must not buffer the stream
-    await send({"type": "http.response.start", "status": response.status, "headers": raw})
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
     producer = asyncio.current_task()
@@ -150,9 +149,12 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
         finally:
             receiving.cancel()
 
-    guard_task = asyncio.ensure_future(guard())
+    guard_task: asyncio.Future[None] | None = None
     error: BaseException | None = None
     try:
+        # Inside the try: if the client is already gone, the body (and the upstream behind it) is still closed.
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        guard_task = asyncio.ensure_future(guard())
         async for chunk in response.body:
             last_sent = loop.time()
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -168,9 +170,10 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
         error = exc
         raise
     finally:
-        guard_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await guard_task
+        if guard_task is not None:
+            guard_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await guard_task
         aclose = getattr(response.body, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception):

@@ -125,7 +125,8 @@ def upstream_error(
         status = 502
     out_headers: dict[str, str] = {}
     if headers:
+        lowered = {k.lower(): v for k, v in headers.items()}  # servers send `Retry-After` as often as not
         for name in ("retry-after", "retry-after-ms"):
-            if name in headers:
-                out_headers[name] = headers[name]
+            if name in lowered:
+                out_headers[name] = lowered[name]
     return GatewayError(status, message, err_type, param=param, code=code, headers=out_headers)

@@ -65,8 +65,7 @@ async def embeddings(gw: Gateway, request: Request, record: RequestRecord) -> Re
                                "invalid_request_error", param="model", code="unsupported_endpoint", retryable=False)
         return d.provider.embeddings(body, d.model, d.key_value)
 
-    result, outcome = await gw.router.execute(model, call)
-    record.routed(outcome)
+    result, outcome = await gw.router.execute(model, call, observe=record.routed)
     record.usage = usage_from(result.body.get("usage"))
     _encode(result.body, want_base64)
     return JSONResponse(result.body, headers=response_headers(outcome, result.request_id))

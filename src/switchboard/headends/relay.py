@@ -19,7 +19,7 @@ from ..hub import UpstreamResult, UpstreamStream, usage_from
 from ..routing.router import Deployment, Outcome
 from ..sse import DONE, data_frame, error_frame
 
-__all__ = ["OpenedStream", "open_first_chunk", "relay_complete", "relay_stream", "response_headers"]
+__all__ = ["OpenedStream", "StreamBody", "open_first_chunk", "relay_complete", "relay_stream", "response_headers"]
 
 
 def response_headers(outcome: Outcome, upstream_request_id: str | None) -> dict[str, str]:
@@ -31,8 +31,7 @@ def response_headers(outcome: Outcome, upstream_request_id: str | None) -> dict[
 
 async def relay_complete(gw: Gateway, record: RequestRecord, model: str,
                          call: Callable[[Deployment], Awaitable[UpstreamResult]]) -> Response:
-    result, outcome = await gw.router.execute(model, call)
-    record.routed(outcome)
+    result, outcome = await gw.router.execute(model, call, observe=record.routed)
     record.usage = usage_from(result.body.get("usage"))
     return JSONResponse(result.body, headers=response_headers(outcome, result.request_id))
 
@@ -66,17 +65,44 @@ async def open_first_chunk(opening: Awaitable[UpstreamStream]) -> OpenedStream:
 
 async def relay_stream(gw: Gateway, record: RequestRecord, model: str, include_usage: bool,
                        open_stream: Callable[[Deployment], Awaitable[UpstreamStream]]) -> StreamResponse:
-    opened, outcome = await gw.router.execute(model, lambda d: open_first_chunk(open_stream(d)))
-    record.routed(outcome)
+    # hold=True: the concurrency slots stay taken until the stream ends (released in `_closed`).
+    opened, outcome = await gw.router.execute(model, lambda d: open_first_chunk(open_stream(d)),
+                                              hold=True, observe=record.routed)
     record.mark_first_token()
     return StreamResponse(
-        _frames(opened, record, include_usage),
+        StreamBody(_frames(opened, record, include_usage), opened.stream),
         headers=response_headers(outcome, opened.stream.request_id),
-        on_close=lambda exc: _closed(gw, record, exc),
+        on_close=lambda exc: _closed(gw, record, outcome, exc),
     )
 
 
-def _closed(gw: Gateway, record: RequestRecord, exc: BaseException | None) -> None:
+class StreamBody:
+    """A stream response body whose `aclose()` also closes the upstream stream.
+
+    Closing a generator that never started does not run its `finally`; this closes the upstream
+    even when the client left before the first frame was sent.
+    """
+
+    __slots__ = ("_frames", "_upstream")
+
+    def __init__(self, frames: AsyncIterator[bytes], upstream: UpstreamStream) -> None:
+        self._frames = frames
+        self._upstream = upstream
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._frames
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._frames, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            await self._upstream.aclose()
+
+
+def _closed(gw: Gateway, record: RequestRecord, outcome: Outcome, exc: BaseException | None) -> None:
+    outcome.release()
     if exc is not None and record.status < 400:
         record.status = 499  # the client went away (nginx's convention)
         record.error_type = "client_disconnected"

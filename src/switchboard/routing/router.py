@@ -1,6 +1,19 @@
 """The router: picks a deployment (provider + upstream model + key) for a public model name and
 runs an attempt against it with retries, backoff and fallbacks. It knows nothing of wire formats:
 an attempt is any coroutine function taking a `Deployment`.
+
+Policy, in order, for one `execute`:
+- one total deadline (`models.X.timeout_s`, else `server.request_timeout_s`) bounds every queue
+  wait, attempt and backoff sleep; when it cuts an attempt the client gets 504 `deadline_exceeded`;
+- the model's concurrency slot (`models.X.max_in_flight`) is taken once, a provider's slot per attempt;
+  a full queue is 503 `queue_full` at once (a fallback on another provider may still take it);
+- keys whose circuit is open (routing/health.py) are avoided, and so are routes with no healthy
+  key while another route has one; when nothing is healthy every route is tried anyway, because a
+  likely-failing attempt beats a certain failure;
+- retryable errors are retried with exponential backoff and jitter, on another key when there is
+  one; the upstream's `retry-after` is honoured when retrying the same key, and a hint longer than
+  `backoff_max_ms` gives the route up instead of holding the request;
+- the route's last error decides whether to fall back (`_may_fall_back`).
 """
 
 from __future__ import annotations
@@ -9,14 +22,16 @@ import asyncio
 import fnmatch
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ..config import Config, ModelConfig, ProviderKey
 from ..errors import GatewayError, model_not_found
 from ..providers.base import ChatProvider
+from .health import Health
+from .limits import Lease, Limits
 
-__all__ = ["Deployment", "Outcome", "Route", "Router"]
+__all__ = ["Deployment", "Outcome", "Route", "Router", "RouterEvent", "deadline_exceeded"]
 
 T = TypeVar("T")
 
@@ -47,14 +62,28 @@ class Deployment:
     def key_id(self) -> str | None:
         return self.key.id if self.key is not None else None
 
+    @property
+    def id(self) -> str:
+        """The deployment's non-secret identity for cooldowns and metrics: the key id, or the provider."""
+        return self.key.id if self.key is not None else self.provider.name
+
 
 @dataclass(slots=True)
 class Outcome:
-    """What the router did for one request, for response headers, logs and metrics."""
+    """What the router did for one request, for response headers, logs and metrics.
+
+    With `execute(..., hold=True)` it also holds the concurrency slots of the request, which the
+    caller must `release()` when it is done with the result (a stream: when the stream ends).
+    """
 
     deployment: Deployment
     attempts: int
     fallback: bool
+    leases: list[Lease] = field(default_factory=list)
+
+    def release(self) -> None:
+        for lease in self.leases:
+            lease.release()
 
     def headers(self) -> dict[str, str]:
         return {
@@ -63,6 +92,17 @@ class Outcome:
             "x-switchboard-attempts": str(self.attempts),
             "x-switchboard-fallback": "true" if self.fallback else "false",
         }
+
+
+@dataclass(slots=True, frozen=True)
+class RouterEvent:
+    """Something the router did that metrics and logs count: "retry", "fallback" or "upstream_error"."""
+
+    kind: str
+    model: str
+    provider: str
+    deployment: str
+    error: GatewayError | None = None
 
 
 class _KeyPicker:
@@ -74,15 +114,28 @@ class _KeyPicker:
         self.keys = keys
         self.weights = [k.weight for k in keys]
 
-    def pick(self, exclude: set[str]) -> ProviderKey | None:
+    def pick(self, exclude: set[str], healthy: Callable[[ProviderKey], bool]) -> ProviderKey | None:
+        """Prefer healthy keys not tried yet, then healthy ones, then untried ones, then any."""
         if not self.keys:
             return None
         if len(self.keys) == 1:
             return self.keys[0]
-        pool = [(k, w) for k, w in zip(self.keys, self.weights, strict=True) if k.id not in exclude]
-        if not pool:  # every key failed already: any of them may have recovered
-            return random.choices(self.keys, self.weights)[0]
-        return random.choices([k for k, _ in pool], [w for _, w in pool])[0]
+        pairs = list(zip(self.keys, self.weights, strict=True))
+        for wanted in (lambda k: k.id not in exclude and healthy(k), healthy, lambda k: k.id not in exclude):
+            pool = [(k, w) for k, w in pairs if wanted(k)]
+            if pool:
+                return random.choices([k for k, _ in pool], [w for _, w in pool])[0]
+        return random.choices(self.keys, self.weights)[0]  # every key failed: any may have recovered
+
+
+def deadline_exceeded(seconds: float) -> GatewayError:
+    return GatewayError(504, f"The request did not complete within its deadline of {seconds:g}s.", "timeout_error",
+                        code="deadline_exceeded", retryable=False)
+
+
+def _counts_against_deployment(err: GatewayError) -> bool:
+    """Whether an error says the deployment is unwell (a local queue_full or a 4xx answer does not)."""
+    return err.retryable and err.code != "queue_full"
 
 
 def _context_window_error(err: GatewayError) -> bool:
@@ -95,10 +148,22 @@ class Router:
     def __init__(self, config: Config, providers: dict[str, ChatProvider]) -> None:
         self.config = config
         self.providers = providers
-        self._pickers: dict[tuple[str, str], _KeyPicker] = {}
+        self.health = Health(config)
+        self.limits = Limits(config)
+        self.listeners: list[Callable[[RouterEvent], None]] = []
+        # Keyed by the ids of the allowed keys, not by model name: clients choose `provider/<anything>`
+        # freely, and a cache keyed by their strings would grow without bound.
+        self._pickers: dict[tuple[str, tuple[str, ...]], _KeyPicker] = {}
         self._routes: dict[str, list[Route]] = {}
         for name, model in config.models.items():
             self._routes[name] = [self._parse(t) for t in [model.route, *model.fallbacks]]
+        self._route_pickers: dict[Route, _KeyPicker] = {}
+        for routes in self._routes.values():
+            for route in routes:
+                try:
+                    self._route_pickers[route] = self._picker(route)
+                except GatewayError:
+                    pass  # no key allowed: reported when the route is used
 
     @staticmethod
     def _parse(target: str) -> Route:
@@ -119,28 +184,44 @@ class Router:
             return routes
         provider, sep, upstream = model.partition("/")
         if sep and upstream and provider in self.providers:
-            route = [Route(provider, upstream)]
-            self._routes[model] = route
-            return route
+            return [Route(provider, upstream)]
         raise model_not_found(model)
 
     def model_config(self, model: str) -> ModelConfig | None:
         return self.config.models.get(model)
 
+    def deadline_s(self, model: str) -> float:
+        mc = self.config.models.get(model)
+        if mc is not None and mc.timeout_s is not None:
+            return mc.timeout_s
+        return self.config.server.request_timeout_s
+
     def _picker(self, route: Route) -> _KeyPicker:
-        picker = self._pickers.get((route.provider, route.model))
+        picker = self._route_pickers.get(route)  # configured routes: resolved once, off the hot path
+        if picker is not None:
+            return picker
+        all_keys = self.providers[route.provider].config.keys
+        keys = [k for k in all_keys if k.models is None or any(fnmatch.fnmatchcase(route.model, p) for p in k.models)]
+        if not keys and all_keys:
+            raise GatewayError(
+                400,
+                f"No key of provider `{route.provider}` is allowed for model `{route.model}`.",
+                "invalid_request_error", param="model", code="no_provider_key", retryable=False)
+        cache_key = (route.provider, tuple(k.id for k in keys))
+        picker = self._pickers.get(cache_key)
         if picker is None:
-            keys = [
-                k for k in self.providers[route.provider].config.keys
-                if k.models is None or any(fnmatch.fnmatchcase(route.model, p) for p in k.models)
-            ]
-            if not keys and self.providers[route.provider].config.keys:
-                raise GatewayError(
-                    400,
-                    f"No key of provider `{route.provider}` is allowed for model `{route.model}`.",
-                    "invalid_request_error", param="model", code="no_provider_key", retryable=False)
-            picker = self._pickers[(route.provider, route.model)] = _KeyPicker(keys)
+            picker = self._pickers[cache_key] = _KeyPicker(keys)
         return picker
+
+    def _deployment_id(self, provider: str, key: ProviderKey | None) -> str:
+        return key.id if key is not None else provider
+
+    def _route_healthy(self, route: Route) -> bool:
+        try:
+            keys: list[ProviderKey | None] = list(self._picker(route).keys) or [None]
+        except GatewayError:
+            return False
+        return any(self.health.available(self._deployment_id(route.provider, k), route.provider) for k in keys)
 
     def _may_fall_back(self, err: GatewayError, model: str) -> bool:
         if err.retryable:
@@ -152,44 +233,154 @@ class Router:
             return True
         return "content_filter" in mc.fallback_on and err.code == "content_filter"
 
-    @staticmethod
-    def _backoff_s(attempt: int, err: GatewayError, initial_ms: int, max_ms: int) -> float:
-        hinted = _retry_after_s(err.headers)
-        if hinted is not None:
-            return min(hinted, max_ms / 1000 * 4)
-        base = min(max_ms, initial_ms * (2 ** attempt)) / 1000
-        return random.uniform(base / 2, base)  # "equal jitter": spreads retries, keeps a floor
+    def _emit(self, kind: str, model: str, deployment: Deployment, error: GatewayError | None = None) -> None:
+        event = RouterEvent(kind, model, deployment.provider.name, deployment.id, error)
+        for listener in self.listeners:
+            listener(event)
 
-    async def execute(self, model: str, attempt: Callable[[Deployment], Awaitable[T]]) -> tuple[T, Outcome]:
+    async def execute(self, model: str, attempt: Callable[[Deployment], Awaitable[T]], *,
+                      hold: bool = False, observe: Callable[[Outcome], None] | None = None) -> tuple[T, Outcome]:
+        """Run `attempt` until one deployment answers; raise the error that ended the search.
+
+        `hold=True` keeps the request's concurrency slots in the returned Outcome (for streams; the
+        caller must call `outcome.release()`). `observe` also sees the Outcome of a failed request
+        (which deployment was tried last and how many attempts were made), for logs and metrics.
+        """
         routes = self.routes(model)
+        loop = asyncio.get_running_loop()
+        total_s = self.deadline_s(model)
+        deadline = loop.time() + total_s
+        leases: list[Lease] = []
+        tried: Deployment | None = None
         attempts = 0
-        last: GatewayError | None = None
-        for index, route in enumerate(routes):
-            provider = self.providers[route.provider]
-            retry = provider.config.retries
-            picker = self._picker(route)
-            failed_keys: set[str] = set()
-            for n in range(retry.max + 1):
-                key = picker.pick(failed_keys)
-                deployment = Deployment(provider, route.model, key)
-                attempts += 1
+        fallback = False
+        try:
+            model_limiter = self.limits.models.get(model)
+            if model_limiter is not None:
                 try:
-                    result = await attempt(deployment)
-                except GatewayError as err:
-                    last = err
-                    if key is not None:
-                        failed_keys.add(key.id)
-                    if not err.retryable:
-                        break
-                    if n < retry.max:
-                        await asyncio.sleep(self._backoff_s(n, err, retry.backoff_initial_ms, retry.backoff_max_ms))
+                    async with asyncio.timeout_at(deadline):
+                        leases.append(await model_limiter.acquire())
+                except TimeoutError:
+                    raise deadline_exceeded(total_s) from None
+            healthy = [r for r in routes if self._route_healthy(r)] if len(routes) > 1 else routes
+            last: GatewayError | None = None
+            for index, route in enumerate(routes):
+                if healthy and route not in healthy:
                     continue
-                return result, Outcome(deployment, attempts, index > 0)
-            assert last is not None
-            if not self._may_fall_back(last, model):
-                raise last
-        assert last is not None
-        raise last
+                if last is not None:
+                    if not self._may_fall_back(last, model):
+                        break
+                    if tried is not None:
+                        self._emit("fallback", model, tried, last)
+                if loop.time() >= deadline:
+                    break
+                provider = self.providers[route.provider]
+                retry = provider.config.retries
+                picker = self._picker(route)
+                limiter = self.limits.providers.get(route.provider)
+                failed_keys: set[str] = set()
+
+                def healthy_key(k: ProviderKey, p: str = route.provider) -> bool:
+                    return self.health.available(k.id, p)
+
+                for n in range(retry.max + 1):
+                    key = picker.pick(failed_keys, healthy_key)
+                    deployment = Deployment(provider, route.model, key)
+                    lease: Lease | None = None
+                    if limiter is not None:
+                        try:
+                            async with asyncio.timeout_at(deadline):
+                                lease = await limiter.acquire()
+                        except TimeoutError:
+                            raise deadline_exceeded(total_s) from None
+                        except GatewayError as err:
+                            last = err  # queue full: no point retrying the same provider now
+                            break
+                    tried = deployment
+                    fallback = index > 0
+                    attempts += 1
+                    self.health.begin(deployment.id, route.provider)
+                    bound = asyncio.timeout_at(deadline)
+                    try:
+                        async with bound:
+                            result = await attempt(deployment)
+                    except TimeoutError:
+                        self._release(lease)
+                        if not bound.expired():
+                            self.health.abandon(deployment.id, route.provider)
+                            raise
+                        self.health.failure(deployment.id, route.provider)
+                        err = deadline_exceeded(total_s)
+                        self._emit("upstream_error", model, deployment, err)
+                        raise err from None
+                    except GatewayError as err:
+                        self._release(lease)
+                        last = err
+                        if _counts_against_deployment(err):
+                            self.health.failure(deployment.id, route.provider)
+                        else:
+                            self.health.success(deployment.id, route.provider)
+                        self._emit("upstream_error", model, deployment, err)
+                        if key is not None:
+                            failed_keys.add(key.id)
+                        if not err.retryable or n >= retry.max:
+                            break
+                        delay = self._retry_delay(n, err, picker, failed_keys, route.provider, retry.backoff_initial_ms,
+                                                  retry.backoff_max_ms)
+                        if delay is None or loop.time() + delay >= deadline:
+                            break
+                        self._emit("retry", model, deployment, err)
+                        await asyncio.sleep(delay)
+                        continue
+                    except BaseException:
+                        self._release(lease)
+                        self.health.abandon(deployment.id, route.provider)
+                        raise
+                    self.health.success(deployment.id, route.provider)
+                    if lease is not None:
+                        leases.append(lease)
+                    outcome = Outcome(deployment, attempts, fallback, leases if hold else [])
+                    if not hold:
+                        for held in leases:
+                            held.release()
+                    leases = []
+                    if observe is not None:
+                        observe(outcome)
+                    return result, outcome
+            if last is None:
+                last = deadline_exceeded(total_s)
+            raise last
+        except GatewayError as err:
+            if tried is not None:
+                failed = Outcome(tried, attempts, fallback)
+                err.headers.update(failed.headers())
+                if observe is not None:
+                    observe(failed)
+            raise
+        finally:
+            for held in leases:
+                held.release()
+
+    @staticmethod
+    def _release(lease: Lease | None) -> None:
+        if lease is not None:
+            lease.release()
+
+    def _retry_delay(self, n: int, err: GatewayError, picker: _KeyPicker, failed: set[str], provider: str,
+                     initial_ms: int, max_ms: int) -> float | None:
+        """Seconds to wait before retry `n + 1`, or None to give the route up."""
+        other_key = any(k.id not in failed and self.health.available(k.id, provider) for k in picker.keys)
+        hinted = _retry_after_s(err.headers)
+        if hinted is None or other_key:  # the hint is about the key that failed, not its siblings
+            return _jittered_s(n, initial_ms, max_ms)
+        if hinted > max_ms / 1000:
+            return None  # the client, told the upstream's retry-after, can wait better than a held request
+        return hinted
+
+
+def _jittered_s(attempt: int, initial_ms: int, max_ms: int) -> float:
+    base = min(max_ms, initial_ms * (2 ** attempt)) / 1000
+    return random.uniform(base / 2, base)  # "equal jitter": spreads retries, keeps a floor
 
 
 def _retry_after_s(headers: dict[str, str]) -> float | None:
