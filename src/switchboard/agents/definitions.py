@@ -1,0 +1,223 @@
+"""Agent files: one Markdown file per agent, YAML front matter + system prompt; the file name is the model name.
+
+Owns parsing and validating agent files (errors name the file, the key and its line, as config
+errors do), and the `AgentRegistry` that holds the current set and optionally reloads it when the
+files change (a cheap mtime poll). Front-matter keys: `model` (required, a public model name),
+`tools` (MCP server names or `server.tool`), `max_turns`, `description`, `max_in_flight`, `queue`;
+any OpenAI chat parameter (`temperature`, `max_tokens`, ...) becomes a default the client may override.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, ConfigError, _load_nodes, _Node, _Section
+from ..openai_fields import CHAT_FIELDS
+
+__all__ = ["AgentDefinition", "AgentRegistry", "ToolRef", "load_agents", "parse_agent"]
+
+log = logging.getLogger("switchboard.agents")
+
+DEFAULT_MAX_TURNS = 8
+# Chat parameters an agent file may not set: the gateway or the client owns them.
+_NOT_DEFAULTS = frozenset({"messages", "model", "stream", "stream_options", "tools", "n", "functions",
+                           "function_call"})
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_FRONT_MATTER_END = re.compile(r"^---\s*$", re.MULTILINE)
+
+
+@dataclass(slots=True, frozen=True)
+class ToolRef:
+    """`server` (all its tools) or `server.tool`."""
+
+    server: str
+    tool: str | None = None
+
+
+@dataclass(slots=True)
+class AgentDefinition:
+    name: str
+    model: str
+    system_prompt: str
+    tools: list[ToolRef] = field(default_factory=list)
+    max_turns: int = DEFAULT_MAX_TURNS
+    description: str | None = None
+    max_in_flight: int | None = None
+    queue: int | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # OpenAI chat parameters; the client's win
+    path: str = ""
+
+    def model_entry(self, created: int) -> dict[str, Any]:
+        """The `/v1/models` object of this agent."""
+        entry: dict[str, Any] = {"id": self.name, "object": "model", "created": created,
+                                 "owned_by": "switchboard-agent"}
+        if self.description:
+            entry["description"] = self.description
+        return entry
+
+
+def _split(text: str, source: str) -> tuple[str, str]:
+    """(front matter YAML, padded so its line numbers are the file's; body)."""
+    if not text.startswith("---"):
+        raise ConfigError(f"{source}:1: an agent file must start with a `---` line (YAML front matter)")
+    first_newline = text.find("\n")
+    if first_newline < 0 or text[:first_newline].strip() != "---":
+        raise ConfigError(f"{source}:1: an agent file must start with a `---` line (YAML front matter)")
+    end = _FRONT_MATTER_END.search(text, first_newline + 1)
+    if end is None:
+        raise ConfigError(f"{source}:1: the front matter is not closed by a `---` line")
+    yaml_text = "\n" + text[first_newline + 1:end.start()]  # the blank line stands for the opening `---`
+    return yaml_text, text[end.end():].strip()
+
+
+def parse_agent(name: str, text: str, source: str, config: Config,
+                known_model: Callable[[str], bool], environ: dict[str, str] | None = None) -> AgentDefinition:
+    """Parse one agent file; every problem is a `ConfigError` naming `source`, the key and its line."""
+    yaml_text, body = _split(text, source)
+    s = _Section(_load_nodes(yaml_text, source, dict(os.environ) if environ is None else environ), "", source)
+    model = s.get("model", str, required=True)
+    if not known_model(model):
+        raise s.error(s.items.get("model"), f"`model`: `{model}` is not a public model name of this gateway "
+                                            "(a `models:` alias or `provider/model`)")
+    tools: list[ToolRef] = []
+    tools_node = s.items.get("tools")
+    for entry in s.str_list("tools", []) or []:
+        server, _, tool = entry.partition(".")
+        if server not in config.mcp_servers:
+            known = ", ".join(sorted(config.mcp_servers)) or "none configured"
+            raise s.error(tools_node, f"`tools`: `{entry}` names unknown MCP server `{server}` (known: {known})")
+        tools.append(ToolRef(server, tool or None))
+    max_turns = s.positive("max_turns", int, DEFAULT_MAX_TURNS)
+    description = s.get("description", str)
+    max_in_flight = s.positive("max_in_flight", int, None)
+    queue = s.positive("queue", int, None, allow_zero=True)
+    defaults: dict[str, Any] = {}
+    for key, node in s.items.items():
+        if key in s.seen:
+            continue
+        if key in CHAT_FIELDS and key not in _NOT_DEFAULTS:
+            defaults[key] = _plain(node)
+            s.seen.add(key)
+        elif key in _NOT_DEFAULTS:
+            raise s.error(node, f"`{key}` cannot be set in an agent file")
+    s.done()
+    if not body:
+        raise ConfigError(f"{source}: the system prompt (the text after the front matter) is empty")
+    return AgentDefinition(name=name, model=model, system_prompt=body, tools=tools, max_turns=max_turns,
+                           description=description, max_in_flight=max_in_flight, queue=queue,
+                           defaults=defaults, path=source)
+
+
+def _plain(node: _Node) -> Any:
+    value = node.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _agent_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.md") if p.is_file())
+
+
+def agents_dir(config: Config) -> Path | None:
+    if not config.agents_dir:
+        return None
+    return (config.base_dir / config.agents_dir).resolve()
+
+
+def load_agents(config: Config, known_model: Callable[[str], bool]) -> dict[str, AgentDefinition]:
+    """Every agent of `config.agents_dir` (relative to the config file); `{}` when none is configured."""
+    directory = agents_dir(config)
+    if directory is None:
+        return {}
+    if not directory.is_dir():
+        raise ConfigError(f"agents.dir: `{directory}` is not a directory")
+    agents: dict[str, AgentDefinition] = {}
+    for path in _agent_files(directory):
+        name = path.stem
+        source = str(path)
+        if not _NAME.match(name):
+            raise ConfigError(f"{source}: the file name `{name}` is not a valid model name "
+                              "(letters, digits, `.`, `_`, `-`)")
+        if name in config.models:
+            raise ConfigError(f"{source}: agent `{name}` has the name of a model in `models:`; rename one of them")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: cannot read agent file: {exc}") from None
+        agents[name] = parse_agent(name, text, source, config, known_model)
+    return agents
+
+
+def _snapshot(directory: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for path in _agent_files(directory):
+            with contextlib.suppress(OSError):
+                out[path.name] = path.stat().st_mtime_ns
+    return out
+
+
+class AgentRegistry:
+    """The current agents; with `agents.hot_reload` a poll task re-reads them when a file changes.
+
+    A reload that fails keeps the previous agents and logs the error (a typo must not take agents down).
+    """
+
+    def __init__(self, config: Config, known_model: Callable[[str], bool], poll_s: float = 2.0) -> None:
+        self.config = config
+        self._known_model = known_model
+        self.agents = load_agents(config, known_model)
+        self._dir = agents_dir(config)
+        self._stamp = _snapshot(self._dir) if self._dir is not None else {}
+        self._poll_s = poll_s
+        self._task: asyncio.Task[None] | None = None
+
+    def get(self, name: str) -> AgentDefinition | None:
+        return self.agents.get(name)
+
+    def model_entries(self, created: int) -> list[dict[str, Any]]:
+        return [agent.model_entry(created) for agent in self.agents.values()]
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the agent files if any was added, removed or modified; True if the set was replaced."""
+        if self._dir is None:
+            return False
+        stamp = _snapshot(self._dir)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            agents = load_agents(self.config, self._known_model)
+        except ConfigError as exc:
+            log.error("agent files changed but could not be loaded; keeping the previous agents: %s", exc)
+            return False
+        self.agents = agents
+        log.info("agents reloaded: %s", ", ".join(sorted(agents)) or "none")
+        return True
+
+    async def start(self) -> None:
+        if self.config.agents_hot_reload and self._dir is not None and self._task is None:
+            self._task = asyncio.create_task(self._poll(), name="agents-hot-reload")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            self.reload_if_changed()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

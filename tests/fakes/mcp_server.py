@@ -1,0 +1,78 @@
+"""A real MCP server for tests (official SDK, FastMCP), over stdio or `--http PORT` (Streamable HTTP).
+
+Tools: `add`, `echo`, `fail` (raises: an `isError` result), `crash` (the process exits at once),
+`slow` (sleeps), `pid` (the process id, to see restarts) and `grow` (adds a tool `extra` and sends
+`notifications/tools/list_changed`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from mcp.server.fastmcp import Context, FastMCP
+
+server = FastMCP("testtools")
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Echo the text back."""
+    return f"echo: {text}"
+
+
+@server.tool()
+def fail(reason: str = "boom") -> str:
+    """Always fails."""
+    raise ValueError(f"tool failed: {reason}")
+
+
+@server.tool()
+def crash() -> str:
+    """Kill this server process."""
+    os._exit(3)
+
+
+@server.tool()
+async def slow(seconds: float) -> str:
+    """Sleep, then answer."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@server.tool()
+def pid() -> str:
+    """This server's process id."""
+    return str(os.getpid())
+
+
+def extra() -> str:
+    """A tool added at runtime."""
+    return "extra!"
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:  # type: ignore[type-arg]
+    """Add the tool `extra` and tell the client the tool list changed."""
+    server.add_tool(extra)
+    await ctx.session.send_tool_list_changed()
+    return "grown"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--http", type=int)
+    args = parser.parse_args()
+    if args.http:
+        server.settings.port = args.http
+        server.settings.log_level = "WARNING"
+        server.run("streamable-http")
+    else:
+        server.run()
