@@ -9,23 +9,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from .access.admin import AdminApi
+from .access.control import AccessControl
+from .agents.service import install_agents
 from .asgi import JSONResponse, Receive, Request, Response, Scope, Send, StreamResponse, send_response, send_stream
 from .config import Config, load_config
 from .errors import GatewayError, internal_error
 from .gateway import Gateway, RequestRecord
+from .headends.anthropic import register_anthropic_routes
 from .headends.embeddings import embeddings
 from .headends.models import ModelCatalog
 from .headends.openai_chat import chat_completions
 from .headends.openai_completions import completions
+from .observability.access_log import AccessLog
+from .observability.metrics import Metrics
 
 __all__ = ["SwitchboardApp", "app_from_env", "create_app"]
 
 log = logging.getLogger("switchboard")
 
 Handler = Callable[[Gateway, Request, RequestRecord], Awaitable[Response | StreamResponse]]
+# (error, request id) -> (JSON body, extra headers): lets a route answer errors in its own wire format
+# (the Anthropic headend); status and retry headers stay the gateway's.
+ErrorRenderer = Callable[[GatewayError, str], tuple[dict[str, Any], dict[str, str]]]
 
 
 def _valid_request_id(value: str | None) -> bool:
@@ -45,18 +56,35 @@ class SwitchboardApp:
             ("POST", "/embeddings"): embeddings,
             ("GET", "/models"): lambda gw, req, rec: self.catalog.list(req, rec),
         }
+        self.error_renderers: dict[tuple[str, str], ErrorRenderer] = {}
         self.plain_routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {
             ("GET", "/health"): self._health,
             ("GET", "/ready"): self._ready,
         }
+        # Plain routes with `{name}` segments; the values are put in request.state["path_params"].
+        self.param_routes: list[tuple[str, re.Pattern[str], Callable[[Request], Awaitable[Response]]]] = []
         self.prefixes = sorted(gateway.config.server.path_prefixes, key=len, reverse=True)
         self.shutting_down = False
 
-    def add_api_route(self, method: str, path: str, handler: Handler) -> None:
+    def add_api_route(self, method: str, path: str, handler: Handler,
+                      error_renderer: ErrorRenderer | None = None) -> None:
         self.api_routes[(method, path)] = handler
+        if error_renderer is not None:
+            self.error_renderers[(method, path)] = error_renderer
 
     def add_plain_route(self, method: str, path: str, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        if "{" in path:
+            pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+            self.param_routes.append((method, re.compile(f"^{pattern}$"), handler))
+            return
         self.plain_routes[(method, path)] = handler
+
+    def _param_route(self, method: str, path: str, request: Request) -> Callable[[Request], Awaitable[Response]] | None:
+        for route_method, pattern, handler in self.param_routes:
+            if route_method == method and (match := pattern.match(path)) is not None:
+                request.state["path_params"] = match.groupdict()
+                return handler
+        return None
 
     async def _health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -117,6 +145,7 @@ class SwitchboardApp:
         request = Request(scope, receive, path, request_id, self.gateway.config.server.max_body_bytes)
         api_path = path[3:] if path.startswith("/v1/") else path
         handler = self.api_routes.get((method, api_path))
+        renderer = self.error_renderers.get((method, api_path)) if handler is not None else None
         record: RequestRecord | None = None
         try:
             if handler is not None:
@@ -124,13 +153,15 @@ class SwitchboardApp:
                 response = await handler(self.gateway, request, record)
             elif (plain := self.plain_routes.get((method, path))) is not None:
                 response = await plain(request)
+            elif (plain := self._param_route(method, path, request)) is not None:
+                response = await plain(request)
             elif method == "GET" and api_path.startswith("/models/"):
                 record = RequestRecord(request_id=request_id, endpoint="/models")
                 response = await self.catalog.retrieve(request, record, api_path[len("/models/"):])
             else:
                 response = self._not_found(method, path, api_path)
         except GatewayError as err:
-            response = _error_response(err)
+            response = _error_response(err, request_id, renderer)
             if record is not None:
                 record.error_type = err.type
         except asyncio.CancelledError:
@@ -140,9 +171,11 @@ class SwitchboardApp:
             raise
         except Exception:
             log.exception("unhandled error on %s %s (request %s)", method, scope["path"], request_id)
-            response = _error_response(internal_error())
+            response = _error_response(internal_error(), request_id, renderer)
             if record is not None:
                 record.error_type = "api_error"
+        if record is not None and record.headers:
+            response.headers = {**record.headers, **response.headers}
         if isinstance(response, StreamResponse):
             await send_stream(send, receive, response, request_id)
             return
@@ -153,6 +186,7 @@ class SwitchboardApp:
 
     def _not_found(self, method: str, path: str, api_path: str) -> Response:
         allowed = [m for (m, p) in self.api_routes if p == api_path] + [m for (m, p) in self.plain_routes if p == path]
+        allowed += [m for (m, pattern, _) in self.param_routes if pattern.match(path)]
         if allowed:
             err = GatewayError(405, f"Method {method} not allowed on {path}; use {', '.join(sorted(allowed))}.",
                                "invalid_request_error", code="method_not_allowed", retryable=False)
@@ -163,18 +197,30 @@ class SwitchboardApp:
                                             code="unknown_url", retryable=False))
 
 
-def _error_response(err: GatewayError) -> Response:
-    headers = dict(err.headers)
+def _error_response(err: GatewayError, request_id: str = "", renderer: ErrorRenderer | None = None) -> Response:
+    body, extra = renderer(err, request_id) if renderer is not None else (err.to_dict(), {})
+    headers = {**err.headers, **extra}
     if err.status == 429 and "retry-after" not in headers and "retry-after-ms" in headers:
         headers["retry-after"] = str(max(1, round(int(float(headers["retry-after-ms"])) / 1000)))
     if err.status < 500 and err.status not in (408, 409, 429):
         headers.setdefault("x-should-retry", "false")
-    return Response(JSONResponse(err.to_dict()).body, err.status, headers)
+    return Response(JSONResponse(body).body, err.status, headers)
 
 
 def create_app(config: Config) -> SwitchboardApp:
     gateway = Gateway(config)
     app = SwitchboardApp(gateway)
+    register_anthropic_routes(app)
+    if config.agents_dir or config.mcp_servers:
+        install_agents(gateway, app.catalog.extra_sources)
+    metrics = Metrics(gateway)
+    metrics.install()
+    AccessLog().install(gateway)
+    access = AccessControl(gateway)
+    access.install()
+    metrics.registry.register(access)  # type: ignore[arg-type]
+    AdminApi(access).register(app)
+    app.add_plain_route("GET", "/metrics", metrics.handle)
     for warning in config.warnings:
         log.warning("%s", warning)
     if not gateway.auth.enabled:

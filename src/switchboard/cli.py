@@ -1,4 +1,4 @@
-"""The `switchboard` command: `serve` and `check-config`."""
+"""The `switchboard` command: `serve`, `check-config`, `keys ...` and `usage`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from .app import SwitchboardApp
 
 __all__ = ["main"]
 
@@ -24,6 +28,17 @@ def _load(path: str | None) -> Config:
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _build_app(config: Config) -> SwitchboardApp:
+    """The app; building it also validates what the YAML alone does not (agent files)."""
+    from .app import create_app
+
+    try:
+        return create_app(config)
+    except ConfigError as exc:
+        print(f"switchboard: config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -46,18 +61,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "lifespan": "on",
         "timeout_keep_alive": 75,
     }
+    app = _build_app(config)
     if args.workers > 1:
         os.environ["SWITCHBOARD_CONFIG"] = str(Path(path).resolve())
         uvicorn.run("switchboard.app:app_from_env", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
     else:
-        from .app import create_app
-
-        uvicorn.run(create_app(config), **options)  # type: ignore[arg-type]
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
+    app = _build_app(config)
     print(f"config OK: {args.path or 'switchboard.yaml'}")
     s = config.server
     print(f"server: http://{s.host}:{s.port}  prefixes: {', '.join(['/v1', *[p + '/v1' for p in s.path_prefixes]])}")
@@ -70,7 +85,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         chain = " -> ".join([m.route, *m.fallbacks])
         print(f"model {name}: {chain}")
     if config.agents_dir:
-        print(f"agents: {config.agents_dir}")
+        agents = app.gateway.agents.registry.agents if app.gateway.agents is not None else {}
+        print(f"agents: {config.agents_dir}: {', '.join(sorted(agents)) or 'none'}")
     for warning in config.warnings:
         print(f"warning: {warning}")
     return 0
@@ -89,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config and print what it would serve")
     check.add_argument("path", nargs="?")
     check.set_defaults(func=cmd_check_config)
+    from .access.keys_cli import add_parsers
+
+    add_parsers(sub, _load)  # `keys ...` and `usage`
     args = parser.parse_args(argv)
     return int(args.func(args))
 

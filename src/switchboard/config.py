@@ -20,6 +20,7 @@ __all__ = [
     "ClientKeyConfig",
     "Config",
     "ConfigError",
+    "CooldownConfig",
     "McpServerConfig",
     "ModelConfig",
     "ProviderConfig",
@@ -47,6 +48,8 @@ class ServerConfig:
     # Open WebUI marks background tasks (titles, tags) with this header; see agents.
     task_header: str = "x-openwebui-task"
     shutdown_grace_s: float = 30.0
+    # Total time for one request across all attempts, retries and fallbacks (streams: until the first chunk).
+    request_timeout_s: float = 600.0
 
 
 @dataclass(slots=True)
@@ -71,6 +74,12 @@ class ProviderKey:
 
 
 @dataclass(slots=True)
+class CooldownConfig:
+    failures: int = 3  # consecutive failures that open a deployment's circuit; 0 disables cooldowns
+    seconds: float = 30.0
+
+
+@dataclass(slots=True)
 class RetryConfig:
     max: int = 2
     backoff_initial_ms: int = 100
@@ -86,6 +95,7 @@ class ProviderConfig:
     timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
     retries: RetryConfig = field(default_factory=RetryConfig)
+    cooldown: CooldownConfig = field(default_factory=CooldownConfig)
     max_in_flight: int = 256
     queue: int = 1024
     list_models: bool = False
@@ -108,7 +118,10 @@ class ModelConfig:
     fallback_on: list[str] = field(default_factory=list)
     max_in_flight: int | None = None
     queue: int | None = None
+    timeout_s: float | None = None  # total deadline of a request; default server.request_timeout_s
     description: str | None = None
+    rpm: int | None = None  # requests per minute to this model, all clients together (access.rate_limits)
+    tpm: int | None = None  # tokens per minute, counted from each response's usage
     line: int = 0
 
 
@@ -135,6 +148,7 @@ class Config:
     mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
     store_url: str = "sqlite:///switchboard.db"
     shared_state_url: str | None = None
+    shared_state_prefix: str = "switchboard:"  # Redis key prefix: several deployments may share one Redis
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
     warnings: list[str] = field(default_factory=list)
@@ -306,6 +320,7 @@ def _read_server(s: _Section) -> ServerConfig:
         max_body_bytes=s.positive("max_body_bytes", int, 16 * 1024 * 1024),
         task_header=s.get("task_header", str, "x-openwebui-task").lower(),
         shutdown_grace_s=s.positive("shutdown_grace_s", float, 30.0, allow_zero=True),
+        request_timeout_s=s.positive("request_timeout_s", float, 600.0),
     )
     s.done()
     return cfg
@@ -364,6 +379,10 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
         backoff_max_ms=r.positive("backoff_max_ms", int, 2000, allow_zero=True),
     )
     r.done()
+    c = s.section("cooldown")
+    cooldown = CooldownConfig(failures=c.positive("failures", int, 3, allow_zero=True),
+                              seconds=c.positive("seconds", float, 30.0))
+    c.done()
     is_openai_com = "api.openai.com" in base_url
     max_tokens_by_model: dict[str, int] = {}
     mnode = s.node("max_tokens_by_model")
@@ -380,6 +399,7 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
         timeout_s=s.positive("timeout_s", float, 60.0),
         connect_timeout_s=s.positive("connect_timeout_s", float, 10.0),
         retries=retries,
+        cooldown=cooldown,
         max_in_flight=s.positive("max_in_flight", int, 256),
         queue=s.positive("queue", int, 1024, allow_zero=True),
         list_models=s.get("list_models", bool, False),
@@ -415,7 +435,10 @@ def _read_model(name: str, node: _Node, source: str) -> ModelConfig:
         fallback_on=fallback_on,
         max_in_flight=s.positive("max_in_flight", int, None),
         queue=s.positive("queue", int, None, allow_zero=True),
+        timeout_s=s.positive("timeout_s", float, None),
         description=s.get("description", str),
+        rpm=s.positive("rpm", int, None),
+        tpm=s.positive("tpm", int, None),
         line=node.line,
     )
     s.done()
@@ -496,6 +519,7 @@ def parse_config(text: str, source: str = "switchboard.yaml", environ: dict[str,
     store.done()
     shared = root.section("shared_state")
     cfg.shared_state_url = shared.get("url", str)
+    cfg.shared_state_prefix = shared.get("key_prefix", str, "switchboard:")
     shared.done()
     cfg.prices = _read_prices(root.section("prices"))
     root.done()

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .access.auth import Authenticator, Principal
 from .asgi import Request
@@ -19,6 +19,10 @@ from .hub import Usage
 from .providers import build_provider
 from .providers.base import ChatProvider
 from .routing.router import Outcome, Router
+
+if TYPE_CHECKING:
+    from .access.control import AccessControl
+    from .agents.service import AgentService
 
 __all__ = ["Gateway", "RequestRecord"]
 
@@ -45,6 +49,9 @@ class RequestRecord:
     latency_s: float | None = None
     attempts: int = 0
     fallback: bool = False
+    # Extra response headers decided before routing (x-ratelimit-*); the app adds them to the response.
+    headers: dict[str, str] = field(default_factory=dict)
+    admission: object | None = None  # what access control admitted (access.control.Admission)
 
     def routed(self, outcome: Outcome) -> None:
         self.provider = outcome.deployment.provider.name
@@ -71,12 +78,21 @@ class Gateway:
         self.readiness_checks: dict[str, ReadinessCheck] = {}
         self.started_at = int(time.time())
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._starters: list[Callable[[], Awaitable[None]]] = []
+        self.agents: AgentService | None = None  # set by create_app when agents or MCP servers are configured
+        self.access: AccessControl | None = None  # keys, limits, budgets, usage log; set by create_app
         self.ready = False
 
     async def start(self) -> None:
         for provider in self.providers.values():
             await provider.start()
+        for starter in self._starters:
+            await starter()
         self.ready = True
+
+    def on_start(self, starter: Callable[[], Awaitable[None]]) -> None:
+        """Run `starter` at startup, after the providers (e.g. connecting MCP servers)."""
+        self._starters.append(starter)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
@@ -97,6 +113,8 @@ class Gateway:
         if model is not None:
             record.model = model
             self.auth.check_model(principal, model)
+            if self.access is not None:
+                await self.access.admit(principal, model, record)
         return principal
 
     def finish(self, record: RequestRecord) -> None:

@@ -9,10 +9,15 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..config import AuthConfig
 from ..errors import GatewayError
+
+if TYPE_CHECKING:
+    from ..store import VirtualKey
 
 __all__ = ["ANONYMOUS", "Authenticator", "Principal", "bearer_token"]
 
@@ -25,6 +30,7 @@ class Principal:
     name: str
     models: list[str] = field(default_factory=lambda: ["*"])
     is_master: bool = False
+    virtual: VirtualKey | None = None  # set for keys issued through the admin API / CLI (access.keys)
 
     def may_use(self, model: str) -> bool:
         if self.is_master:
@@ -56,6 +62,8 @@ class Authenticator:
             _digest(k.value): Principal(key_id=f"cfg:{k.name}", name=k.name, models=list(k.models))
             for k in config.keys
         }
+        # Looks up tokens that are neither the master key nor a config key (virtual keys in the store).
+        self.resolver: Callable[[bytes], Awaitable[Principal | None]] | None = None
 
     async def authenticate(self, headers: dict[str, str]) -> Principal:
         if not self.enabled:
@@ -68,6 +76,8 @@ class Authenticator:
         if self._master is not None and hmac.compare_digest(digest, self._master):
             return Principal(key_id="master", name="master", is_master=True)
         principal = self._keys.get(digest)
+        if principal is None and self.resolver is not None:
+            principal = await self.resolver(digest)
         if principal is None:
             raise GatewayError(401, "Incorrect API key provided.", "authentication_error", code="invalid_api_key",
                                retryable=False)

@@ -25,6 +25,8 @@ async def chat_completions(gw: Gateway, request: Request, record: RequestRecord)
     hub = parse_chat(await request.json_object())
     record.stream = hub.stream
     await gw.authorize(request, hub.model, record)
+    if gw.agents is not None and (agent := gw.agents.get(hub.model)) is not None:
+        return await gw.agents.chat(request, record, hub, agent)
     if hub.stream:
         return await relay_stream(gw, record, hub.model, hub.include_usage,
                                   lambda d: d.provider.open_chat_stream(hub, d.model, d.key_value))

@@ -1,0 +1,173 @@
+"""Access control around each API request: virtual keys, rate limits, budgets and the usage log.
+
+`AccessControl.install(gateway)` wires it in (built by `create_app` for every config): the
+authenticator resolves unknown bearer tokens through the key store, `Gateway.authorize` calls
+`admit` once the model is known, and a gateway observer counts each finished request (tokens for
+tpm, cost for budgets, one usage row). The store opens at gateway start and closes with it.
+
+Counting happens in a task started by the observer; the next admission of the same key or model
+in this process first waits for those tasks, so a limit hit by one response gates the very next
+request (other instances see it as soon as the shared state is written, microseconds later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ..errors import GatewayError
+from ..shared_state import SharedState, build_shared_state
+from ..store import Store, UsageRow, VirtualKey
+from ..store import build_store as _build_store
+from ..store.usage_writer import UsageWriter
+from .auth import Principal
+from .budgets import Budgets, cost_of
+from .keys import KeyService
+from .rate_limits import Limit, RateLimiter
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway, RequestRecord
+
+__all__ = ["AccessControl", "Admission"]
+
+log = logging.getLogger("switchboard.access")
+
+
+@dataclass(slots=True)
+class Admission:
+    """What `admit` decided for one request; read back by the observer when it finishes."""
+
+    key: VirtualKey | None
+    model: str
+    limits: list[Limit]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+class AccessControl:
+    def __init__(self, gateway: Gateway, store: Store | None = None, state: SharedState | None = None) -> None:
+        config = gateway.config
+        self.gateway = gateway
+        self.store = store or _build_store(config.store_url, config.base_dir)
+        self.state = state or build_shared_state(config.shared_state_url, config.shared_state_prefix)
+        self.keys = KeyService(self.store)
+        self.limiter = RateLimiter(config, self.state)
+        self.budgets = Budgets(self.state, self.store)
+        self.usage = UsageWriter(self.store)
+        self.prices = config.prices
+        self._pending: dict[str, set[asyncio.Task[None]]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus collector protocol: the usage log's queue (register on the metrics registry)."""
+        yield CounterMetricFamily("switchboard_usage_rows_dropped", "Usage log rows dropped (queue full or write "
+                                  "failed).", value=self.usage.dropped)
+        yield GaugeMetricFamily("switchboard_usage_rows_queued", "Usage log rows waiting to be written.",
+                                value=self.usage.queued)
+
+    def install(self) -> None:
+        gw = self.gateway
+        gw.access = self
+        gw.auth.resolver = self._resolve
+        gw.on_start(self.start)
+        gw.on_close(self.aclose)
+        gw.readiness_checks["store"] = self.store.ping
+        if gw.config.shared_state_url:
+            gw.readiness_checks["shared_state"] = self.state.ping
+        gw.observers.append(self.observe)
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.state.start()
+        self.usage.start()
+
+    async def aclose(self) -> None:
+        tasks = [t for group in self._pending.values() for t in group]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.usage.aclose()
+        finally:
+            await self.state.aclose()
+            await self.store.close()
+
+    async def _resolve(self, digest: bytes) -> Principal | None:
+        try:
+            return await self.keys.resolve(digest)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            log.error("key store lookup failed: %s", type(exc).__name__)
+            raise GatewayError(503, "The key store is unavailable; try again shortly.", "api_error",
+                               code="store_unavailable") from None
+
+    async def admit(self, principal: Principal, model: str, record: RequestRecord) -> None:
+        key = principal.virtual
+        limits = self.limiter.limits(key, model)
+        if key is None and not limits:
+            return
+        await self._settle(key, model)
+        try:
+            if key is not None:
+                await self.budgets.check(key, time.time())
+            record.headers.update(await self.limiter.admit(limits))
+        except GatewayError:
+            raise
+        except Exception as exc:
+            # Fail open: an outage of Redis (or the store, for a budget's first check) must not take every
+            # client down with it; limits resume when it is back.
+            log.warning("rate limit / budget check skipped, shared state unavailable: %s", type(exc).__name__)
+        record.admission = Admission(key, model, limits)
+
+    async def _settle(self, key: VirtualKey | None, model: str) -> None:
+        names = ([f"k:{key.id}"] if key is not None else []) + [f"m:{model}"]
+        tasks = [t for n in names for t in self._pending.get(n, ())]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def observe(self, record: RequestRecord) -> None:
+        if record.model is None:
+            return  # not a model call (model listing); nothing to count
+        usage = record.usage
+        cost = cost_of(self.prices, usage, record.model, record.provider, record.upstream_model)
+        self.usage.add(UsageRow(
+            ts=record.started_wall, request_id=record.request_id, key_id=record.key_id, endpoint=record.endpoint,
+            model=record.model, provider=record.provider, upstream_model=record.upstream_model, status=record.status,
+            stream=record.stream, prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0, cost_usd=cost,
+            latency_ms=_ms(record.latency_s), ttft_ms=_ms(record.first_token_s)))
+        admission = record.admission
+        if not isinstance(admission, Admission) or usage is None:
+            return
+        needs_tokens = any(lim.kind == "tokens" for lim in admission.limits) and usage.total_tokens > 0
+        needs_cost = admission.key is not None and admission.key.budget_usd is not None and cost > 0
+        if not (needs_tokens or needs_cost):
+            return
+        task = asyncio.get_running_loop().create_task(self._charge(admission, usage.total_tokens, cost))
+        names = ([f"k:{admission.key.id}"] if admission.key is not None else []) + [f"m:{admission.model}"]
+        for name in names:
+            self._pending.setdefault(name, set()).add(task)
+        task.add_done_callback(lambda t: self._forget(t, names))
+
+    def _forget(self, task: asyncio.Task[None], names: list[str]) -> None:
+        for name in names:
+            group = self._pending.get(name)
+            if group is not None:
+                group.discard(task)
+                if not group:
+                    del self._pending[name]
+
+    async def _charge(self, admission: Admission, tokens: int, cost: float) -> None:
+        try:
+            await self.limiter.charge(admission.limits, tokens)
+            if admission.key is not None:
+                await self.budgets.charge(admission.key, cost, time.time())
+        except Exception:
+            log.exception("counting usage against limits failed")

@@ -1,0 +1,129 @@
+"""The PostgreSQL store (`store.url: postgresql://...`), for several instances sharing one database.
+
+Uses asyncpg (optional extra `postgres`, imported only when configured). Migrations run under a
+transaction-scoped advisory lock so instances starting together do not race. Extra query parameters
+of the URL are passed as server settings by asyncpg (e.g. `?search_path=myschema`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    KEY_COLUMNS,
+    MIGRATIONS,
+    TOTALS_SQL,
+    USAGE_COLUMNS,
+    key_from_row,
+    key_to_row,
+    key_update,
+    totals_from_row,
+    usage_from_row,
+    usage_to_row,
+    usage_where,
+)
+from .records import UsageQuery, UsageRow, UsageTotals, VirtualKey
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["PostgresStore"]
+
+_MIGRATION_LOCK = 0x5B5B_0001  # an arbitrary application-wide advisory lock id
+
+
+def _q(sql: str, start: int = 1) -> str:
+    counter = itertools.count(start)
+    out = []
+    for i, part in enumerate(sql.split("{}")):
+        if i:
+            out.append(f"${next(counter)}")
+        out.append(part)
+    return "".join(out)
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join(f"${i}" for i in range(1, n + 1))
+
+
+class PostgresStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        try:
+            import asyncpg
+        except ImportError as exc:
+            raise RuntimeError("store.url is PostgreSQL but asyncpg is not installed; "
+                               "install it with: pip install 'switchboard[postgres]'") from exc
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=10)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute("CREATE TABLE IF NOT EXISTS sb_schema_version "
+                               "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)")
+            current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM sb_schema_version")
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    await conn.execute(statement.format(pk="BIGSERIAL PRIMARY KEY", float="DOUBLE PRECISION"))
+                await conn.execute("INSERT INTO sb_schema_version VALUES ($1, $2)", version, time.time())
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def create_key(self, key: VirtualKey) -> None:
+        sql = f"INSERT INTO sb_api_keys ({', '.join(KEY_COLUMNS)}) VALUES ({_placeholders(len(KEY_COLUMNS))})"
+        await self.pool.execute(sql, *key_to_row(key))
+
+    async def _one_key(self, column: str, value: str) -> VirtualKey | None:
+        row = await self.pool.fetchrow(f"SELECT {', '.join(KEY_COLUMNS)} FROM sb_api_keys WHERE {column} = $1", value)
+        return key_from_row(tuple(row)) if row is not None else None
+
+    async def get_key(self, key_id: str) -> VirtualKey | None:
+        return await self._one_key("id", key_id)
+
+    async def key_by_hash(self, secret_hash: str) -> VirtualKey | None:
+        return await self._one_key("secret_hash", secret_hash)
+
+    async def list_keys(self) -> list[VirtualKey]:
+        rows = await self.pool.fetch(f"SELECT {', '.join(KEY_COLUMNS)} FROM sb_api_keys ORDER BY created_at, id")
+        return [key_from_row(tuple(r)) for r in rows]
+
+    async def update_key(self, key_id: str, changes: dict[str, Any]) -> VirtualKey | None:
+        names, values = key_update({**changes, "updated_at": time.time()})
+        sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, 1))
+        await self.pool.execute(f"UPDATE sb_api_keys SET {sets} WHERE id = ${len(names) + 1}", *values, key_id)
+        return await self.get_key(key_id)
+
+    async def insert_usage(self, rows: Sequence[UsageRow]) -> None:
+        sql = f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) VALUES ({_placeholders(len(USAGE_COLUMNS))})"
+        await self.pool.executemany(sql, [usage_to_row(r) for r in rows])
+
+    async def query_usage(self, query: UsageQuery) -> tuple[list[UsageRow], UsageTotals]:
+        where, params = usage_where(query)
+        rows_sql = _q(f"SELECT {', '.join(USAGE_COLUMNS)} FROM sb_usage{where} ORDER BY ts DESC, id DESC LIMIT {{}}")
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(rows_sql, *params, query.limit)
+            totals = await conn.fetchrow(_q(TOTALS_SQL + where), *params)
+        return [usage_from_row(tuple(r)) for r in rows], totals_from_row(tuple(totals))
+
+    async def spend(self, key_id: str, since: float) -> float:
+        value = await self.pool.fetchval(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM sb_usage WHERE key_id = $1 AND ts >= $2", key_id, since)
+        return float(value)

@@ -1,0 +1,102 @@
+"""The rows the store keeps: virtual API keys, usage log rows, usage queries and their totals.
+
+Plain dataclasses shared by both backends, the access layer, the admin API and the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["BUDGET_PERIODS", "KEY_FIELDS", "UsageQuery", "UsageRow", "UsageTotals", "VirtualKey"]
+
+BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
+
+# Fields of a key that may change after creation (the secret never does).
+KEY_FIELDS = ("name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period", "revoked")
+
+
+@dataclass(slots=True)
+class VirtualKey:
+    """A client API key issued by the gateway. Only the SHA-256 hex digest of its secret is kept."""
+
+    id: str
+    name: str
+    secret_hash: str
+    hint: str  # "sk-sb-...wxyz": enough to recognise a key in a list, useless to an attacker
+    models: list[str] = field(default_factory=lambda: ["*"])
+    expires_at: float | None = None  # unix time
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: float | None = None
+    budget_period: str = "monthly"
+    revoked: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def public(self) -> dict[str, object]:
+        """The admin API view: everything except the hash."""
+        return {
+            "id": self.id,
+            "object": "api_key",
+            "name": self.name,
+            "hint": self.hint,
+            "models": list(self.models),
+            "expires_at": self.expires_at,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "budget_usd": self.budget_usd,
+            "budget_period": self.budget_period,
+            "revoked": self.revoked,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(slots=True)
+class UsageRow:
+    ts: float
+    request_id: str
+    key_id: str | None
+    endpoint: str
+    model: str | None
+    provider: str | None
+    upstream_model: str | None
+    status: int
+    stream: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: float | None
+    ttft_ms: float | None
+
+    def public(self) -> dict[str, object]:
+        return {
+            "ts": self.ts, "request_id": self.request_id, "key_id": self.key_id, "endpoint": self.endpoint,
+            "model": self.model, "provider": self.provider, "upstream_model": self.upstream_model,
+            "status": self.status, "stream": self.stream, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens, "cost_usd": self.cost_usd,
+            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms,
+        }
+
+
+@dataclass(slots=True)
+class UsageQuery:
+    key_id: str | None = None
+    model: str | None = None
+    since: float | None = None
+    until: float | None = None
+    status: int | None = None
+    limit: int = 100
+
+
+@dataclass(slots=True)
+class UsageTotals:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def public(self) -> dict[str, object]:
+        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens, "cost_usd": round(self.cost_usd, 10)}

@@ -1,0 +1,154 @@
+"""The SQLite store: the zero-setup default (`store.url: sqlite:///switchboard.db`).
+
+The stdlib `sqlite3` module blocks, so every call runs on one dedicated worker thread (which also
+serialises access to the one connection); the event loop never waits on disk. WAL mode lets several
+worker processes on one machine share the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .base import (
+    KEY_COLUMNS,
+    MIGRATIONS,
+    TOTALS_SQL,
+    USAGE_COLUMNS,
+    key_from_row,
+    key_to_row,
+    key_update,
+    totals_from_row,
+    usage_from_row,
+    usage_to_row,
+    usage_where,
+)
+from .records import UsageQuery, UsageRow, UsageTotals, VirtualKey
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+
+
+def _q(sql: str) -> str:
+    return sql.replace("{}", "?")
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None or self._conn is None:
+            raise RuntimeError("store is not open")
+        conn = self._conn
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchboard-sqlite")
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, self._connect)
+        await self._run(self._migrate)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit; transactions are explicit where needed.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # several processes may start at once
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS sb_schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM sb_schema_version").fetchone()[0]
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement.format(pk="INTEGER PRIMARY KEY AUTOINCREMENT", float="REAL"))
+                conn.execute("INSERT INTO sb_schema_version VALUES (?, ?)", (version, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def create_key(self, key: VirtualKey) -> None:
+        sql = f"INSERT INTO sb_api_keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' * len(KEY_COLUMNS))})"
+        row = key_to_row(key)
+        await self._run(lambda c: c.execute(sql, row))
+
+    async def _one_key(self, column: str, value: str) -> VirtualKey | None:
+        sql = f"SELECT {', '.join(KEY_COLUMNS)} FROM sb_api_keys WHERE {column} = ?"
+        row = await self._run(lambda c: c.execute(sql, (value,)).fetchone())
+        return key_from_row(row) if row is not None else None
+
+    async def get_key(self, key_id: str) -> VirtualKey | None:
+        return await self._one_key("id", key_id)
+
+    async def key_by_hash(self, secret_hash: str) -> VirtualKey | None:
+        return await self._one_key("secret_hash", secret_hash)
+
+    async def list_keys(self) -> list[VirtualKey]:
+        sql = f"SELECT {', '.join(KEY_COLUMNS)} FROM sb_api_keys ORDER BY created_at, id"
+        rows = await self._run(lambda c: c.execute(sql).fetchall())
+        return [key_from_row(r) for r in rows]
+
+    async def update_key(self, key_id: str, changes: dict[str, Any]) -> VirtualKey | None:
+        names, values = key_update({**changes, "updated_at": time.time()})
+        sql = f"UPDATE sb_api_keys SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?"
+        await self._run(lambda c: c.execute(sql, (*values, key_id)))
+        return await self.get_key(key_id)
+
+    async def insert_usage(self, rows: Sequence[UsageRow]) -> None:
+        sql = f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
+        data = [usage_to_row(r) for r in rows]
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN")
+            try:
+                c.executemany(sql, data)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def query_usage(self, query: UsageQuery) -> tuple[list[UsageRow], UsageTotals]:
+        where, params = usage_where(query)
+        rows_sql = _q(f"SELECT {', '.join(USAGE_COLUMNS)} FROM sb_usage{where} ORDER BY ts DESC, id DESC LIMIT ?")
+        totals_sql = _q(TOTALS_SQL + where)
+
+        def read(c: sqlite3.Connection) -> tuple[list[Any], Any]:
+            return c.execute(rows_sql, (*params, query.limit)).fetchall(), c.execute(totals_sql, params).fetchone()
+
+        rows, totals = await self._run(read)
+        return [usage_from_row(r) for r in rows], totals_from_row(totals)
+
+    async def spend(self, key_id: str, since: float) -> float:
+        sql = "SELECT COALESCE(SUM(cost_usd), 0) FROM sb_usage WHERE key_id = ? AND ts >= ?"
+        row = await self._run(lambda c: c.execute(sql, (key_id, since)).fetchone())
+        return float(row[0])

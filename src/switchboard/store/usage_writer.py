@@ -1,0 +1,84 @@
+"""Writes usage rows off the request path: an in-memory queue flushed in batches.
+
+`add` never blocks or awaits (it is called from a gateway observer); a background task writes a
+batch every `interval_s` or as soon as `batch_size` rows wait. The queue is bounded: past
+`max_queue` rows are dropped and counted (`dropped`), so a slow or dead database costs memory
+no more than that. `flush()` writes what is queued now (shutdown, and the admin API before a query
+so it reads its own writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from .base import Store
+from .records import UsageRow
+
+__all__ = ["UsageWriter"]
+
+log = logging.getLogger("switchboard.usage")
+
+
+class UsageWriter:
+    def __init__(self, store: Store, interval_s: float = 0.5, batch_size: int = 500, max_queue: int = 50000) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.batch_size = batch_size
+        self.max_queue = max_queue
+        self.dropped = 0
+        self.written = 0
+        self._queue: deque[UsageRow] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._lock = asyncio.Lock()  # one writer at a time keeps batches in order
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def add(self, row: UsageRow) -> None:
+        if len(self._queue) >= self.max_queue:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("usage log queue full (%d rows): %d rows dropped so far", self.max_queue, self.dropped)
+            return
+        self._queue.append(row)
+        if len(self._queue) >= self.batch_size:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-usage-writer")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("writing the usage log failed")
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+                try:
+                    await self.store.insert_usage(batch)
+                except Exception:
+                    self.dropped += len(batch)
+                    raise
+                self.written += len(batch)
+
+    async def aclose(self) -> None:
+        # Stopped by a flag, not cancelled: a cancel in the middle of a write would lose that batch.
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
