@@ -72,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
+    logging.getLogger("switchboard").setLevel(logging.ERROR)  # warnings are printed below, once
     app = _build_app(config)
     print(f"config OK: {args.path or 'switchboard.yaml'}")
     s = config.server
