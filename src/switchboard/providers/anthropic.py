@@ -6,8 +6,6 @@ the error translation of HTTP failures); the format translation lives in `anthro
 
 from __future__ import annotations
 
-import aiohttp
-
 from ..config import ProviderConfig
 from ..errors import GatewayError
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
@@ -19,6 +17,7 @@ from .anthropic_convert import (
     uses_json_tool,
 )
 from .base import HttpUpstream, SSEChunkStream
+from .http1 import Response
 
 __all__ = ["AnthropicProvider"]
 
@@ -48,7 +47,7 @@ class AnthropicProvider:
             headers["x-api-key"] = key
         return headers
 
-    async def _post(self, payload: dict[str, object], key: str | None, stream: bool) -> aiohttp.ClientResponse:
+    async def _post(self, payload: dict[str, object], key: str | None, stream: bool) -> Response:
         try:
             return await self.http.post(self._url, payload, self._headers(key), stream, self._secrets)
         except GatewayError as err:

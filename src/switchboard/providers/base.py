@@ -7,16 +7,15 @@ capability is chat; completions, embeddings and model listing are optional proto
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
-import aiohttp
 import orjson
 
 from ..config import ProviderConfig
 from ..errors import GatewayError, upstream_error
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
+from .http1 import HTTP1Client, Response
 
 __all__ = [
     "ChatProvider",
@@ -62,9 +61,9 @@ class ModelLister(Protocol):
 
 def connection_error(provider: str, exc: BaseException) -> GatewayError:
     """Translate a transport failure into the gateway error (once, at the edge)."""
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         return GatewayError(504, f"Upstream provider `{provider}` timed out.", "timeout_error", code="upstream_timeout")
-    detail = type(exc).__name__
+    detail = str(exc) or type(exc).__name__
     return GatewayError(502, f"Could not reach upstream provider `{provider}` ({detail}).", "api_error",
                         code="upstream_connection_error")
 
@@ -75,61 +74,60 @@ class HttpUpstream:
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
-        self._session: aiohttp.ClientSession | None = None
-        self.timeout = aiohttp.ClientTimeout(total=config.timeout_s, connect=config.connect_timeout_s)
-        # A stream may last long; what must not last is silence between two reads.
-        self.stream_timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout_s,
-                                                    sock_read=config.timeout_s)
+        self._client: HTTP1Client | None = None
 
     async def start(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30,
-                                             enable_cleanup_closed=False)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                                  skip_auto_headers=("User-Agent",))
+        if self._client is None:
+            self._client = HTTP1Client(connect_timeout=self.config.connect_timeout_s)
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def client(self) -> HTTP1Client:
+        if self._client is None:
             raise RuntimeError(f"provider {self.name} used before start()")
-        return self._session
+        return self._client
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def post(self, url: str, payload: dict[str, Any], headers: dict[str, str], stream: bool,
-                   secrets: tuple[str, ...]) -> aiohttp.ClientResponse:
-        """POST and return the 2xx response (the caller reads and releases it); raise otherwise."""
+                   secrets: tuple[str, ...]) -> Response:
+        """POST and return the 2xx response (the caller reads and releases it); raise otherwise.
+
+        `timeout_s` bounds a whole non-stream exchange; for a stream it bounds every silence.
+        """
+        timeout = self.config.timeout_s
         try:
-            resp = await self.session.post(url, data=orjson.dumps(payload), headers=headers,
-                                           timeout=self.stream_timeout if stream else self.timeout)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            resp = await self.client.request("POST", url, headers, orjson.dumps(payload), read_timeout=timeout,
+                                             total_timeout=None if stream else timeout)
+        except OSError as exc:  # TimeoutError and UpstreamConnectionError are OSErrors
             raise connection_error(self.name, exc) from exc
         if resp.status >= 400:
             raise await self.error_from(resp, secrets)
         return resp
 
     async def get_json(self, url: str, headers: dict[str, str], secrets: tuple[str, ...]) -> Any:
+        timeout = self.config.timeout_s
         try:
-            async with self.session.get(url, headers=headers, timeout=self.timeout) as resp:
-                if resp.status >= 400:
-                    raise await self.error_from(resp, secrets)
-                return orjson.loads(await resp.read())
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            resp = await self.client.request("GET", url, headers, read_timeout=timeout, total_timeout=timeout)
+            if resp.status >= 400:
+                raise await self.error_from(resp, secrets)
+            raw = await resp.read()
+        except OSError as exc:
             raise connection_error(self.name, exc) from exc
+        try:
+            return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise GatewayError(502, f"Upstream provider `{self.name}` returned invalid JSON.", "api_error",
                                code="upstream_invalid_response") from exc
 
-    async def read_json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    async def read_json(self, resp: Response) -> dict[str, Any]:
         try:
             raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
+            resp.close()
             raise connection_error(self.name, exc) from exc
-        finally:
-            resp.release()
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -139,18 +137,17 @@ class HttpUpstream:
                                code="upstream_invalid_response")
         return data
 
-    async def error_from(self, resp: aiohttp.ClientResponse, secrets: tuple[str, ...]) -> GatewayError:
+    async def error_from(self, resp: Response, secrets: tuple[str, ...]) -> GatewayError:
         try:
             raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError):
+        except OSError:
+            resp.close()
             raw = b""
-        finally:
-            resp.release()
         try:
             body: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
-        return upstream_error(resp.status, body, self.name, secrets, dict(resp.headers))
+        return upstream_error(resp.status, body, self.name, secrets, resp.headers)
 
 
 class SSEChunkStream:
@@ -162,7 +159,7 @@ class SSEChunkStream:
     terminator is an error.
     """
 
-    def __init__(self, resp: aiohttp.ClientResponse, provider: str,
+    def __init__(self, resp: Response, provider: str,
                  convert: Callable[[str | None, str], dict[str, Any] | list[dict[str, Any]] | None]) -> None:
         self._resp = resp
         self._provider = provider
@@ -185,9 +182,9 @@ class SSEChunkStream:
                         yield item
                 elif chunk is not None:
                     yield chunk
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:  # TimeoutError and UpstreamConnectionError included
             err = connection_error(self._provider, exc)
-            err.message = f"Upstream stream from `{self._provider}` broke mid-way ({type(exc).__name__})."
+            err.message = f"Upstream stream from `{self._provider}` broke mid-way ({exc or type(exc).__name__})."
             raise err from exc
         except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             raise GatewayError(502, f"Upstream provider `{self._provider}` sent an invalid stream event.", "api_error",
