@@ -7,6 +7,7 @@ Every response carries `x-request-id`; every failure leaves as an OpenAI-format 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from .asgi import JSONResponse, Receive, Request, Response, Scope, Send, StreamR
 from .config import Config, load_config
 from .errors import GatewayError, internal_error
 from .gateway import Gateway, RequestRecord
+from .gc_tuning import tune_gc_for_serving
 from .headends.anthropic import register_anthropic_routes
 from .headends.embeddings import embeddings
 from .headends.models import ModelCatalog
@@ -65,6 +67,10 @@ class SwitchboardApp:
         self.param_routes: list[tuple[str, re.Pattern[str], Callable[[Request], Awaitable[Response]]]] = []
         self.prefixes = sorted(gateway.config.server.path_prefixes, key=len, reverse=True)
         self.shutting_down = False
+        # Request ids: a random prefix per process and a counter, unique across workers and restarts
+        # without reading the OS's random source on every request.
+        self._id_prefix = secrets.token_hex(6)
+        self._id_counter = itertools.count()
 
     def add_api_route(self, method: str, path: str, handler: Handler,
                       error_renderer: ErrorRenderer | None = None) -> None:
@@ -134,15 +140,12 @@ class SwitchboardApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        incoming = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                incoming = value.decode("latin-1")
-                break
-        request_id = incoming if _valid_request_id(incoming) else "req_" + secrets.token_hex(12)
         path = self._strip_prefix(scope["path"])
         method = scope["method"]
-        request = Request(scope, receive, path, request_id, self.gateway.config.server.max_body_bytes)
+        request = Request(scope, receive, path, "", self.gateway.config.server.max_body_bytes)
+        incoming = request.headers.get("x-request-id")
+        request_id = incoming if _valid_request_id(incoming) else f"req_{self._id_prefix}{next(self._id_counter):012x}"
+        request.request_id = request_id
         api_path = path[3:] if path.startswith("/v1/") else path
         handler = self.api_routes.get((method, api_path))
         renderer = self.error_renderers.get((method, api_path)) if handler is not None else None
@@ -231,6 +234,8 @@ def create_app(config: Config) -> SwitchboardApp:
 
 def app_from_env() -> SwitchboardApp:
     """Factory for `uvicorn --factory` and multi-worker mode: reads SWITCHBOARD_CONFIG."""
-    return create_app(load_config(os.environ.get("SWITCHBOARD_CONFIG", "switchboard.yaml")))
+    app = create_app(load_config(os.environ.get("SWITCHBOARD_CONFIG", "switchboard.yaml")))
+    tune_gc_for_serving()  # each worker is a server process of its own
+    return app
 
 

@@ -44,6 +44,8 @@ def _build_app(config: Config) -> SwitchboardApp:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .gc_tuning import tune_gc_for_serving
+
     _setup_logging(args.log_level)
     path = args.config or "switchboard.yaml"
     config = _load(path)
@@ -60,8 +62,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "loop": "uvloop" if sys.platform != "win32" else "asyncio",
         "lifespan": "on",
         "timeout_keep_alive": 75,
+        # Nothing reads the client address or scheme from the scope: skip rewriting them per request.
+        "proxy_headers": False,
     }
     app = _build_app(config)
+    tune_gc_for_serving()
     if args.workers > 1:
         os.environ["SWITCHBOARD_CONFIG"] = str(Path(path).resolve())
         uvicorn.run("switchboard.app:app_from_env", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]

@@ -58,6 +58,7 @@ class Authenticator:
     def __init__(self, config: AuthConfig) -> None:
         self.enabled = config.master_key is not None
         self._master = _digest(config.master_key) if config.master_key else None
+        self._master_principal = Principal(key_id="master", name="master", is_master=True)  # shared, never mutated
         self._keys = {
             _digest(k.value): Principal(key_id=f"cfg:{k.name}", name=k.name, models=list(k.models))
             for k in config.keys
@@ -74,7 +75,7 @@ class Authenticator:
                                "authentication_error", code="missing_api_key", retryable=False)
         digest = _digest(token)
         if self._master is not None and hmac.compare_digest(digest, self._master):
-            return Principal(key_id="master", name="master", is_master=True)
+            return self._master_principal
         principal = self._keys.get(digest)
         if principal is None and self.resolver is not None:
             principal = await self.resolver(digest)

@@ -136,7 +136,7 @@ class AccessControl:
         if record.model is None:
             return  # not a model call (model listing); nothing to count
         usage = record.usage
-        cost = cost_of(self.prices, usage, record.model, record.provider, record.upstream_model)
+        cost = cost_of(self.prices, usage, record.model, record.provider, record.upstream_model) if self.prices else 0.0
         self.usage.add(UsageRow(
             ts=record.started_wall, request_id=record.request_id, key_id=record.key_id, endpoint=record.endpoint,
             model=record.model, provider=record.provider, upstream_model=record.upstream_model, status=record.status,

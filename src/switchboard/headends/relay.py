@@ -31,7 +31,8 @@ def response_headers(outcome: Outcome, upstream_request_id: str | None) -> dict[
 
 async def relay_complete(gw: Gateway, record: RequestRecord, model: str,
                          call: Callable[[Deployment], Awaitable[UpstreamResult]]) -> Response:
-    result, outcome = await gw.router.execute(model, call, observe=record.routed)
+    # self_bounded: a non-stream call ends within its provider's timeouts (providers/base.py HttpUpstream.post).
+    result, outcome = await gw.router.execute(model, call, observe=record.routed, self_bounded=True)
     record.usage = usage_from(result.body.get("usage"))
     return JSONResponse(result.body, headers=response_headers(outcome, result.request_id))
 

@@ -6,6 +6,7 @@ pass-through). The field lists follow the official OpenAI API spec.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..errors import bad_request
@@ -41,8 +42,36 @@ def _is(value: Any, kind: str) -> bool:
     return isinstance(value, _JSON_TYPES[kind])
 
 
+@functools.lru_cache(maxsize=256)
+def _kinds(kinds: str) -> tuple[tuple[type, ...], bool, bool, bool, bool]:
+    """A spec like "integer|null", compiled once: (types, null ok, any, bool ok, integral float ok)."""
+    names = kinds.split("|")
+    types = tuple(t for k in names if k not in ("null", "any") for t in _JSON_TYPES[k])
+    return types, "null" in names, "any" in names, "boolean" in names, "integer" in names
+
+
+def _fits(value: Any, kinds: str) -> bool:
+    types, null_ok, any_ok, bool_ok, integral_ok = _kinds(kinds)
+    if value is None:
+        return null_ok
+    if any_ok:
+        return True
+    if value.__class__ is bool:
+        return bool_ok
+    if isinstance(value, types):
+        return True
+    return integral_ok and isinstance(value, float) and value.is_integer()
+
+
 def check_fields(body: dict[str, Any], spec: dict[str, str], prefix: str = "") -> None:
     """`spec` maps a field to allowed JSON types, e.g. "number|null"."""
+    # The body has a few fields, the spec dozens: walk the body; on a failure, report in spec order.
+    for name, value in body.items():
+        kinds = spec.get(name)
+        if kinds is not None and not _fits(value, kinds):
+            break
+    else:
+        return
     for name, kinds in spec.items():
         if name not in body:
             continue

@@ -1,13 +1,18 @@
 """The structured access log: one JSON line per API request on the `switchboard.access` logger.
 
 Written by a gateway observer from the `RequestRecord`. The client's key appears only as its id
-(the configured key name), never its value. The logger writes bare JSON lines to stderr unless the
-deployment configured handlers of its own for `switchboard.access`.
+(the configured key name), never its value. Unless the deployment configured handlers of its own for
+`switchboard.access` (then every line goes through them), the lines skip the `logging` machinery:
+they are buffered and written to stderr together once the event loop has finished its current batch
+of callbacks (and at shutdown), one whole line per request. The logger's level still applies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import select
 import sys
 from typing import Any
 
@@ -18,6 +23,7 @@ from ..gateway import Gateway, RequestRecord
 __all__ = ["ACCESS_LOGGER", "AccessLog", "access_entry"]
 
 ACCESS_LOGGER = "switchboard.access"
+_ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -49,7 +55,9 @@ def access_entry(record: RequestRecord) -> dict[str, Any]:
 class AccessLog:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or logging.getLogger(ACCESS_LOGGER)
-        if not self.logger.handlers:
+        # Direct writes only while the lines would reach our own bare handler anyway.
+        self._direct = not self.logger.handlers
+        if self._direct:
             # A bare JSON line, not wrapped in the human log format of the root handler.
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(message)s"))
@@ -57,10 +65,66 @@ class AccessLog:
             self.logger.propagate = False
             if self.logger.level == logging.NOTSET:
                 self.logger.setLevel(logging.INFO)
+        self._pending: list[bytes] = []
 
     def install(self, gateway: Gateway) -> None:
         gateway.observers.append(self.observe)
+        gateway.on_close(self.aclose)
 
     def observe(self, record: RequestRecord) -> None:
-        if self.logger.isEnabledFor(logging.INFO):
-            self.logger.info("%s", orjson.dumps(access_entry(record)).decode())
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        line = orjson.dumps(access_entry(record))
+        if not self._direct:
+            self.logger.info("%s", line.decode())
+            return
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop (called from plain code): write at once
+                self._pending.append(line)
+                self.flush()
+                return
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        stream = sys.stderr
+        try:
+            stream.flush()  # whatever `logging` wrote before stays before
+            try:
+                fd = stream.fileno()
+            except (AttributeError, OSError, ValueError):  # not a real file (captured output)
+                stream.write("".join(line.decode() + "\n" for line in lines))
+                stream.flush()
+                return
+            _write_lines(fd, lines)
+        except (OSError, ValueError):
+            pass  # stderr closed or gone: like logging's handlers, never fail the request path
+
+    async def aclose(self) -> None:
+        self.flush()
+
+
+def _write_lines(fd: int, lines: list[bytes]) -> None:
+    """Whole lines, at most PIPE_BUF bytes per write: the kernel keeps such writes to a pipe atomic, so
+    the lines of several worker processes sharing stderr never interleave mid-line."""
+    chunk: list[bytes] = []
+    size = 0
+    for line in lines:
+        if chunk and size + len(line) + 1 > _ATOMIC_WRITE:
+            _write_all(fd, b"".join(chunk))
+            chunk.clear()
+            size = 0
+        chunk += (line, b"\n")
+        size += len(line) + 1
+    if chunk:
+        _write_all(fd, b"".join(chunk))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

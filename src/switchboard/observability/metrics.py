@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..asgi import Request, Response
@@ -23,6 +25,7 @@ from ..routing.router import RouterEvent
 
 __all__ = ["Metrics", "error_class"]
 
+M = TypeVar("M", bound=MetricWrapperBase)
 CIRCUIT_VALUES = {CLOSED: 0, OPEN: 1, HALF_OPEN: 2}
 # LLM calls last from tens of milliseconds (cached, small) to minutes (long generations).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, float("inf"))
@@ -109,6 +112,7 @@ class Metrics:
                                        "Circuit breaker transitions per deployment, by new state.",
                                        ["provider", "deployment", "state"], registry=r)
         r.register(_LiveState(gateway))  # type: ignore[arg-type]
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
 
     def install(self) -> None:
         self.gateway.observers.append(self.observe)
@@ -126,18 +130,26 @@ class Metrics:
             return model
         return "other"
 
+    def _child(self, metric: M, *labels: str) -> M:
+        # `labels()` validates and locks on every call; the label sets in use are few and bounded.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child  # type: ignore[return-value]
+
     def observe(self, record: RequestRecord) -> None:
         model = self._model_label(record)
         provider = record.provider or ""
-        self.requests.labels(record.endpoint, model, provider, str(record.status)).inc()
+        self._child(self.requests, record.endpoint, model, provider, str(record.status)).inc()
         if record.latency_s is not None:
-            self.latency.labels(record.endpoint, model, provider, "true" if record.stream else "false").observe(
-                record.latency_s)
+            self._child(self.latency, record.endpoint, model, provider,
+                        "true" if record.stream else "false").observe(record.latency_s)
         if record.stream and record.first_token_s is not None:
-            self.ttft.labels(model, provider).observe(record.first_token_s)
+            self._child(self.ttft, model, provider).observe(record.first_token_s)
         if record.usage is not None:
-            self.tokens.labels(model, provider, "in").inc(record.usage.prompt_tokens)
-            self.tokens.labels(model, provider, "out").inc(record.usage.completion_tokens)
+            self._child(self.tokens, model, provider, "in").inc(record.usage.prompt_tokens)
+            self._child(self.tokens, model, provider, "out").inc(record.usage.completion_tokens)
 
     def on_router_event(self, event: RouterEvent) -> None:
         model = event.model if event.model in self.gateway.config.models else "other"

@@ -239,12 +239,15 @@ class Router:
             listener(event)
 
     async def execute(self, model: str, attempt: Callable[[Deployment], Awaitable[T]], *,
-                      hold: bool = False, observe: Callable[[Outcome], None] | None = None) -> tuple[T, Outcome]:
+                      hold: bool = False, observe: Callable[[Outcome], None] | None = None,
+                      self_bounded: bool = False) -> tuple[T, Outcome]:
         """Run `attempt` until one deployment answers; raise the error that ended the search.
 
         `hold=True` keeps the request's concurrency slots in the returned Outcome (for streams; the
         caller must call `outcome.release()`). `observe` also sees the Outcome of a failed request
         (which deployment was tried last and how many attempts were made), for logs and metrics.
+        `self_bounded=True` says an attempt ends within its provider's `connect_timeout_s + timeout_s`
+        (a non-stream call): while the deadline is further away than that, no timer guards it.
         """
         routes = self.routes(model)
         loop = asyncio.get_running_loop()
@@ -257,11 +260,14 @@ class Router:
         try:
             model_limiter = self.limits.models.get(model)
             if model_limiter is not None:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        leases.append(await model_limiter.acquire())
-                except TimeoutError:
-                    raise deadline_exceeded(total_s) from None
+                model_lease = model_limiter.try_acquire()
+                if model_lease is None:  # must queue: only then is a timer needed
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            model_lease = await model_limiter.acquire()
+                    except TimeoutError:
+                        raise deadline_exceeded(total_s) from None
+                leases.append(model_lease)
             healthy = [r for r in routes if self._route_healthy(r)] if len(routes) > 1 else routes
             last: GatewayError | None = None
             for index, route in enumerate(routes):
@@ -287,7 +293,7 @@ class Router:
                     key = picker.pick(failed_keys, healthy_key)
                     deployment = Deployment(provider, route.model, key)
                     lease: Lease | None = None
-                    if limiter is not None:
+                    if limiter is not None and (lease := limiter.try_acquire()) is None:
                         try:
                             async with asyncio.timeout_at(deadline):
                                 lease = await limiter.acquire()
@@ -300,13 +306,18 @@ class Router:
                     fallback = index > 0
                     attempts += 1
                     self.health.begin(deployment.id, route.provider)
-                    bound = asyncio.timeout_at(deadline)
+                    bound = None
+                    if not self_bounded or deadline - loop.time() <= _attempt_bound_s(provider):
+                        bound = asyncio.timeout_at(deadline)
                     try:
-                        async with bound:
+                        if bound is None:
                             result = await attempt(deployment)
+                        else:
+                            async with bound:
+                                result = await attempt(deployment)
                     except TimeoutError:
                         self._release(lease)
-                        if not bound.expired():
+                        if bound is None or not bound.expired():
                             self.health.abandon(deployment.id, route.provider)
                             raise
                         self.health.failure(deployment.id, route.provider)
@@ -376,6 +387,11 @@ class Router:
         if hinted > max_ms / 1000:
             return None  # the client, told the upstream's retry-after, can wait better than a held request
         return hinted
+
+
+def _attempt_bound_s(provider: ChatProvider) -> float:
+    """How long a self-bounded attempt can last at most: connecting, then the whole exchange, plus slack."""
+    return provider.config.connect_timeout_s + provider.config.timeout_s + 1.0
 
 
 def _jittered_s(attempt: int, initial_ms: int, max_ms: int) -> float:

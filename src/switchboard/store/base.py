@@ -6,7 +6,8 @@ Placeholders are written `{}` and filled per dialect (`?` for SQLite, `$n` for P
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +26,7 @@ __all__ = [
     "totals_from_row",
     "usage_from_row",
     "usage_to_row",
+    "usage_values",
     "usage_where",
 ]
 
@@ -88,6 +90,7 @@ KEY_COLUMNS = ("id", "name", "secret_hash", "hint", "models", "expires_at", "rpm
                "budget_period", "revoked", "created_at", "updated_at")
 USAGE_COLUMNS = ("ts", "request_id", "key_id", "endpoint", "model", "provider", "upstream_model", "status", "stream",
                  "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "ttft_ms")
+_STREAM = USAGE_COLUMNS.index("stream")
 
 
 def _column_value(name: str, value: Any) -> Any:
@@ -121,8 +124,13 @@ def key_update(changes: dict[str, Any]) -> tuple[list[str], list[Any]]:
     return names, values
 
 
+usage_values: Callable[[UsageRow], tuple[Any, ...]] = operator.attrgetter(*USAGE_COLUMNS)
+"""A row's column values in USAGE_COLUMNS order, `stream` still a bool."""
+
+
 def usage_to_row(row: UsageRow) -> tuple[Any, ...]:
-    return tuple(int(v) if isinstance(v, bool) else v for v in (getattr(row, c) for c in USAGE_COLUMNS))
+    values = usage_values(row)
+    return (*values[:_STREAM], int(values[_STREAM]), *values[_STREAM + 1:])
 
 
 def usage_from_row(row: Sequence[Any]) -> UsageRow:

@@ -35,6 +35,12 @@ __all__ = ["PostgresStore"]
 _MIGRATION_LOCK = 0x5B5B_0001  # an arbitrary application-wide advisory lock id
 
 
+_USAGE_TYPES = {"ts": "float8", "status": "int4", "stream": "int4", "prompt_tokens": "int4",
+                "completion_tokens": "int4", "cost_usd": "float8", "latency_ms": "float8", "ttft_ms": "float8"}
+_INSERT_USAGE = (f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) SELECT * FROM unnest("
+                 + ", ".join(f"${i}::{_USAGE_TYPES.get(c, 'text')}[]" for i, c in enumerate(USAGE_COLUMNS, 1)) + ")")
+
+
 def _q(sql: str, start: int = 1) -> str:
     counter = itertools.count(start)
     out = []
@@ -112,8 +118,11 @@ class PostgresStore:
         return await self.get_key(key_id)
 
     async def insert_usage(self, rows: Sequence[UsageRow]) -> None:
-        sql = f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) VALUES ({_placeholders(len(USAGE_COLUMNS))})"
-        await self.pool.executemany(sql, [usage_to_row(r) for r in rows])
+        if not rows:
+            return
+        # One statement per batch, one array per column: a round trip and a parse per batch, not per row.
+        columns = list(zip(*(usage_to_row(r) for r in rows), strict=True))
+        await self.pool.execute(_INSERT_USAGE, *columns)
 
     async def query_usage(self, query: UsageQuery) -> tuple[list[UsageRow], UsageTotals]:
         where, params = usage_where(query)

@@ -8,6 +8,7 @@ worker processes on one machine share the file.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,18 @@ from .records import UsageQuery, UsageRow, UsageTotals, VirtualKey
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
+
+
+# 250 rows x 14 columns stays well under SQLite's limit of 32766 bound parameters per statement.
+_ROWS_PER_INSERT = 250
+
+
+def _insert_sql(rows: int) -> str:
+    one = f"({', '.join('?' * len(USAGE_COLUMNS))})"
+    return f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) VALUES {', '.join([one] * rows)}"
+
+
+_INSERT_FULL = _insert_sql(_ROWS_PER_INSERT)
 
 
 def _q(sql: str) -> str:
@@ -76,7 +89,8 @@ class SqliteStore:
                 if version <= current:
                     continue
                 for statement in statements:
-                    conn.execute(statement.format(pk="INTEGER PRIMARY KEY AUTOINCREMENT", float="REAL"))
+                    # A plain rowid key: AUTOINCREMENT would update sqlite_sequence on every insert for nothing.
+                    conn.execute(statement.format(pk="INTEGER PRIMARY KEY", float="REAL"))
                 conn.execute("INSERT INTO sb_schema_version VALUES (?, ?)", (version, time.time()))
             conn.execute("COMMIT")
         except BaseException:
@@ -123,13 +137,19 @@ class SqliteStore:
         return await self.get_key(key_id)
 
     async def insert_usage(self, rows: Sequence[UsageRow]) -> None:
-        sql = f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
+        if not rows:
+            return
         data = [usage_to_row(r) for r in rows]
 
         def write(c: sqlite3.Connection) -> None:
+            # Multi-row INSERTs, not `executemany`: that releases and retakes the GIL around every row, and
+            # each retake can stall the event loop thread for a whole switch interval.
             c.execute("BEGIN")
             try:
-                c.executemany(sql, data)
+                for start in range(0, len(data), _ROWS_PER_INSERT):
+                    chunk = data[start:start + _ROWS_PER_INSERT]
+                    sql = _INSERT_FULL if len(chunk) == _ROWS_PER_INSERT else _insert_sql(len(chunk))
+                    c.execute(sql, list(itertools.chain.from_iterable(chunk)))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")

@@ -23,7 +23,7 @@ log = logging.getLogger("switchboard.usage")
 
 
 class UsageWriter:
-    def __init__(self, store: Store, interval_s: float = 0.5, batch_size: int = 500, max_queue: int = 50000) -> None:
+    def __init__(self, store: Store, interval_s: float = 0.5, batch_size: int = 2000, max_queue: int = 50000) -> None:
         self.store = store
         self.interval_s = interval_s
         self.batch_size = batch_size
