@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["DONE", "PING", "data_frame", "error_frame", "event_frame", "iter_sse"]
+__all__ = ["DONE", "PING", "SSEDecoder", "data_frame", "error_frame", "event_frame", "iter_sse"]
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
@@ -30,24 +30,52 @@ def error_frame(error: dict[str, Any]) -> bytes:
     return data_frame(error)
 
 
+class SSEDecoder:
+    """Incremental SSE parser: feed it bytes as they arrive (any split), get complete events."""
+
+    __slots__ = ("_buffer", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        data = self._buffer + chunk if self._buffer else chunk
+        events: list[tuple[str | None, str]] = []
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            line = data[start:end]
+            start = end + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if self._data:
+                    events.append((self._event, "\n".join(self._data)))
+                self._event, self._data = None, []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append((value[1:] if value.startswith(b" ") else value).decode("utf-8"))
+            elif line.startswith(b"event:"):
+                self._event = line[6:].strip().decode("utf-8")
+            # comments (":") and other fields (id, retry) are ignored
+        self._buffer = data[start:]
+        return events
+
+    def finish(self) -> list[tuple[str | None, str]]:
+        """The stream ended: an event not followed by a blank line still counts."""
+        events = self.feed(b"\n") if self._buffer else []
+        if self._data:
+            events.append((self._event, "\n".join(self._data)))
+            self._event, self._data = None, []
+        return events
+
+
 async def iter_sse(lines: AsyncIterable[bytes]) -> AsyncIterator[tuple[str | None, str]]:
-    """Parse an SSE byte stream (already split into lines) into (event, data) pairs."""
-    event: str | None = None
-    data: list[str] = []
-    async for raw in lines:
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = None, []
-            continue
-        if line.startswith(b"data:"):
-            value = line[5:]
-            if value.startswith(b" "):
-                value = value[1:]
-            data.append(value.decode("utf-8"))
-        elif line.startswith(b"event:"):
-            event = line[6:].strip().decode("utf-8")
-        # comments (":") and other fields (id, retry) are ignored
-    if data:  # a final event not followed by a blank line
-        yield event, "\n".join(data)
+    """Parse an SSE byte stream (in pieces of any size) into (event, data) pairs."""
+    decoder = SSEDecoder()
+    async for piece in lines:
+        for event in decoder.feed(piece):
+            yield event
+    for event in decoder.finish():
+        yield event

@@ -127,3 +127,17 @@ def test_validation_accepts_client_quirks() -> None:
         validate_chat({"model": "m", "messages": [{"role": "user", "content": "x"}],
                        "stream_options": {"include_usage": "yes"}})
     assert err.value.param == "stream_options.include_usage"
+
+
+def test_sse_decoder_any_split() -> None:
+    from switchboard.sse import SSEDecoder
+
+    raw = b'event: a\r\ndata: {"x": 1}\r\n\r\ndata: one\ndata: two\n\n: ping\n\ndata: [DONE]\n\ndata: tail'
+    want = [("a", '{"x": 1}'), (None, "one\ntwo"), (None, "[DONE]"), (None, "tail")]
+    for size in (1, 2, 3, 7, len(raw)):
+        decoder = SSEDecoder()
+        got = []
+        for i in range(0, len(raw), size):
+            got += decoder.feed(raw[i:i + size])
+        got += decoder.finish()
+        assert got == want, size

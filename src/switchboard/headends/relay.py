@@ -110,25 +110,37 @@ def _closed(gw: Gateway, record: RequestRecord, outcome: Outcome, exc: BaseExcep
     gw.finish(record)
 
 
+async def _batches(opened: OpenedStream) -> AsyncIterator[list[dict[str, Any]]]:
+    """The stream's chunks, grouped as they arrived from the upstream when the stream can tell."""
+    yield [opened.first]
+    batches = getattr(opened.stream, "batches", None)
+    if batches is not None:
+        async for batch in batches():
+            yield batch
+    else:
+        async for chunk in opened.iterator:
+            yield [chunk]
+
+
 async def _frames(opened: OpenedStream, record: RequestRecord, include_usage: bool) -> AsyncIterator[bytes]:
-    chunk = opened.first
-    stream_id = chunk.get("id")
-    iterator = opened.iterator
+    stream_id = opened.first.get("id")
     try:
-        while True:
-            usage = chunk.get("usage")
-            if usage is not None:
-                record.usage = usage_from(usage) or record.usage
-                if not include_usage:
-                    chunk["usage"] = None
-                    if not chunk.get("choices"):
-                        chunk = await iterator.__anext__()
-                        continue
-            if stream_id is not None and chunk.get("id") != stream_id:
-                chunk["id"] = stream_id
-            yield data_frame(chunk)
-            chunk = await iterator.__anext__()
-    except StopAsyncIteration:
+        async for batch in _batches(opened):
+            frames: list[bytes] = []
+            for chunk in batch:
+                usage = chunk.get("usage")
+                if usage is not None:
+                    record.usage = usage_from(usage) or record.usage
+                    if not include_usage:
+                        chunk["usage"] = None
+                        if not chunk.get("choices"):
+                            continue
+                if stream_id is not None and chunk.get("id") != stream_id:
+                    chunk["id"] = stream_id
+                frames.append(data_frame(chunk))
+            if frames:
+                # Everything one upstream read carried goes to the client in one write.
+                yield frames[0] if len(frames) == 1 else b"".join(frames)
         yield DONE
     except GatewayError as err:
         record.status = err.status
