@@ -158,6 +158,11 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
         async for chunk in response.body:
             last_sent = loop.time()
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        # Account for the request (usage, token limits, logs) before the client can see the end of
+        # the response, so its next request already finds this one counted.
+        on_close, response.on_close = response.on_close, None
+        if on_close is not None:
+            on_close(None)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError as exc:
         error = exc

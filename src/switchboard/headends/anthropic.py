@@ -17,11 +17,11 @@ from ..errors import GatewayError
 from ..gateway import Gateway, RequestRecord
 from ..hub import UpstreamResult, usage_from
 from ..providers.anthropic_count import TokenCounters
-from ..routing.router import Deployment, Outcome
+from ..routing.router import Deployment
 from ..sse import event_frame
 from .anthropic_request import COUNT_TOKENS_DROPPED, parse_messages_request, to_hub_body
 from .anthropic_response import StreamEncoder, error_body, to_anthropic_message
-from .relay import OpenedStream, StreamBody, open_first_chunk, response_headers
+from .relay import OpenedStream, StreamBody, open_first_chunk, response_headers, stream_closed
 
 if TYPE_CHECKING:
     from ..app import SwitchboardApp
@@ -55,21 +55,13 @@ async def messages(gw: Gateway, request: Request, record: RequestRecord) -> Resp
         headers = response_headers(outcome, opened.stream.request_id)
         headers["request-id"] = request.request_id
         return StreamResponse(StreamBody(_events(opened, record, StreamEncoder(hub.model, stops)), opened.stream),
-                              headers=headers, on_close=lambda exc: _closed(gw, record, outcome, exc))
+                              headers=headers, on_close=lambda exc: stream_closed(gw, record, outcome, exc))
     result, outcome = await gw.router.execute(hub.model, lambda d: d.provider.chat(hub, d.model, d.key_value),
                                               observe=record.routed)
     record.usage = usage_from(result.body.get("usage"))
     headers = response_headers(outcome, result.request_id)
     headers["request-id"] = request.request_id
     return JSONResponse(to_anthropic_message(result.body, hub.model, stops), headers=headers)
-
-
-def _closed(gw: Gateway, record: RequestRecord, outcome: Outcome, exc: BaseException | None) -> None:
-    outcome.release()
-    if exc is not None and record.status < 400:
-        record.status = 499  # the client went away (nginx's convention)
-        record.error_type = "client_disconnected"
-    gw.finish(record)
 
 
 async def _events(opened: OpenedStream, record: RequestRecord, encoder: StreamEncoder) -> AsyncIterator[bytes]:

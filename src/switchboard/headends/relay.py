@@ -19,7 +19,8 @@ from ..hub import UpstreamResult, UpstreamStream, usage_from
 from ..routing.router import Deployment, Outcome
 from ..sse import DONE, data_frame, error_frame
 
-__all__ = ["OpenedStream", "StreamBody", "open_first_chunk", "relay_complete", "relay_stream", "response_headers"]
+__all__ = ["OpenedStream", "StreamBody", "open_first_chunk", "relay_complete", "relay_stream", "response_headers",
+           "stream_closed"]
 
 
 def response_headers(outcome: Outcome, upstream_request_id: str | None) -> dict[str, str]:
@@ -73,7 +74,7 @@ async def relay_stream(gw: Gateway, record: RequestRecord, model: str, include_u
     return StreamResponse(
         StreamBody(_frames(opened, record, include_usage), opened.stream),
         headers=response_headers(outcome, opened.stream.request_id),
-        on_close=lambda exc: _closed(gw, record, outcome, exc),
+        on_close=lambda exc: stream_closed(gw, record, outcome, exc),
     )
 
 
@@ -102,7 +103,8 @@ class StreamBody:
             await self._upstream.aclose()
 
 
-def _closed(gw: Gateway, record: RequestRecord, outcome: Outcome, exc: BaseException | None) -> None:
+def stream_closed(gw: Gateway, record: RequestRecord, outcome: Outcome, exc: BaseException | None) -> None:
+    """A relayed stream ended (cleanly, by error or by the client leaving): free its slots, record it."""
     outcome.release()
     if exc is not None and record.status < 400:
         record.status = 499  # the client went away (nginx's convention)

@@ -196,14 +196,18 @@ class SSEChunkStream:
         decoder = SSEDecoder()
         try:
             async for piece in self._resp.iter_chunks():
-                batch = self._convert_events(decoder.feed(piece))
+                batch, failure = self._convert_events(decoder.feed(piece))
                 if batch:
-                    yield batch
+                    yield batch  # what arrived before a failure event still reaches the client
+                if failure is not None:
+                    raise failure
                 if self._finished:
                     return
-            batch = self._convert_events(decoder.finish())
+            batch, failure = self._convert_events(decoder.finish())
             if batch:
                 yield batch
+            if failure is not None:
+                raise failure
             if self._finished:
                 return
         except OSError as exc:  # TimeoutError and UpstreamConnectionError included
@@ -218,7 +222,8 @@ class SSEChunkStream:
         raise GatewayError(502, f"Upstream stream from `{self._provider}` ended before it was complete.", "api_error",
                            code="upstream_stream_truncated")
 
-    def _convert_events(self, events: list[tuple[str | None, str]]) -> list[dict[str, Any]]:
+    def _convert_events(self, events: list[tuple[str | None, str]]
+                        ) -> tuple[list[dict[str, Any]], GatewayError | None]:
         batch: list[dict[str, Any]] = []
         for event, data in events:
             try:
@@ -226,11 +231,13 @@ class SSEChunkStream:
             except StopAsyncIteration:
                 self._finished = True
                 break
+            except GatewayError as failure:  # an error event from the upstream
+                return batch, failure
             if isinstance(chunk, list):
                 batch.extend(chunk)
             elif chunk is not None:
                 batch.append(chunk)
-        return batch
+        return batch, None
 
     async def aclose(self) -> None:
         if self._finished:
