@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..errors import GatewayError
+from ..routing.shared_cooldowns import SharedCooldowns
 from ..shared_state import SharedState, build_shared_state
 from ..store import Store, UsageRow, VirtualKey
 from ..store import build_store as _build_store
@@ -81,6 +82,10 @@ class AccessControl:
         gw.readiness_checks["store"] = self.store.ping
         if gw.config.shared_state_url:
             gw.readiness_checks["shared_state"] = self.state.ping
+            cooldowns = SharedCooldowns(gw.router.health, self.state, gw.config)
+            cooldowns.install()
+            gw.on_start(cooldowns.start)
+            gw.on_close(cooldowns.aclose)
         gw.observers.append(self.observe)
 
     async def start(self) -> None:

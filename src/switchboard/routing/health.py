@@ -101,6 +101,15 @@ class Health:
             breaker.opened_at = now
             self._notify(breaker, OPEN)
 
+    def open_for(self, deployment: str, provider: str, seconds: float) -> None:
+        """Open the breaker now, half-opening after `seconds` (a cooldown decided by another instance)."""
+        breaker = self._breaker(deployment, provider)
+        if breaker is None:
+            return
+        breaker.opened_at = self._clock() - max(0.0, breaker.cooldown_s - seconds)
+        breaker.probing = False
+        self._notify(breaker, OPEN)
+
     def abandon(self, deployment: str, provider: str) -> None:
         """The attempt ended without a verdict (cancelled, local error): free the probe slot."""
         breaker = self._breakers.get(deployment)
