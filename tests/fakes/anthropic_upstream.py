@@ -37,11 +37,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
-import threading
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.threaded import ThreadedServer
 
 __all__ = ["FakeAnthropic"]
 
@@ -329,50 +329,15 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-class FakeAnthropic:
+class FakeAnthropic(ThreadedServer):
     def __init__(self, api_keys: set[str] | None = None) -> None:
         self.api_keys = api_keys
         self.requests: list[dict[str, Any]] = []
-        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        super().__init__()
         self.app.router.add_post("/v1/messages", self.messages)
         self.app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         self.active_streams = 0
         self.cancelled_streams = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle (runs in its own thread so sync tests can use it too)
-    def start(self) -> FakeAnthropic:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            self._runner = web.AppRunner(self.app, access_log=None)
-            loop.run_until_complete(self._runner.setup())
-            site = web.SockSite(self._runner, sock)
-            loop.run_until_complete(site.start())
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
 
     @property
     def base_url(self) -> str:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import struct
-import threading
 import time
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.threaded import ThreadedServer
 
 REPLY_PARTS = ["Hello", " from", " {model}"]
 
@@ -43,51 +43,16 @@ def _error(status: int, message: str, etype: str = "invalid_request_error", code
     return web.json_response(body, status=status, headers=headers)
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedServer):
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        super().__init__()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/completions", self.completions)
         self.app.router.add_post("/v1/embeddings", self.embeddings)
         self.app.router.add_get("/v1/models", self.models)
         self.active_streams = 0
         self.cancelled_streams = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle (runs in its own thread so sync tests can use it too)
-    def start(self) -> FakeOpenAI:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            self._runner = web.AppRunner(self.app, access_log=None)
-            loop.run_until_complete(self._runner.setup())
-            site = web.SockSite(self._runner, sock)
-            loop.run_until_complete(site.start())
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
 
     @property
     def base_url(self) -> str:
