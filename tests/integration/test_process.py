@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -36,6 +38,10 @@ def test_several_workers(fake_openai: FakeOpenAI) -> None:
                 r = client.post(server.url + "/v1/chat/completions",
                                 json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
                 assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Hello from m"
+        # /health answered as soon as one worker was up; the other may still be starting
+        deadline = time.monotonic() + 15
+        while server.logs().count("Application startup complete") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert server.logs().count("Application startup complete") == 2
     finally:
         server.stop()
