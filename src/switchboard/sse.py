@@ -6,12 +6,11 @@ the `[DONE]` terminator, `: ping` keep-alive comments and the mid-stream error f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import orjson
 
-__all__ = ["DONE", "PING", "SSEDecoder", "data_frame", "error_frame", "event_frame", "iter_sse"]
+__all__ = ["DONE", "PING", "SSEDecoder", "data_frame", "error_frame", "event_frame"]
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
@@ -70,12 +69,3 @@ class SSEDecoder:
             self._event, self._data = None, []
         return events
 
-
-async def iter_sse(lines: AsyncIterable[bytes]) -> AsyncIterator[tuple[str | None, str]]:
-    """Parse an SSE byte stream (in pieces of any size) into (event, data) pairs."""
-    decoder = SSEDecoder()
-    async for piece in lines:
-        for event in decoder.feed(piece):
-            yield event
-    for event in decoder.finish():
-        yield event

@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 import struct
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -13,7 +12,6 @@ from switchboard.headends.embeddings import base64_to_floats, floats_to_base64
 from switchboard.headends.validation import validate_chat
 from switchboard.providers import build_provider
 from switchboard.routing.router import Deployment, Router
-from switchboard.sse import iter_sse
 
 CONFIG = """
 providers:
@@ -94,14 +92,12 @@ async def test_unknown_model() -> None:
     assert err.value.status == 404 and err.value.code == "model_not_found"
 
 
-async def _lines(data: bytes) -> AsyncIterator[bytes]:
-    for line in data.splitlines(keepends=True):
-        yield line
+def test_sse_parser() -> None:
+    from switchboard.sse import SSEDecoder
 
-
-async def test_sse_parser() -> None:
     raw = b'event: message_start\ndata: {"a":1}\n\n: ping\n\ndata: line1\ndata: line2\n\ndata:[DONE]\n\n'
-    events = [e async for e in iter_sse(_lines(raw))]
+    decoder = SSEDecoder()
+    events = decoder.feed(raw) + decoder.finish()
     assert events == [("message_start", '{"a":1}'), (None, "line1\nline2"), (None, "[DONE]")]
 
 

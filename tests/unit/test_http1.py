@@ -78,8 +78,8 @@ async def test_chunked_stream_lines_and_pooling_after_terminator(client: HTTP1Cl
     async with server:
         for _ in range(2):
             resp = await client.request("POST", url, {}, b"{}", read_timeout=2)
-            lines = [line async for line in resp.content]
-            assert lines == [b"data: one\n", b"\n", b"data: two\n", b"\n", b"data: [DONE]\n", b"\n"]
+            body = b"".join([chunk async for chunk in resp.iter_chunks()])
+            assert body == b"data: one\n\ndata: two\n\ndata: [DONE]\n\n"
             resp.release()
             await asyncio.sleep(0.05)
         assert len(connections) == 1

@@ -221,26 +221,6 @@ class Response:
                 return
             await conn.wait(self._read_timeout, None)
 
-    @property
-    def content(self) -> AsyncIterator[bytes]:
-        """The body split into lines (each ending with its newline, the last one maybe not)."""
-        return self._lines()
-
-    async def _lines(self) -> AsyncIterator[bytes]:
-        pending = b""
-        async for chunk in self.iter_chunks():
-            data = pending + chunk if pending else chunk
-            start = 0
-            while True:
-                end = data.find(b"\n", start)
-                if end < 0:
-                    break
-                yield data[start:end + 1]
-                start = end + 1
-            pending = data[start:]
-        if pending:
-            yield pending
-
     def release(self) -> None:
         """Done with the response: keep the connection if it is clean, close it otherwise."""
         if self._released:
