@@ -332,20 +332,14 @@ def _text_of(content: Any) -> str:
 class FakeAnthropic(ThreadedServer):
     def __init__(self, api_keys: set[str] | None = None) -> None:
         self.api_keys = api_keys
-        self.requests: list[dict[str, Any]] = []
         super().__init__()
         self.app.router.add_post("/v1/messages", self.messages)
         self.app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
-        self.active_streams = 0
-        self.cancelled_streams = 0
 
     @property
     def base_url(self) -> str:
         """Like the anthropic SDK's base URL: without `/v1`."""
         return f"http://127.0.0.1:{self.port}"
-
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
 
     # -- helpers
     async def _record(self, request: web.Request) -> Any:

@@ -45,21 +45,15 @@ def _error(status: int, message: str, etype: str = "invalid_request_error", code
 
 class FakeOpenAI(ThreadedServer):
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
         super().__init__()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/completions", self.completions)
         self.app.router.add_post("/v1/embeddings", self.embeddings)
         self.app.router.add_get("/v1/models", self.models)
-        self.active_streams = 0
-        self.cancelled_streams = 0
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
 
     # -- shared behaviour
     async def _record(self, request: web.Request) -> dict[str, Any]:

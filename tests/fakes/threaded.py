@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
 
 class ThreadedServer:
-    """Base of the fake upstreams: subclasses build `self.app` and call `super().__init__()` first."""
+    """Base of the fake upstreams: subclasses call `super().__init__()`, then add routes to `self.app`."""
 
     def __init__(self) -> None:
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.requests: list[dict[str, Any]] = []  # {path, headers, body} of every request, for assertions
+        self.active_streams = 0
+        self.cancelled_streams = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -42,6 +45,9 @@ class ThreadedServer:
         self._thread.start()
         ready.wait(10)
         return self
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
 
     def stop(self) -> None:
         if self._loop is not None:
