@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError, load_config
@@ -42,37 +40,28 @@ def _build_app(config: Config) -> SwitchboardApp:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from .app import create_app
     from .gc_tuning import tune_gc_for_serving
+    from .server import ServeOptions, serve
 
     _setup_logging(args.log_level)
-    path = args.config or "switchboard.yaml"
-    config = _load(path)
-    host = args.host or config.server.host
-    port = args.port if args.port is not None else config.server.port
-    options = {
-        "host": host,
-        "port": port,
-        "log_level": args.log_level.lower(),
-        "access_log": False,  # the gateway writes its own structured access log
-        "timeout_graceful_shutdown": config.server.shutdown_grace_s,
-        "backlog": 4096,
-        "http": "httptools",
-        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
-        "lifespan": "on",
-        "timeout_keep_alive": 75,
-        # Nothing reads the client address or scheme from the scope: skip rewriting them per request.
-        "proxy_headers": False,
-    }
-    app = _build_app(config)
-    tune_gc_for_serving()
-    if args.workers > 1:
-        os.environ["SWITCHBOARD_CONFIG"] = str(Path(path).resolve())
-        uvicorn.run("switchboard.app:app_from_env", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
-    else:
-        uvicorn.run(app, **options)  # type: ignore[arg-type]
-    return 0
+    config = _load(args.config)
+    options = ServeOptions(
+        host=args.host or config.server.host,
+        port=args.port if args.port is not None else config.server.port,
+        workers=max(1, args.workers),
+        grace_s=config.server.shutdown_grace_s,
+    )
+    app = _build_app(config)  # also validates what the YAML alone does not, before any worker starts
+
+    def worker_app() -> SwitchboardApp:  # each forked worker builds its own gateway (connections, threads)
+        built = create_app(config)
+        tune_gc_for_serving()
+        return built
+
+    if options.workers == 1:
+        tune_gc_for_serving()
+    return serve(options, worker_app, app if options.workers == 1 else None)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -1,0 +1,492 @@
+"""HTTP/1.1 for one client connection, speaking ASGI 3 to the application.
+
+`HttpProtocol` is an asyncio protocol: httptools (llhttp, the parser of Node.js) parses requests,
+each request becomes a `RequestCycle` whose `receive`/`send` are the ASGI callables, and the app
+runs as one task per request. What it does that general-purpose servers do not, because the
+gateway's requests are small and many:
+
+- a response's status line, headers and first body bytes leave in one `write` (one syscall, one
+  TCP segment for a typical completion): `http.response.start` is held until the first body message;
+- nothing per request that the gateway does not read (no access-log formatting, no proxy-header
+  rewriting, no regex over response headers);
+- idle keep-alive connections are closed by a once-a-second sweep (`ServerState.sweep`) instead
+  of a timer armed and cancelled around every request.
+
+Also handled: pipelined requests (answered in order; reading pauses while one waits), request
+bodies in any framing llhttp accepts (Content-Length or chunked) with read back-pressure,
+`Expect: 100-continue`, HEAD, HTTP/1.0 clients (a body without a length ends at close), write
+back-pressure (`send` waits for the transport to drain), client disconnects (`receive` returns
+`http.disconnect`; later `send`s are dropped), and malformed or oversized requests (an
+OpenAI-format error, then close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+import orjson
+
+__all__ = ["MAX_HEADER_BYTES", "HttpProtocol", "RequestCycle", "ServerState"]
+
+log = logging.getLogger("switchboard.server")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+
+MAX_HEADER_BYTES = 64 * 1024  # request line + headers; more is answered with 431
+BODY_HIGH_WATER = 256 * 1024  # buffered, unread request body above which reading pauses
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
+_DISCONNECT = {"type": "http.disconnect"}
+
+_REASONS = {
+    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+    301: "Moved Permanently", 302: "Found", 304: "Not Modified", 307: "Temporary Redirect",
+    308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
+    410: "Gone", 411: "Length Required", 413: "Content Too Large", 415: "Unsupported Media Type",
+    422: "Unprocessable Content", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout",
+}
+_STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else f"HTTP/1.1 {status} \r\n".encode()
+
+
+def _error_bytes(status: int, message: str, code: str, date: bytes) -> bytes:
+    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}})
+    return b"".join((_status_line(status), date, b"content-type: application/json\r\ncontent-length: ",
+                     str(len(body)).encode(), b"\r\nconnection: close\r\n\r\n", body))
+
+
+class ServerState:
+    """What the connections of one server process share: the app, the open connections, the
+    current `date` header, the keep-alive timeout, and whether the server is draining."""
+
+    def __init__(self, app: ASGIApp, keepalive_timeout_s: float = 75.0, root_path: str = "") -> None:
+        self.app = app
+        self.keepalive_timeout_s = keepalive_timeout_s
+        self.root_path = root_path
+        self.connections: set[HttpProtocol] = set()
+        self.draining = False
+        self.all_closed: asyncio.Event | None = None  # set by drain(); fires when the last connection closes
+        self.date_header = b""
+        self.refresh_date()
+
+    def refresh_date(self) -> None:
+        from email.utils import formatdate
+
+        self.date_header = b"date: " + formatdate(usegmt=True).encode() + b"\r\n"
+
+    def sweep(self, now: float) -> None:
+        """Once a second: the `date` header, and closing keep-alive connections idle too long."""
+        self.refresh_date()
+        limit = now - self.keepalive_timeout_s
+        for conn in list(self.connections):
+            if conn.idle_since is not None and conn.idle_since < limit:
+                conn.close()
+
+    def drain(self) -> None:
+        """Stop keeping connections alive: idle ones close now, busy ones after their response."""
+        self.draining = True
+        self.all_closed = asyncio.Event()
+        if not self.connections:
+            self.all_closed.set()
+        for conn in list(self.connections):
+            conn.keep_alive = False
+            if conn.idle_since is not None:
+                conn.close()
+
+
+class HttpProtocol(asyncio.Protocol):
+    __slots__ = ("_drain_waiter", "_header_bytes", "_headers", "_parsing", "_read_paused", "_url", "client",
+                 "cycles", "idle_since", "keep_alive", "loop", "parser", "server", "state", "transport",
+                 "write_paused")
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.cycles: deque[RequestCycle] = deque()  # the first one is answering; later ones are pipelined
+        self._parsing: RequestCycle | None = None  # the request whose body is being read
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self.keep_alive = True
+        self.idle_since: float | None = None
+        self.write_paused = False
+        self._read_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+
+    # --- connection events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
+        self.idle_since = self.loop.time()
+        if self.state.draining:
+            self.keep_alive = False
+        sockname = transport.get_extra_info("sockname")
+        peername = transport.get_extra_info("peername")
+        if isinstance(sockname, tuple):
+            self.server = (str(sockname[0]), int(sockname[1]))
+        if isinstance(peername, tuple):
+            self.client = (str(peername[0]), int(peername[1]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        state = self.state
+        state.connections.discard(self)
+        if state.all_closed is not None and not state.connections:
+            state.all_closed.set()
+        self.idle_since = None
+        for cycle in self.cycles:
+            cycle.disconnected = True
+            cycle.wake()
+        self.cycles.clear()
+        self._parsing = None
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Upgrades (WebSocket, h2c) are not offered: the request was answered as plain HTTP/1.1,
+            # and what follows it on this connection is not HTTP/1.1, so the connection ends with it.
+            self.keep_alive = False
+        except httptools.HttpParserError as exc:
+            # httptools wraps an exception raised in a callback (ours: _HeadersTooLarge) in its own.
+            if isinstance(exc, _HeadersTooLarge) or isinstance(exc.__context__, _HeadersTooLarge):
+                self._reject(431, f"Request line and headers exceed {MAX_HEADER_BYTES} bytes.", "headers_too_large")
+            else:
+                self._reject(400, f"Invalid HTTP request: {exc}", "invalid_http_request")
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.transport.is_closing():
+            waiter = self._drain_waiter
+            if waiter is None or waiter.done():  # the stream and its keep-alive pinger may both wait
+                waiter = self._drain_waiter = self.loop.create_future()
+            await waiter
+
+    def close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _reject(self, status: int, message: str, code: str) -> None:
+        if self.cycles:  # a response is under way: its bytes and ours cannot be told apart
+            self.transport.close()
+            return
+        self.transport.write(_error_bytes(status, message, code, self.state.date_header))
+        self.transport.close()
+
+    def pause_reading(self) -> None:
+        if not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._read_paused and len(self.cycles) <= 1:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    # --- parser callbacks (httptools calls these by name)
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _HeadersTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _HeadersTooLarge
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        http_version = parser.get_http_version()
+        method = parser.get_method().decode("ascii")
+        url = self._url
+        if url[:1] != b"/":  # absolute-form or asterisk-form
+            parsed = httptools.parse_url(url)
+            raw_path, query = parsed.path or b"/", parsed.query or b""
+        else:
+            raw_path, _, query = url.partition(b"?")
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        state = self.state
+        scope = {
+            "type": "http", "asgi": ASGI_VERSION, "http_version": http_version, "server": self.server,
+            "client": self.client, "scheme": "http", "method": method, "root_path": state.root_path, "path": path,
+            "raw_path": raw_path, "query_string": query, "headers": self._headers,
+        }
+        keep_alive = self.keep_alive and parser.should_keep_alive()
+        cycle = RequestCycle(self, scope, keep_alive, http_version == "1.0")
+        for name, value in self._headers:
+            if name == b"expect" and value.lower() == b"100-continue":
+                cycle.expect_continue = True
+        self._parsing = cycle
+        self.cycles.append(cycle)
+        if len(self.cycles) == 1:
+            cycle.start()
+        else:
+            self.pause_reading()  # pipelined: answer the earlier ones first
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self._parsing
+        if cycle is None or cycle.response_complete:
+            return
+        cycle.body.append(body)
+        cycle.body_size += len(body)
+        if cycle.body_size > BODY_HIGH_WATER:
+            self.pause_reading()
+        cycle.wake()
+
+    def on_message_complete(self) -> None:
+        cycle = self._parsing
+        if cycle is None:
+            return
+        cycle.more_body = False
+        self._parsing = None
+        cycle.wake()
+
+    # --- request lifecycle
+
+    def response_done(self, cycle: RequestCycle) -> None:
+        """The response to the first pending request is complete: go on to the next, or idle."""
+        if self.cycles and self.cycles[0] is cycle:
+            self.cycles.popleft()
+        if not cycle.keep_alive or not self.keep_alive:
+            self.close()
+            return
+        # A response sent before its request's body was all read (an early error) leaves the rest of
+        # that body to the parser, which drops it (on_body ignores complete cycles) and reads on.
+        if self.cycles:
+            self.cycles[0].start()
+        else:
+            self.idle_since = self.loop.time()
+        self.resume_reading()
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+class RequestCycle:
+    """One request and its response: the ASGI `receive` and `send` of a single app call."""
+
+    __slots__ = ("body", "body_delivered", "body_size", "chunked", "conn", "disconnected", "expect_continue",
+                 "head", "http10", "is_head", "keep_alive", "more_body", "remaining", "response_complete",
+                 "response_started", "scope", "task", "waiter")
+
+    def __init__(self, conn: HttpProtocol, scope: dict[str, Any], keep_alive: bool, http10: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.http10 = http10
+        self.is_head = scope["method"] == "HEAD"
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.more_body = True
+        self.body_delivered = False
+        self.expect_continue = False
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+        self.head: bytes | None = None  # status line + headers, held until the first body bytes
+        self.chunked = False
+        self.remaining: int | None = None  # declared content-length not yet sent
+        self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = self.conn.loop.create_task(self.run())
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def run(self) -> None:
+        try:
+            await self.conn.state.app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("exception in the ASGI application", exc_info=exc)
+            if not self.response_started and not self.disconnected:
+                self.keep_alive = False
+                self.conn.transport.write(_error_bytes(500, "The server had an error while processing your request.",
+                                                       "internal_error", self.conn.state.date_header))
+                self.response_complete = True
+                self.conn.response_done(self)
+            elif not self.response_complete:
+                self.conn.transport.close()  # cut: the client must not mistake it for a complete response
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            if not self.response_complete and not self.disconnected:
+                if not self.response_started:
+                    log.error("the ASGI application returned without starting a response")
+                    self.keep_alive = False
+                    self.conn.transport.write(_error_bytes(500, "The server had an error while processing your "
+                                                           "request.", "internal_error", self.conn.state.date_header))
+                    self.response_complete = True
+                    self.conn.response_done(self)
+                else:
+                    log.error("the ASGI application returned before completing its response")
+                    self.conn.transport.close()
+        finally:
+            self.task = None
+
+    # --- ASGI receive
+
+    async def receive(self) -> dict[str, Any]:
+        while True:
+            if self.disconnected or self.response_complete:
+                return _DISCONNECT
+            if self.body_delivered:
+                await self._wait()  # from now on only a disconnect (or the response's end) is news
+                continue
+            if self.body or not self.more_body:
+                body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+                self.body.clear()
+                self.body_size = 0
+                more = self.more_body
+                self.body_delivered = not more
+                self.conn.resume_reading()
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self.expect_continue:
+                self.expect_continue = False
+                self.conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.conn.resume_reading()
+            await self._wait()
+
+    async def _wait(self) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():  # two receivers (a body reader and a disconnect watcher) share one
+            waiter = self.waiter = self.conn.loop.create_future()
+        await waiter
+
+    # --- ASGI send
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        conn = self.conn
+        if conn.write_paused and not self.disconnected:
+            await conn.drain()
+        if self.disconnected:
+            return
+        if kind == "http.response.body":
+            if not self.response_started:
+                raise RuntimeError("ASGI: http.response.body sent before http.response.start")
+            if self.response_complete:
+                raise RuntimeError("ASGI: http.response.body sent after the response was complete")
+            self._write_body(message.get("body", b""), message.get("more_body", False))
+        elif kind == "http.response.start":
+            if self.response_started:
+                raise RuntimeError("ASGI: http.response.start sent twice")
+            self.response_started = True
+            self._build_head(message["status"], message.get("headers", ()))
+        else:
+            raise RuntimeError(f"ASGI: unexpected message type {kind!r} on an HTTP connection")
+
+    def _build_head(self, status: int, headers: Any) -> None:
+        parts = [_status_line(status), self.conn.state.date_header]
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                self.remaining = int(value)
+                continue  # written once, below
+            if lowered == b"transfer-encoding":
+                continue  # the framing is ours to choose
+            if lowered == b"connection":
+                if b"close" in value.lower():
+                    self.keep_alive = False
+                continue
+            parts += (lowered, b": ", value, b"\r\n")
+        lines = 2 + (len(parts) - 2) // 4  # status line, date, the headers so far
+        if self.remaining is not None:
+            parts += (b"content-length: ", str(self.remaining).encode(), b"\r\n")
+            lines += 1
+        elif self.is_head or status in (204, 304) or 100 <= status < 200:
+            self.remaining = 0
+        elif self.http10:
+            self.keep_alive = False  # HTTP/1.0 has no chunked framing: the body ends when the connection does
+        else:
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        if not self.keep_alive or not self.conn.keep_alive:
+            parts.append(b"connection: close\r\n")
+            lines += 1
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        # A CR or LF inside a header name or value would forge headers or a second response. Checked
+        # once over the whole block by counting line ends: `in` on each small bytes object costs
+        # ~0.3 us (the buffer protocol), more than all the rest of this method.
+        if head.count(b"\n") != lines + 1 or head.count(b"\r") != lines + 1:
+            raise RuntimeError("ASGI: a response header name or value contains CR or LF")
+        self.head = head
+
+    def _write_body(self, body: bytes, more_body: bool) -> None:
+        head, self.head = self.head, None
+        if self.is_head:
+            out = head or b""
+        elif self.chunked:
+            if body:
+                out = b"%x\r\n%b\r\n" % (len(body), body)
+                if not more_body:
+                    out += b"0\r\n\r\n"
+            else:
+                out = b"" if more_body else b"0\r\n\r\n"
+            if head is not None:
+                out = head + out
+        else:
+            if self.remaining is not None:
+                self.remaining -= len(body)
+                if self.remaining < 0:
+                    raise RuntimeError("ASGI: response body longer than its content-length")
+            out = head + body if head is not None else body
+        if out:
+            self.conn.transport.write(out)
+        if not more_body:
+            if self.remaining and not self.is_head:
+                self.conn.transport.close()
+                raise RuntimeError("ASGI: response body shorter than its content-length")
+            self.response_complete = True
+            self.wake()
+            self.conn.response_done(self)
