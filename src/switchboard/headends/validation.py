@@ -63,12 +63,37 @@ def _fits(value: Any, kinds: str) -> bool:
     return integral_ok and isinstance(value, float) and value.is_integer()
 
 
+_NONE_TYPE = type(None)
+_EXACT_CLASSES: dict[str, tuple[type, ...]] = {
+    "null": (_NONE_TYPE,), "string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,),
+    "object": (dict,), "array": (list,),
+}
+# id(spec) -> (spec, {field: classes a value may have exactly}).
+_COMPILED: dict[int, tuple[dict[str, str], dict[str, frozenset[type]]]] = {}
+
+
+def _exact_classes(spec: dict[str, str]) -> dict[str, frozenset[type]]:
+    """For each field of `spec`, the classes that pass without further thought (what orjson makes);
+    anything else (an integral float for an integer, a subclass) goes to `_fits`. Specs are module
+    constants, compiled on first use; the entry keeps the spec alive, so its id cannot be reused."""
+    entry = _COMPILED.get(id(spec))
+    if entry is not None and entry[0] is spec:
+        return entry[1]
+    if len(_COMPILED) >= 128:
+        _COMPILED.clear()
+    compiled = {name: frozenset(c for k in kinds.split("|") for c in _EXACT_CLASSES.get(k, ()))
+                for name, kinds in spec.items()}  # "any" adds no class: such a field always goes to _fits
+    _COMPILED[id(spec)] = (spec, compiled)
+    return compiled
+
+
 def check_fields(body: dict[str, Any], spec: dict[str, str], prefix: str = "") -> None:
     """`spec` maps a field to allowed JSON types, e.g. "number|null"."""
     # The body has a few fields, the spec dozens: walk the body; on a failure, report in spec order.
+    exact = _exact_classes(spec)
     for name, value in body.items():
-        kinds = spec.get(name)
-        if kinds is not None and not _fits(value, kinds):
+        classes = exact.get(name)
+        if classes is not None and value.__class__ not in classes and not _fits(value, spec[name]):
             break
     else:
         return

@@ -52,6 +52,7 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.framed = False  # a Content-Length or Transfer-Encoding header was seen
         self.headers_done = False
         self.complete = False
         self.got_bytes = False
@@ -89,6 +90,8 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw_headers.append((name, value))
+        if (len(name) == 14 or len(name) == 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -96,12 +99,11 @@ class _Connection(asyncio.Protocol):
         if 100 <= self.status < 200:  # an interim response (100 Continue): wait for the real one
             self.headers_done = False
             self.raw_headers = []
+            self.framed = False
             return
         # Asked now: llhttp forgets the message's keep-alive flag once the message is complete.
         self.keep_alive = self.parser.should_keep_alive()
-        names = {n.lower() for n, _ in self.raw_headers}
-        self.body_until_close = (b"content-length" not in names and b"transfer-encoding" not in names
-                                 and self.status not in (204, 304))
+        self.body_until_close = not self.framed and self.status not in (204, 304)
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -308,6 +310,10 @@ class HTTP1Client:
         self.user_agent = user_agent.encode()
         self._origins: dict[tuple[str, str, int], _Origin] = {}
         self._targets: dict[str, tuple[_Origin, bytes]] = {}
+        # Request heads are made of a few fixed parts: the request line with Host/User-Agent per
+        # (method, URL), and the encoded extra headers per distinct header set (a provider key's).
+        self._prefixes: dict[tuple[str, str], tuple[_Origin, bytes]] = {}
+        self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._closed = False
 
     def _target(self, url: str) -> tuple[_Origin, bytes]:
@@ -335,16 +341,26 @@ class HTTP1Client:
         if self._closed:
             raise UpstreamConnectionError("client is closed")
         loop = asyncio.get_running_loop()
-        origin, path = self._target(url)
+        found = self._prefixes.get((method, url))
+        if found is None:
+            origin, path = self._target(url)
+            found = (origin, b"".join((method.encode(), b" ", path, b" HTTP/1.1\r\nHost: ", origin.host_header.encode(),
+                                       b"\r\nUser-Agent: ", self.user_agent, b"\r\nAccept-Encoding: identity\r\n")))
+            if len(self._prefixes) < 1024:
+                self._prefixes[(method, url)] = found
+        origin, prefix = found
         deadline = loop.time() + total_timeout if total_timeout is not None else None
-        head = [method.encode(), b" ", path, b" HTTP/1.1\r\nHost: ", origin.host_header.encode(),
-                b"\r\nUser-Agent: ", self.user_agent, b"\r\nAccept-Encoding: identity\r\n"]
-        for name, value in headers.items():
-            head += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
+        header_key = tuple(headers.items())
+        block = self._header_blocks.get(header_key)
+        if block is None:
+            block = b"".join(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+                             for name, value in header_key)
+            if len(self._header_blocks) < 1024:  # a few per provider key; never let it grow without bound
+                self._header_blocks[header_key] = block
         if body or method in ("POST", "PUT", "PATCH"):
-            head += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
-        head.append(b"\r\n")
-        payload = b"".join(head) + body
+            payload = b"%b%bContent-Length: %d\r\n\r\n%b" % (prefix, block, len(body), body)
+        else:
+            payload = b"%b%b\r\n" % (prefix, block)
         for attempt in (0, 1):
             conn = origin.get(loop)
             if conn is None:
@@ -372,4 +388,6 @@ class HTTP1Client:
             origin.close()
         self._origins.clear()
         self._targets.clear()
+        self._prefixes.clear()
+        self._header_blocks.clear()
 
