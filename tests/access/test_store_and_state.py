@@ -16,6 +16,7 @@ from switchboard.errors import GatewayError
 from switchboard.hub import Usage
 from switchboard.shared_state import Bucket, MemoryState, SharedState, build_shared_state
 from switchboard.store import Store, UsageQuery, UsageRow, build_store
+from switchboard.store.base import usage_to_row
 from tests.access.backends import REDIS_URL
 
 
@@ -63,8 +64,8 @@ async def test_key_crud_and_lookup_by_hash(store: Store) -> None:
 
 
 async def test_usage_query_filters_totals_and_spend(store: Store) -> None:
-    await store.insert_usage([_row(i, "k1" if i < 6 else "k2", "a" if i % 3 else "b", 429 if i == 7 else 200)
-                              for i in range(10)])
+    await store.insert_usage([usage_to_row(_row(i, "k1" if i < 6 else "k2", "a" if i % 3 else "b",
+                                                429 if i == 7 else 200)) for i in range(10)])
     rows, totals = await store.query_usage(UsageQuery())
     assert len(rows) == 10 and totals.requests == 10 and totals.prompt_tokens == 50
     assert totals.completion_tokens == 30 and totals.cost_usd == pytest.approx(0.01)

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..errors import GatewayError
+from ..hub import Usage
 from ..routing.shared_cooldowns import SharedCooldowns
 from ..shared_state import SharedState, build_shared_state
-from ..store import Store, UsageRow, VirtualKey
+from ..store import Store, UsageValues, VirtualKey
 from ..store import build_store as _build_store
 from ..store.usage_writer import UsageWriter
 from .auth import Principal
@@ -49,8 +50,13 @@ class Admission:
     limits: list[Limit]
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
+def _usage_values(record: RequestRecord, usage: Usage | None, cost: float) -> UsageValues:
+    """The request's usage log row, as the tuple the store writes (the order of `USAGE_COLUMNS`)."""
+    latency, ttft = record.latency_s, record.first_token_s
+    return (record.started_wall, record.request_id, record.key_id, record.endpoint, record.model, record.provider,
+            record.upstream_model, record.status, 1 if record.stream else 0,
+            usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, cost,
+            None if latency is None else round(latency * 1000, 1), None if ttft is None else round(ttft * 1000, 1))
 
 
 class AccessControl:
@@ -142,12 +148,7 @@ class AccessControl:
             return  # not a model call (model listing); nothing to count
         usage = record.usage
         cost = cost_of(self.prices, usage, record.model, record.provider, record.upstream_model) if self.prices else 0.0
-        self.usage.add(UsageRow(
-            ts=record.started_wall, request_id=record.request_id, key_id=record.key_id, endpoint=record.endpoint,
-            model=record.model, provider=record.provider, upstream_model=record.upstream_model, status=record.status,
-            stream=record.stream, prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0, cost_usd=cost,
-            latency_ms=_ms(record.latency_s), ttft_ms=_ms(record.first_token_s)))
+        self.usage.add(_usage_values(record, usage, cost))
         admission = record.admission
         if not isinstance(admission, Admission) or usage is None:
             return

@@ -26,12 +26,8 @@ ACCESS_LOGGER = "switchboard.access"
 _ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
-
-
 def access_entry(record: RequestRecord) -> dict[str, Any]:
-    usage = record.usage
+    usage, latency, ttft = record.usage, record.latency_s, record.first_token_s
     return {
         "ts": round(record.started_wall, 3),
         "request_id": record.request_id,
@@ -45,8 +41,8 @@ def access_entry(record: RequestRecord) -> dict[str, Any]:
         "stream": record.stream,
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
-        "latency_ms": _ms(record.latency_s),
-        "ttft_ms": _ms(record.first_token_s),
+        "latency_ms": None if latency is None else round(latency * 1000, 1),
+        "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
         "attempts": record.attempts,
         "fallback": record.fallback,
     }

@@ -2,19 +2,18 @@
 
 Owns a `CollectorRegistry` per gateway (never the process-global default registry, so several
 apps in one process do not mix). Fed three ways: a request observer (one `RequestRecord` per
-finished request), router events (retries, fallbacks, upstream errors), and a collector read at
-scrape time (in-flight and queue depth of every limiter, circuit state of every deployment).
+finished request, into the plain-number series of `request_metrics`), router events (retries,
+fallbacks, upstream errors), and a collector read at scrape time (in-flight and queue depth of every
+limiter, circuit state of every deployment).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..asgi import Request, Response
@@ -22,10 +21,10 @@ from ..errors import GatewayError
 from ..gateway import Gateway, RequestRecord
 from ..routing.health import CLOSED, HALF_OPEN, OPEN, Breaker
 from ..routing.router import RouterEvent
+from .request_metrics import CounterCell, CounterFamily, FamiliesCollector, HistogramCell, HistogramFamily
 
 __all__ = ["Metrics", "error_class"]
 
-M = TypeVar("M", bound=MetricWrapperBase)
 CIRCUIT_VALUES = {CLOSED: 0, OPEN: 1, HALF_OPEN: 2}
 # LLM calls last from tens of milliseconds (cached, small) to minutes (long generations).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, float("inf"))
@@ -86,6 +85,18 @@ class _LiveState:
                                 value=tasks)
 
 
+class _Series:
+    """The cells that requests of one (endpoint, model, provider, status, stream) update; bound on first use."""
+
+    __slots__ = ("latency", "requests", "tokens", "ttft")
+
+    def __init__(self, requests: CounterCell) -> None:
+        self.requests = requests
+        self.latency: HistogramCell | None = None
+        self.ttft: HistogramCell | None = None
+        self.tokens: tuple[CounterCell, CounterCell] | None = None  # in, out
+
+
 class Metrics:
     """The gateway's metrics; `install` wires observers and listeners, `handle` serves the scrape."""
 
@@ -93,15 +104,19 @@ class Metrics:
         self.gateway = gateway
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("switchboard_requests", "API requests by endpoint, model, provider and status.",
-                                ["endpoint", "model", "provider", "status"], registry=r)
-        self.latency = Histogram("switchboard_request_duration_seconds",
-                                 "Request latency, to the last byte (streams included).",
-                                 ["endpoint", "model", "provider", "stream"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("switchboard_time_to_first_token_seconds", "Time to the first streamed chunk.",
-                              ["model", "provider"], buckets=TTFT_BUCKETS, registry=r)
-        self.tokens = Counter("switchboard_tokens", "Tokens by direction (in: prompt, out: completion).",
-                              ["model", "provider", "direction"], registry=r)
+        # The per-request series: plain numbers updated by `observe` (see request_metrics), scraped first.
+        self.requests = CounterFamily("switchboard_requests", "API requests by endpoint, model, provider and status.",
+                                      ["endpoint", "model", "provider", "status"])
+        self.latency = HistogramFamily("switchboard_request_duration_seconds",
+                                       "Request latency, to the last byte (streams included).",
+                                       ["endpoint", "model", "provider", "stream"], LATENCY_BUCKETS)
+        self.ttft = HistogramFamily("switchboard_time_to_first_token_seconds", "Time to the first streamed chunk.",
+                                    ["model", "provider"], TTFT_BUCKETS)
+        self.tokens = CounterFamily("switchboard_tokens", "Tokens by direction (in: prompt, out: completion).",
+                                    ["model", "provider", "direction"])
+        per_request = FamiliesCollector([self.requests, self.latency, self.ttft, self.tokens])
+        r.register(per_request)  # type: ignore[arg-type]
+        self._series: dict[tuple[str, str, str, int, bool], _Series] = {}
         self.upstream_errors = Counter("switchboard_upstream_errors", "Failed upstream attempts by error type.",
                                        ["provider", "type"], registry=r)
         self.retries = Counter("switchboard_retries", "Retries of an upstream call (after backoff).",
@@ -112,7 +127,6 @@ class Metrics:
                                        "Circuit breaker transitions per deployment, by new state.",
                                        ["provider", "deployment", "state"], registry=r)
         r.register(_LiveState(gateway))  # type: ignore[arg-type]
-        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
 
     def install(self) -> None:
         self.gateway.observers.append(self.observe)
@@ -130,26 +144,38 @@ class Metrics:
             return model
         return "other"
 
-    def _child(self, metric: M, *labels: str) -> M:
-        # `labels()` validates and locks on every call; the label sets in use are few and bounded.
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child  # type: ignore[return-value]
-
     def observe(self, record: RequestRecord) -> None:
         model = self._model_label(record)
         provider = record.provider or ""
-        self._child(self.requests, record.endpoint, model, provider, str(record.status)).inc()
-        if record.latency_s is not None:
-            self._child(self.latency, record.endpoint, model, provider,
-                        "true" if record.stream else "false").observe(record.latency_s)
-        if record.stream and record.first_token_s is not None:
-            self._child(self.ttft, model, provider).observe(record.first_token_s)
-        if record.usage is not None:
-            self._child(self.tokens, model, provider, "in").inc(record.usage.prompt_tokens)
-            self._child(self.tokens, model, provider, "out").inc(record.usage.completion_tokens)
+        endpoint, status, stream = record.endpoint, record.status, record.stream
+        key = (endpoint, model, provider, status, stream)
+        series = self._series.get(key)
+        if series is None:  # the label sets in use are few and bounded
+            series = self._series[key] = _Series(self.requests.cell(endpoint, model, provider, str(status)))
+        series.requests.value += 1.0
+        # Each series is created on first use only, as prometheus_client's `labels()` would: no empty series.
+        latency_s = record.latency_s
+        if latency_s is not None:
+            latency = series.latency
+            if latency is None:
+                latency = series.latency = self.latency.cell(endpoint, model, provider, "true" if stream else "false")
+            latency.observe(latency_s)
+        if stream and record.first_token_s is not None:
+            ttft = series.ttft
+            if ttft is None:
+                ttft = series.ttft = self.ttft.cell(model, provider)
+            ttft.observe(record.first_token_s)
+        usage = record.usage
+        if usage is not None:
+            tokens = series.tokens
+            if tokens is None:
+                tokens = series.tokens = (self.tokens.cell(model, provider, "in"),
+                                          self.tokens.cell(model, provider, "out"))
+            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+            if prompt < 0 or completion < 0:  # an upstream's bogus usage: refused, as Counter.inc would
+                raise ValueError("Counters can only be incremented by non-negative amounts.")
+            tokens[0].value += prompt
+            tokens[1].value += completion
 
     def on_router_event(self, event: RouterEvent) -> None:
         model = event.model if event.model in self.gateway.config.models else "other"

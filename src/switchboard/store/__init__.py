@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ConfigError
-from .base import Store
+from .base import Store, UsageValues
 from .records import BUDGET_PERIODS, UsageQuery, UsageRow, UsageTotals, VirtualKey
 
-__all__ = ["BUDGET_PERIODS", "Store", "UsageQuery", "UsageRow", "UsageTotals", "VirtualKey", "build_store"]
+__all__ = ["BUDGET_PERIODS", "Store", "UsageQuery", "UsageRow", "UsageTotals", "UsageValues", "VirtualKey",
+           "build_store"]
 
 
 def build_store(url: str, base_dir: Path) -> Store:

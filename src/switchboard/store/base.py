@@ -20,6 +20,7 @@ __all__ = [
     "TOTALS_SQL",
     "USAGE_COLUMNS",
     "Store",
+    "UsageValues",
     "key_from_row",
     "key_to_row",
     "key_update",
@@ -29,6 +30,12 @@ __all__ = [
     "usage_values",
     "usage_where",
 ]
+
+UsageValues = tuple[Any, ...]
+"""One usage log row as it is written: its column values in USAGE_COLUMNS order, `stream` as 0/1.
+
+The usage log is written as these plain tuples (built once per request and handed to the database
+driver as they are); `UsageRow` is what reads return."""
 
 
 class Store(Protocol):
@@ -42,7 +49,7 @@ class Store(Protocol):
     async def key_by_hash(self, secret_hash: str) -> VirtualKey | None: ...
     async def list_keys(self) -> list[VirtualKey]: ...
     async def update_key(self, key_id: str, changes: dict[str, Any]) -> VirtualKey | None: ...
-    async def insert_usage(self, rows: Sequence[UsageRow]) -> None: ...
+    async def insert_usage(self, rows: Sequence[UsageValues]) -> None: ...
     async def query_usage(self, query: UsageQuery) -> tuple[list[UsageRow], UsageTotals]: ...
     async def spend(self, key_id: str, since: float) -> float: ...
 
@@ -128,7 +135,7 @@ usage_values: Callable[[UsageRow], tuple[Any, ...]] = operator.attrgetter(*USAGE
 """A row's column values in USAGE_COLUMNS order, `stream` still a bool."""
 
 
-def usage_to_row(row: UsageRow) -> tuple[Any, ...]:
+def usage_to_row(row: UsageRow) -> UsageValues:
     values = usage_values(row)
     return (*values[:_STREAM], int(values[_STREAM]), *values[_STREAM + 1:])
 

@@ -17,12 +17,12 @@ from .base import (
     MIGRATIONS,
     TOTALS_SQL,
     USAGE_COLUMNS,
+    UsageValues,
     key_from_row,
     key_to_row,
     key_update,
     totals_from_row,
     usage_from_row,
-    usage_to_row,
     usage_where,
 )
 from .records import UsageQuery, UsageRow, UsageTotals, VirtualKey
@@ -117,11 +117,11 @@ class PostgresStore:
         await self.pool.execute(f"UPDATE sb_api_keys SET {sets} WHERE id = ${len(names) + 1}", *values, key_id)
         return await self.get_key(key_id)
 
-    async def insert_usage(self, rows: Sequence[UsageRow]) -> None:
+    async def insert_usage(self, rows: Sequence[UsageValues]) -> None:
         if not rows:
             return
         # One statement per batch, one array per column: a round trip and a parse per batch, not per row.
-        columns = list(zip(*(usage_to_row(r) for r in rows), strict=True))
+        columns = list(zip(*rows, strict=True))
         await self.pool.execute(_INSERT_USAGE, *columns)
 
     async def query_usage(self, query: UsageQuery) -> tuple[list[UsageRow], UsageTotals]:

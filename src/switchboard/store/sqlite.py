@@ -21,12 +21,12 @@ from .base import (
     MIGRATIONS,
     TOTALS_SQL,
     USAGE_COLUMNS,
+    UsageValues,
     key_from_row,
     key_to_row,
     key_update,
     totals_from_row,
     usage_from_row,
-    usage_to_row,
     usage_where,
 )
 from .records import UsageQuery, UsageRow, UsageTotals, VirtualKey
@@ -136,18 +136,17 @@ class SqliteStore:
         await self._run(lambda c: c.execute(sql, (*values, key_id)))
         return await self.get_key(key_id)
 
-    async def insert_usage(self, rows: Sequence[UsageRow]) -> None:
+    async def insert_usage(self, rows: Sequence[UsageValues]) -> None:
         if not rows:
             return
-        data = [usage_to_row(r) for r in rows]
 
         def write(c: sqlite3.Connection) -> None:
             # Multi-row INSERTs, not `executemany`: that releases and retakes the GIL around every row, and
             # each retake can stall the event loop thread for a whole switch interval.
             c.execute("BEGIN")
             try:
-                for start in range(0, len(data), _ROWS_PER_INSERT):
-                    chunk = data[start:start + _ROWS_PER_INSERT]
+                for start in range(0, len(rows), _ROWS_PER_INSERT):
+                    chunk = rows[start:start + _ROWS_PER_INSERT]
                     sql = _INSERT_FULL if len(chunk) == _ROWS_PER_INSERT else _insert_sql(len(chunk))
                     c.execute(sql, list(itertools.chain.from_iterable(chunk)))
                 c.execute("COMMIT")

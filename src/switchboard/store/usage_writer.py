@@ -1,7 +1,8 @@
 """Writes usage rows off the request path: an in-memory queue flushed in batches.
 
-`add` never blocks or awaits (it is called from a gateway observer); a background task writes a
-batch every `interval_s` or as soon as `batch_size` rows wait. The queue is bounded: past
+`add` never blocks or awaits (it is called from a gateway observer); it takes a row as the tuple of
+its column values (`UsageValues`), which goes to the database driver unconverted. A background task
+writes a batch every `interval_s` or as soon as `batch_size` rows wait. The queue is bounded: past
 `max_queue` rows are dropped and counted (`dropped`), so a slow or dead database costs memory
 no more than that. `flush()` writes what is queued now (shutdown, and the admin API before a query
 so it reads its own writes).
@@ -14,8 +15,7 @@ import contextlib
 import logging
 from collections import deque
 
-from .base import Store
-from .records import UsageRow
+from .base import Store, UsageValues
 
 __all__ = ["UsageWriter"]
 
@@ -30,7 +30,7 @@ class UsageWriter:
         self.max_queue = max_queue
         self.dropped = 0
         self.written = 0
-        self._queue: deque[UsageRow] = deque()
+        self._queue: deque[UsageValues] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -40,14 +40,16 @@ class UsageWriter:
     def queued(self) -> int:
         return len(self._queue)
 
-    def add(self, row: UsageRow) -> None:
-        if len(self._queue) >= self.max_queue:
+    def add(self, row: UsageValues) -> None:
+        queue = self._queue
+        waiting = len(queue)
+        if waiting >= self.max_queue:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("usage log queue full (%d rows): %d rows dropped so far", self.max_queue, self.dropped)
             return
-        self._queue.append(row)
-        if len(self._queue) >= self.batch_size:
+        queue.append(row)
+        if waiting + 1 >= self.batch_size:
             self._wake.set()
 
     def start(self) -> None:
@@ -66,13 +68,21 @@ class UsageWriter:
     async def flush(self) -> None:
         async with self._lock:
             while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+                batch = self._take_batch()
                 try:
                     await self.store.insert_usage(batch)
                 except Exception:
                     self.dropped += len(batch)
                     raise
                 self.written += len(batch)
+
+    def _take_batch(self) -> list[UsageValues]:
+        queue = self._queue
+        if len(queue) <= self.batch_size:
+            batch = list(queue)
+            queue.clear()
+            return batch
+        return [queue.popleft() for _ in range(self.batch_size)]
 
     async def aclose(self) -> None:
         # Stopped by a flag, not cancelled: a cancel in the middle of a write would lose that batch.
