@@ -115,13 +115,6 @@ class SwitchboardApp:
                 return path[len(prefix):] or "/"
         return path
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -139,7 +132,13 @@ class SwitchboardApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        # The request is handled right here rather than one coroutine further down: every wait for
+        # the upstream resumes each coroutine of the chain, so each level costs on every request.
         path = self._strip_prefix(scope["path"])
         method = scope["method"]
         request = Request(scope, receive, path, "", self.gateway.config.server.max_body_bytes)

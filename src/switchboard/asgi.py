@@ -35,7 +35,10 @@ class Request:
         self.path = path
         self.method: str = scope["method"]
         self.query: bytes = scope.get("query_string", b"")
-        self.headers: dict[str, str] = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+        self.headers = headers
         self.request_id = request_id
         self.max_body = max_body
         self._body: bytes | None = None
@@ -48,22 +51,31 @@ class Request:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.", "invalid_request_error",
                                code="request_too_large", retryable=False)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError("client disconnected while sending the body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.",
-                                   "invalid_request_error", code="request_too_large", retryable=False)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return self._body
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError("client disconnected while sending the body")
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):  # the rest is still on its way
+            chunks = [body]
+            size = len(body)
+            while True:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    raise asyncio.CancelledError("client disconnected while sending the body")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.",
+                                       "invalid_request_error", code="request_too_large", retryable=False)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        elif len(body) > self.max_body:
+            raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.", "invalid_request_error",
+                               code="request_too_large", retryable=False)
+        self._body = body
+        return body
 
     async def json_object(self) -> dict[str, Any]:
         raw = await self.body()
@@ -105,9 +117,14 @@ class StreamResponse:
     on_close: Callable[[BaseException | None], None] | None = None
 
 
+_CONTENT_TYPES = {"application/json": b"application/json", "text/event-stream": b"text/event-stream"}
+
+
 def _raw_headers(content_type: str, headers: dict[str, str], request_id: str) -> list[tuple[bytes, bytes]]:
-    raw = [(b"content-type", content_type.encode()), (b"x-request-id", request_id.encode())]
-    raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+    raw = [(b"content-type", _CONTENT_TYPES.get(content_type) or content_type.encode("latin-1")),
+           (b"x-request-id", request_id.encode("latin-1"))]
+    for name, value in headers.items():
+        raw.append((name.encode("latin-1"), value.encode("latin-1")))
     return raw
 
 

@@ -111,12 +111,15 @@ class Gateway:
             await provider.aclose()
 
     async def authorize(self, request: Request, model: str | None, record: RequestRecord) -> Principal:
-        principal = await self.auth.authenticate(request.headers)
+        principal, digest = self.auth.known(request.headers)  # no coroutine for the keys known in memory
+        if principal is None:
+            assert digest is not None
+            principal = await self.auth.resolve(digest)
         record.key_id = principal.key_id
         if model is not None:
             record.model = model
             self.auth.check_model(principal, model)
-            if self.access is not None:
+            if self.access is not None and self.access.needs_admission(principal, model):
                 await self.access.admit(principal, model, record)
         return principal
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["ChatRequest", "UpstreamResult", "UpstreamStream", "Usage", "usage_from"]
+__all__ = ["ChatRequest", "UpstreamResult", "UpstreamStream", "Usage", "milliseconds", "usage_from"]
 
 
 @dataclass(slots=True)
@@ -42,6 +42,13 @@ class Usage:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.total_tokens += other.total_tokens
+
+
+def milliseconds(seconds: float | None) -> float | None:
+    """A duration for logs and the usage log: milliseconds with one decimal. round(x) / 10 rather
+    than round(x, 1): the same figure (they differ only on exact binary ties) at a tenth of the
+    cost, paid several times per request."""
+    return None if seconds is None else round(seconds * 10_000) / 10
 
 
 def usage_from(raw: Any) -> Usage | None:

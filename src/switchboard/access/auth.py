@@ -50,6 +50,11 @@ def bearer_token(headers: dict[str, str]) -> str | None:
     return headers.get("api-key") or headers.get("x-api-key") or None
 
 
+def _invalid_key() -> GatewayError:
+    return GatewayError(401, "Incorrect API key provided.", "authentication_error", code="invalid_api_key",
+                        retryable=False)
+
+
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
@@ -66,22 +71,38 @@ class Authenticator:
         # Looks up tokens that are neither the master key nor a config key (virtual keys in the store).
         self.resolver: Callable[[bytes], Awaitable[Principal | None]] | None = None
 
-    async def authenticate(self, headers: dict[str, str]) -> Principal:
+    def known(self, headers: dict[str, str]) -> tuple[Principal | None, bytes | None]:
+        """The caller when no I/O is needed to tell (auth off, the master key, a config key), else
+        (None, digest) for the resolver (a virtual key) to look up. Raises 401 for a missing key, and
+        for a wrong one when there is no resolver."""
         if not self.enabled:
-            return ANONYMOUS
+            return ANONYMOUS, None
         token = bearer_token(headers)
         if token is None:
             raise GatewayError(401, "Missing API key. Pass it as `Authorization: Bearer <key>`.",
                                "authentication_error", code="missing_api_key", retryable=False)
         digest = _digest(token)
         if self._master is not None and hmac.compare_digest(digest, self._master):
-            return self._master_principal
+            return self._master_principal, None
         principal = self._keys.get(digest)
-        if principal is None and self.resolver is not None:
-            principal = await self.resolver(digest)
+        if principal is not None:
+            return principal, None
+        if self.resolver is None:
+            raise _invalid_key()
+        return None, digest
+
+    async def authenticate(self, headers: dict[str, str]) -> Principal:
+        principal, digest = self.known(headers)
+        if principal is not None:
+            return principal
+        assert digest is not None
+        return await self.resolve(digest)
+
+    async def resolve(self, digest: bytes) -> Principal:
+        """A key not known in memory, by the digest `known` returned: asks the resolver (the key store)."""
+        principal = await self.resolver(digest) if self.resolver is not None else None
         if principal is None:
-            raise GatewayError(401, "Incorrect API key provided.", "authentication_error", code="invalid_api_key",
-                               retryable=False)
+            raise _invalid_key()
         return principal
 
     @staticmethod

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..errors import GatewayError
-from ..hub import Usage
+from ..hub import Usage, milliseconds
 from ..routing.shared_cooldowns import SharedCooldowns
 from ..shared_state import SharedState, build_shared_state
 from ..store import Store, UsageValues, VirtualKey
@@ -56,7 +56,7 @@ def _usage_values(record: RequestRecord, usage: Usage | None, cost: float) -> Us
     return (record.started_wall, record.request_id, record.key_id, record.endpoint, record.model, record.provider,
             record.upstream_model, record.status, 1 if record.stream else 0,
             usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, cost,
-            None if latency is None else round(latency * 1000, 1), None if ttft is None else round(ttft * 1000, 1))
+            milliseconds(latency), milliseconds(ttft))
 
 
 class AccessControl:
@@ -118,6 +118,10 @@ class AccessControl:
             log.error("key store lookup failed: %s", type(exc).__name__)
             raise GatewayError(503, "The key store is unavailable; try again shortly.", "api_error",
                                code="store_unavailable") from None
+
+    def needs_admission(self, principal: Principal, model: str) -> bool:
+        """Whether `admit` has anything to check (a virtual key, or limits on the model)."""
+        return principal.virtual is not None or bool(self.limiter.limits(None, model))
 
     async def admit(self, principal: Principal, model: str, record: RequestRecord) -> None:
         key = principal.virtual

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ..gateway import Gateway, RequestRecord
+from ..hub import milliseconds
 
 __all__ = ["ACCESS_LOGGER", "AccessLog", "access_entry"]
 
@@ -29,7 +30,7 @@ _ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
 def access_entry(record: RequestRecord) -> dict[str, Any]:
     usage, latency, ttft = record.usage, record.latency_s, record.first_token_s
     return {
-        "ts": round(record.started_wall, 3),
+        "ts": round(record.started_wall * 1000) / 1000,
         "request_id": record.request_id,
         "endpoint": record.endpoint,
         "key_id": record.key_id,
@@ -41,8 +42,8 @@ def access_entry(record: RequestRecord) -> dict[str, Any]:
         "stream": record.stream,
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
-        "latency_ms": None if latency is None else round(latency * 1000, 1),
-        "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
+        "latency_ms": milliseconds(latency),
+        "ttft_ms": milliseconds(ttft),
         "attempts": record.attempts,
         "fallback": record.fallback,
     }

@@ -8,7 +8,7 @@ capability is chat; completions, embeddings and model listing are optional proto
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -39,7 +39,7 @@ class ChatProvider(Protocol):
 
     async def aclose(self) -> None: ...
 
-    async def chat(self, request: ChatRequest, model: str, key: str | None) -> UpstreamResult: ...
+    def chat(self, request: ChatRequest, model: str, key: str | None) -> Awaitable[UpstreamResult]: ...
 
     async def open_chat_stream(self, request: ChatRequest, model: str, key: str | None) -> UpstreamStream: ...
 

@@ -47,9 +47,11 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.reused = False
+        self.timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
+        self.disarm()
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.framed = False  # a Content-Length or Transfer-Encoding header was seen
@@ -129,8 +131,14 @@ class _Connection(asyncio.Protocol):
     # -- waiting
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self.waiter = None
+            self.disarm()
+            if not waiter.done():
+                if self.error is not None:
+                    waiter.set_exception(self.error)
+                else:
+                    waiter.set_result(None)
 
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -139,8 +147,11 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.close()
 
-    async def wait(self, read_timeout: float, deadline: float | None) -> None:
-        """Wait for more of the response (headers, body bytes or its end)."""
+    def wait(self, read_timeout: float, deadline: float | None) -> asyncio.Future[None]:
+        """A future done when more of the response arrives (headers, body bytes or its end); failed
+        with the connection's error or a TimeoutError. A plain function, not a coroutine: awaited on
+        every upstream call, one coroutine level less for each. A caller interrupted while waiting
+        (cancelled) calls `disarm()` so no timer outlives the wait."""
         if self.error is not None:
             raise self.error
         timeout = read_timeout
@@ -149,14 +160,14 @@ class _Connection(asyncio.Protocol):
             if timeout <= 0:
                 raise TimeoutError("upstream deadline exceeded")
         waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        finally:
+        self.timer = self.loop.call_later(timeout, _expire, waiter)
+        return waiter
+
+    def disarm(self) -> None:
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
             timer.cancel()
-            self.waiter = None
-        if self.error is not None:
-            raise self.error
 
     def take(self) -> bytes:
         data = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
@@ -173,6 +184,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self.disarm()
         if self.transport is not None:
             self.transport.close()
 
@@ -209,7 +221,11 @@ class Response:
                 parts.append(conn.take())
             if conn.complete:
                 break
-            await conn.wait(self._read_timeout, self._deadline)
+            try:
+                await conn.wait(self._read_timeout, self._deadline)
+            except BaseException:
+                conn.disarm()
+                raise
         self.release()
         return b"".join(parts)
 
@@ -221,7 +237,11 @@ class Response:
                 continue
             if conn.complete:
                 return
-            await conn.wait(self._read_timeout, None)
+            try:
+                await conn.wait(self._read_timeout, None)
+            except BaseException:
+                conn.disarm()
+                raise
 
     def release(self) -> None:
         """Done with the response: keep the connection if it is clean, close it otherwise."""

@@ -6,6 +6,7 @@ the provider does not want are dropped, and streams ask for usage so the gateway
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -109,11 +110,13 @@ class OpenAIProvider:
 
         return SSEChunkStream(resp, self.name, convert)
 
-    async def chat(self, request: ChatRequest, model: str, key: str | None) -> UpstreamResult:
+    def chat(self, request: ChatRequest, model: str, key: str | None) -> Awaitable[UpstreamResult]:
+        # A plain function handing back the call's coroutine: one coroutine level less to resume on
+        # every wait for the upstream (the router awaits what this returns).
         body = to_openai_body(self.config, request.body, model, "chat")
         body.pop("stream", None)
         body.pop("stream_options", None)
-        return await self._complete("/chat/completions", body, key)
+        return self._complete("/chat/completions", body, key)
 
     async def open_chat_stream(self, request: ChatRequest, model: str, key: str | None) -> UpstreamStream:
         body = to_openai_body(self.config, request.body, model, "chat", True)
