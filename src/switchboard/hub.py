@@ -68,6 +68,9 @@ class UpstreamResult:
 
     body: dict[str, Any]
     request_id: str | None = None
+    # The upstream's JSON bytes when `body` is exactly their parse (no translation): relayed as they
+    # came, byte for byte, instead of serialising `body` again.
+    raw: bytes | None = None
 
 
 class UpstreamStream(Protocol):

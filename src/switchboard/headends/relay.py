@@ -35,7 +35,10 @@ async def relay_complete(gw: Gateway, record: RequestRecord, model: str,
     # self_bounded: a non-stream call ends within its provider's timeouts (providers/base.py HttpUpstream.post).
     result, outcome = await gw.router.execute(model, call, observe=record.routed, self_bounded=True)
     record.usage = usage_from(result.body.get("usage"))
-    return JSONResponse(result.body, headers=response_headers(outcome, result.request_id))
+    headers = response_headers(outcome, result.request_id)
+    if result.raw is not None:
+        return Response(result.raw, headers=headers)
+    return JSONResponse(result.body, headers=headers)
 
 
 class OpenedStream:

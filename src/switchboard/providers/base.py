@@ -125,6 +125,10 @@ class HttpUpstream:
                                code="upstream_invalid_response") from exc
 
     async def read_json(self, resp: Response) -> dict[str, Any]:
+        return (await self.read_json_raw(resp))[0]
+
+    async def read_json_raw(self, resp: Response) -> tuple[dict[str, Any], bytes]:
+        """The response's JSON object, and the bytes it was parsed from."""
         try:
             raw = await resp.read()
         except OSError as exc:
@@ -137,7 +141,7 @@ class HttpUpstream:
         if not isinstance(data, dict):
             raise GatewayError(502, f"Upstream provider `{self.name}` returned an invalid JSON body.", "api_error",
                                code="upstream_invalid_response")
-        return data
+        return data, raw
 
     async def error_from(self, resp: Response, secrets: tuple[str, ...]) -> GatewayError:
         try:

@@ -89,7 +89,8 @@ class OpenAIProvider:
     async def _complete(self, path: str, body: dict[str, Any], key: str | None) -> UpstreamResult:
         resp = await self.http.post(self._base + path, body, self._headers(key), False, self._secrets)
         request_id = resp.headers.get("x-request-id")
-        return UpstreamResult(await self.http.read_json(resp), request_id)
+        body, raw = await self.http.read_json_raw(resp)
+        return UpstreamResult(body, request_id, raw)
 
     async def _stream(self, path: str, body: dict[str, Any], key: str | None) -> UpstreamStream:
         resp = await self.http.post(self._base + path, body, self._headers(key), True, self._secrets)

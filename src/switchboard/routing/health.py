@@ -74,13 +74,15 @@ class Health:
     def begin(self, deployment: str, provider: str) -> None:
         """An attempt starts: in half-open it is the probe, which holds back other traffic."""
         breaker = self._breaker(deployment, provider)
-        if breaker is not None and breaker.state(self._clock()) == HALF_OPEN and not breaker.probing:
+        if breaker is None or breaker.opened_at is None:  # closed: the common case, no clock needed
+            return
+        if breaker.state(self._clock()) == HALF_OPEN and not breaker.probing:
             breaker.probing = True
             self._notify(breaker, HALF_OPEN)
 
     def success(self, deployment: str, provider: str) -> None:
         breaker = self._breakers.get(deployment)
-        if breaker is None:
+        if breaker is None or (breaker.failures == 0 and breaker.opened_at is None and not breaker.probing):
             return
         was_open = breaker.opened_at is not None
         breaker.failures = 0
