@@ -40,14 +40,15 @@ class UpstreamConnectionError(OSError):
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection carrying one response at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, watchdog: _Watchdog) -> None:
         self.loop = loop
+        self.watchdog = watchdog
+        self.wait_until = 0.0  # when the current wait times out (loop time)
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
         self.reused = False
-        self.timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -133,7 +134,7 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            self.disarm()
+            self.watchdog.waiting.discard(self)
             if not waiter.done():
                 if self.error is not None:
                     waiter.set_exception(self.error)
@@ -151,7 +152,7 @@ class _Connection(asyncio.Protocol):
         """A future done when more of the response arrives (headers, body bytes or its end); failed
         with the connection's error or a TimeoutError. A plain function, not a coroutine: awaited on
         every upstream call, one coroutine level less for each. A caller interrupted while waiting
-        (cancelled) calls `disarm()` so no timer outlives the wait."""
+        (cancelled) calls `disarm()` so the watchdog forgets the wait."""
         if self.error is not None:
             raise self.error
         timeout = read_timeout
@@ -160,14 +161,21 @@ class _Connection(asyncio.Protocol):
             if timeout <= 0:
                 raise TimeoutError("upstream deadline exceeded")
         waiter = self.waiter = self.loop.create_future()
-        self.timer = self.loop.call_later(timeout, _expire, waiter)
+        self.wait_until = self.loop.time() + timeout
+        watchdog = self.watchdog
+        watchdog.waiting.add(self)
+        if watchdog.ticking is None:
+            watchdog.start(self.loop)
         return waiter
 
     def disarm(self) -> None:
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            timer.cancel()
+        self.watchdog.waiting.discard(self)
+
+    def expire(self) -> None:
+        """The watchdog: the current wait ran out of time."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError("upstream read timed out"))
 
     def take(self) -> bytes:
         data = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
@@ -189,9 +197,35 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("upstream read timed out"))
+class _Watchdog:
+    """The read timeouts of every wait of one client, checked by one timer ticking every `TICK_S`
+    while any wait is pending, instead of a timer armed and cancelled around each wait (in uvloop a
+    timer costs more than the rest of the wait). A wait times out at most one tick late."""
+
+    TICK_S = 0.05
+
+    def __init__(self) -> None:
+        self.waiting: set[_Connection] = set()  # connections add and discard themselves (_Connection.wait)
+        self.ticking: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ticking = loop.call_later(self.TICK_S, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ticking = None
+        now = loop.time()
+        expired = [conn for conn in self.waiting if conn.wait_until <= now]
+        for conn in expired:
+            self.waiting.discard(conn)
+            conn.expire()
+        if self.waiting:
+            self.ticking = loop.call_later(self.TICK_S, self._tick, loop)
+
+    def close(self) -> None:
+        if self.ticking is not None:
+            self.ticking.cancel()
+            self.ticking = None
+        self.waiting.clear()
 
 
 class Response:
@@ -271,7 +305,8 @@ class _Origin:
     """The pool of connections to one scheme://host:port."""
 
     def __init__(self, scheme: str, host: str, port: int, connect_timeout: float, keepalive_s: float,
-                 max_idle: int) -> None:
+                 max_idle: int, watchdog: _Watchdog) -> None:
+        self.watchdog = watchdog
         self.host = host
         self.port = port
         self.tls = ssl.create_default_context() if scheme == "https" else None
@@ -302,7 +337,7 @@ class _Origin:
         self.idle.append(conn)
 
     async def connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
-        conn = _Connection(loop)
+        conn = _Connection(loop, self.watchdog)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await loop.create_connection(lambda: conn, self.host, self.port, ssl=self.tls,
@@ -334,6 +369,7 @@ class HTTP1Client:
         # (method, URL), and the encoded extra headers per distinct header set (a provider key's).
         self._prefixes: dict[tuple[str, str], tuple[_Origin, bytes]] = {}
         self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
+        self._watchdog = _Watchdog()
         self._closed = False
 
     def _target(self, url: str) -> tuple[_Origin, bytes]:
@@ -348,7 +384,7 @@ class HTTP1Client:
         origin = self._origins.get(key)
         if origin is None:
             origin = self._origins[key] = _Origin(parts.scheme, parts.hostname, port, self.connect_timeout,
-                                                  self.keepalive_s, self.max_idle)
+                                                  self.keepalive_s, self.max_idle, self._watchdog)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         found = (origin, path.encode())
         if len(self._targets) < 1024:  # URLs are a few fixed endpoints; never let this grow without bound
@@ -410,4 +446,5 @@ class HTTP1Client:
         self._targets.clear()
         self._prefixes.clear()
         self._header_blocks.clear()
+        self._watchdog.close()
 
