@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cpus
+
 __all__ = ["CellResult", "request_body", "run_wrk"]
 
 _LUA = """
@@ -75,7 +77,8 @@ def run_wrk(url: str, body: str, connections: int, duration_s: float, workdir: P
     script.write_text(_LUA.format(body=body, auth=auth))
     cmd = [wrk, f"-t{max(1, min(threads, connections))}", f"-c{connections}", f"-d{duration_s:g}s",
            f"--timeout={timeout_s:g}s", "-s", str(script), url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + timeout_s + 60)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + timeout_s + 60,
+                          preexec_fn=cpus.for_load())
     (workdir / f"{name}.wrk.txt").write_text(proc.stdout + proc.stderr)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if proc.returncode != 0 or line is None:

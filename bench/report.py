@@ -89,6 +89,7 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"Run {result['started']} · {env['cpus']} CPUs · load average before/after "
         f"{env['loadavg_before']} / {env['loadavg_after']} · Switchboard workers: {result['workers']} · "
+        f"{env.get('placement', 'not pinned')} · "
         f"{result['duration_s']:g} s per cell after {result['warmup_s']:g} s warm-up · "
         f"nginx {env.get('nginx', '?')}, wrk {env.get('wrk', '?')}, LiteLLM {env.get('litellm', '-')}",
         "",

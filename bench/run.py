@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cpus
 from load import request_body, run_wrk
 from packages import count_packages
 from report import render
@@ -146,12 +147,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="also count what `pip install -e .` pulls into a fresh venv (slow: ~1 min)")
     parser.add_argument("--litellm-venv", type=Path, default=BENCH / ".litellm-venv")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir with configs, logs and wrk outputs")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the gateway to CPU 0 and wrk + nginx to the other CPUs (see cpus.py)")
     parser.add_argument("--profile", default="", metavar="SCENARIOS",
                         help="py-spy the Switchboard process during these scenarios (e.g. slow-256); "
                              "adds sampling overhead to those cells")
     args = parser.parse_args(argv)
     args.profile = {p.strip() for p in args.profile.split(",") if p.strip()}
 
+    n_cpus = len(os.sched_getaffinity(0))
+    if not args.no_pin and args.workers == 1 and n_cpus >= 2:
+        cpus.place({0}, set(range(1, n_cpus)) & os.sched_getaffinity(0) or None)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     wanted = {s.strip() for s in args.scenarios.split(",")}
     scenarios = [s for s in SCENARIOS if s.id in wanted]
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "cells": {},
         "environment": {
             "cpus": os.cpu_count(),
+            "placement": cpus.describe(),
             "loadavg_before": _loadavg(),
             "python": sys.version.split()[0],
             "nginx": _version(["nginx", "-v"]).removeprefix("nginx version: nginx/"),
@@ -186,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "direct" in targets:
             print("measuring the upstream directly...", flush=True)
-            direct = run_cells("direct", scenarios, {k: upstream.base_url(k) + "/chat/completions" for k in MODELS},
-                               dict.fromkeys(MODELS, "gpt-4o-mini"), args, workdir, None)
+            assert upstream.proc is not None
+            with cpus.unpinned(upstream.proc.pid):
+                direct = run_cells("direct", scenarios, {k: upstream.base_url(k) + "/chat/completions" for k in MODELS},
+                                   dict.fromkeys(MODELS, "gpt-4o-mini"), args, workdir, None)
             for sid, cell in direct.items():
                 result["cells"].setdefault(sid, {})["direct"] = cell
         if "switchboard" in targets:

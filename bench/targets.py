@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import cpus
 from upstream import PATHS
 
 __all__ = ["MASTER_KEY", "MODELS", "LiteLLM", "Switchboard", "Target", "chat_once", "cpu_seconds", "rss_kib"]
@@ -117,7 +118,8 @@ class Target:
         command, env = self.command(), self.env()
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             started = time.perf_counter()
-            self.proc = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=cpus.for_gateway())
         deadline = started + timeout
         body = json.dumps({"model": MODELS["plain"], "messages": [{"role": "user", "content": "hi"}]}).encode()
         while time.perf_counter() < deadline:

@@ -21,6 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import cpus
+
 __all__ = ["ECHO_MODULE", "PATHS", "Upstream", "chat_completion", "sse_body"]
 
 ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
@@ -164,7 +166,8 @@ class Upstream:
         conf.write_text(nginx_conf(self.port, self.workdir, self.workers))
         with open(self.workdir / "nginx.out", "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen([nginx, "-p", str(self.workdir), "-c", str(conf),
-                                          "-e", str(self.workdir / "error.log")], stdout=log, stderr=subprocess.STDOUT)
+                                          "-e", str(self.workdir / "error.log")], stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=cpus.for_load())
         _wait_port(self.port, self.proc)
         return self
 

@@ -77,13 +77,19 @@ def post(server: SwitchboardProcess, model: str, key: str = MASTER, request_id: 
                       json={"model": model, "messages": MESSAGES, **extra})
 
 
-def access_lines(server: SwitchboardProcess) -> dict[str, dict[str, object]]:
-    lines: dict[str, dict[str, object]] = {}
-    for line in server.logs().splitlines():
-        if line.startswith("{"):
-            entry = json.loads(line)
-            lines[entry["request_id"]] = entry
-    return lines
+def access_lines(server: SwitchboardProcess, expected: set[str]) -> dict[str, dict[str, object]]:
+    """The access log lines by request id, once the `expected` ids are there (lines are written in
+    batches, a few milliseconds after their requests)."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines: dict[str, dict[str, object]] = {}
+        for line in server.logs().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                lines[entry["request_id"]] = entry
+        if expected <= lines.keys() or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
 
 
 def test_metrics_and_access_log_after_known_sequence(server: SwitchboardProcess) -> None:
@@ -109,7 +115,7 @@ def test_metrics_and_access_log_after_known_sequence(server: SwitchboardProcess)
     assert metric(text, "switchboard_fallbacks_total", model="broken-fb", provider="flaky") == 1
     assert metric(text, "switchboard_in_flight", scope="provider", name="backup") == 0
 
-    logs = access_lines(server)
+    logs = access_lines(server, {"obs-1", "obs-stream", "obs-broken"})
     first = logs["obs-1"]
     assert {k: first[k] for k in ("endpoint", "key_id", "model", "provider", "upstream_model", "status", "stream",
                                   "prompt_tokens", "completion_tokens", "attempts", "fallback", "error_type")} == {
