@@ -66,6 +66,7 @@ class SwitchboardApp:
         # Plain routes with `{name}` segments; the values are put in request.state["path_params"].
         self.param_routes: list[tuple[str, re.Pattern[str], Callable[[Request], Awaitable[Response]]]] = []
         self.prefixes = sorted(gateway.config.server.path_prefixes, key=len, reverse=True)
+        self.max_body = gateway.config.server.max_body_bytes
         self.shutting_down = False
         # Request ids: a random prefix per process and a counter, unique across workers and restarts
         # without reading the OS's random source on every request.
@@ -141,9 +142,12 @@ class SwitchboardApp:
         # the upstream resumes each coroutine of the chain, so each level costs on every request.
         path = self._strip_prefix(scope["path"])
         method = scope["method"]
-        request = Request(scope, receive, path, "", self.gateway.config.server.max_body_bytes)
+        request = Request(scope, receive, path, "", self.max_body)
         incoming = request.headers.get("x-request-id")
-        request_id = incoming if _valid_request_id(incoming) else f"req_{self._id_prefix}{next(self._id_counter):012x}"
+        if incoming is not None and _valid_request_id(incoming):
+            request_id = incoming
+        else:
+            request_id = f"req_{self._id_prefix}{next(self._id_counter):012x}"
         request.request_id = request_id
         api_path = path[3:] if path.startswith("/v1/") else path
         handler = self.api_routes.get((method, api_path))

@@ -109,8 +109,8 @@ class ServerState:
 
 
 class HttpProtocol(asyncio.Protocol):
-    __slots__ = ("_drain_waiter", "_header_bytes", "_headers", "_parsing", "_read_paused", "_url", "client",
-                 "cycles", "idle_since", "keep_alive", "loop", "parser", "server", "state", "transport",
+    __slots__ = ("_drain_waiter", "_expect_continue", "_header_bytes", "_headers", "_parsing", "_read_paused", "_url",
+                 "client", "cycles", "idle_since", "keep_alive", "loop", "parser", "server", "state", "transport",
                  "write_paused")
 
     def __init__(self, state: ServerState) -> None:
@@ -123,6 +123,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
+        self._expect_continue = False
         self.keep_alive = True
         self.idle_since: float | None = None
         self.write_paused = False
@@ -217,6 +218,7 @@ class HttpProtocol(asyncio.Protocol):
     # --- parser callbacks (httptools calls these by name)
 
     def on_message_begin(self) -> None:
+        self._expect_continue = False
         self._url = b""
         self._headers = []
         self._header_bytes = 0
@@ -231,7 +233,10 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:
             raise _HeadersTooLarge
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        if name == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -254,9 +259,7 @@ class HttpProtocol(asyncio.Protocol):
         }
         keep_alive = self.keep_alive and parser.should_keep_alive()
         cycle = RequestCycle(self, scope, keep_alive, http_version == "1.0")
-        for name, value in self._headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                cycle.expect_continue = True
+        cycle.expect_continue = self._expect_continue
         self._parsing = cycle
         self.cycles.append(cycle)
         if len(self.cycles) == 1:
