@@ -179,3 +179,19 @@ async def test_large_body_flow_control(client: HTTP1Client) -> None:
         async for chunk in resp.iter_chunks():
             total += len(chunk)
         assert total == size
+
+
+async def test_response_headers_by_name_and_all_together(client: HTTP1Client) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Request-Id: r7\r\nVary: Accept\r\nvary: Origin\r\n"
+                     b"Content-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server, url, _ = await serve(handler)
+    async with server:
+        resp = await client.request("GET", url, {}, read_timeout=2)
+        assert resp.header(b"x-request-id") == "r7" and resp.header(b"vary") == "Accept"
+        assert resp.header(b"missing") is None
+        assert resp.headers["vary"] == "Accept, Origin" and resp.headers["content-length"] == "2"
+        assert await resp.read() == b"ok"

@@ -92,8 +92,9 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
         self.raw_headers.append((name, value))
-        if (len(name) == 14 or len(name) == 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+        if name == b"content-length" or name == b"transfer-encoding":
             self.framed = True
 
     def on_headers_complete(self) -> None:
@@ -231,7 +232,7 @@ class _Watchdog:
 class Response:
     """A response whose headers have arrived; read the body with `read()` or iterate `content`."""
 
-    __slots__ = ("_conn", "_deadline", "_origin", "_read_timeout", "_released", "headers", "status")
+    __slots__ = ("_conn", "_deadline", "_headers", "_origin", "_raw_headers", "_read_timeout", "_released", "status")
 
     def __init__(self, origin: _Origin, conn: _Connection, read_timeout: float, deadline: float | None) -> None:
         self._origin = origin
@@ -240,12 +241,28 @@ class Response:
         self._deadline = deadline
         self._released = False
         self.status = conn.status
-        headers: dict[str, str] = {}
-        for name, value in conn.raw_headers:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        self.headers = headers
+        self._raw_headers = conn.raw_headers  # names lowercased by the parser callback
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """All headers, lowercase names; repeated ones joined with ", ". Built on first use."""
+        if self._headers is None:
+            headers: dict[str, str] = {}
+            for name, value in self._raw_headers:
+                key = name.decode("latin-1")
+                text = value.decode("latin-1")
+                headers[key] = f"{headers[key]}, {text}" if key in headers else text
+            self._headers = headers
+        return self._headers
+
+    def header(self, name: bytes) -> str | None:
+        """One header by its lowercase name (the first, if repeated): what the hot path asks for, without
+        decoding all of them (an OpenAI answer carries twenty-odd)."""
+        for key, value in self._raw_headers:
+            if key == name:
+                return value.decode("latin-1")
+        return None
 
     async def read(self) -> bytes:
         conn = self._conn

@@ -88,7 +88,7 @@ class OpenAIProvider:
 
     async def _complete(self, path: str, body: dict[str, Any], key: str | None) -> UpstreamResult:
         resp = await self.http.post(self._base + path, body, self._headers(key), False, self._secrets)
-        request_id = resp.headers.get("x-request-id")
+        request_id = resp.header(b"x-request-id")
         body, raw = await self.http.read_json_raw(resp)
         return UpstreamResult(body, request_id, raw)
 
