@@ -347,33 +347,33 @@ class RequestCycle:
     async def run(self) -> None:
         try:
             await self.conn.state.app(self.scope, self.receive, self.send)
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                log.error("exception in the ASGI application", exc_info=exc)
-            if not self.response_started and not self.disconnected:
-                self.keep_alive = False
-                self.conn.transport.write(_error_bytes(500, "The server had an error while processing your request.",
-                                                       "internal_error", self.conn.state.date_header))
-                self.response_complete = True
-                self.conn.response_done(self)
-            elif not self.response_complete:
-                self.conn.transport.close()  # cut: the client must not mistake it for a complete response
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except Exception as exc:
+            log.error("exception in the ASGI application", exc_info=exc)
+            self._end_unfinished()
+        except BaseException:  # cancelled (shutdown past its grace), or the process is exiting
+            self._end_unfinished()
+            raise
         else:
             if not self.response_complete and not self.disconnected:
-                if not self.response_started:
-                    log.error("the ASGI application returned without starting a response")
-                    self.keep_alive = False
-                    self.conn.transport.write(_error_bytes(500, "The server had an error while processing your "
-                                                           "request.", "internal_error", self.conn.state.date_header))
-                    self.response_complete = True
-                    self.conn.response_done(self)
-                else:
-                    log.error("the ASGI application returned before completing its response")
-                    self.conn.transport.close()
+                log.error("the ASGI application returned %s", "before completing its response"
+                          if self.response_started else "without starting a response")
+                self._end_unfinished()
         finally:
             self.task = None
+
+    def _end_unfinished(self) -> None:
+        """The app is done and its response is not: a 500 if nothing was sent yet; otherwise the
+        connection is cut, so the client cannot mistake what it got for a complete response."""
+        if self.response_complete or self.disconnected:
+            return
+        if self.response_started:
+            self.conn.transport.close()
+            return
+        self.keep_alive = False
+        self.conn.transport.write(_error_bytes(500, "The server had an error while processing your request.",
+                                               "internal_error", self.conn.state.date_header))
+        self.response_complete = True
+        self.conn.response_done(self)
 
     # --- ASGI receive
 
@@ -422,8 +422,8 @@ class RequestCycle:
         elif kind == "http.response.start":
             if self.response_started:
                 raise RuntimeError("ASGI: http.response.start sent twice")
-            self.response_started = True
             self._build_head(message["status"], message.get("headers", ()))
+            self.response_started = True  # after the head was accepted: a refused one still gets a 500
         else:
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} on an HTTP connection")
 
