@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+_LISTENING = re.compile(r"listening on http://\S+?:(\d+) ")
 
 
 def free_port() -> int:
@@ -30,7 +33,7 @@ class SwitchboardProcess:
             path.write_text(text)
         self.config_path = self.dir / "switchboard.yaml"
         self.config_path.write_text(config_text)
-        self.port = free_port()
+        self.port = 0  # the server binds port 0; start() reads the port it got from its log
         self.env = {**os.environ, **(env or {})}
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
@@ -45,7 +48,7 @@ class SwitchboardProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "switchboard.cli", "serve", "--config", str(self.config_path),
-             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "info"],
+             "--port", "0", "--workers", str(self.workers), "--log-level", "info"],
             cwd=self.dir, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
@@ -53,6 +56,12 @@ class SwitchboardProcess:
             if self.proc.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"switchboard exited early:\n{self.logs()}")
+            if not self.port:  # no port picked ahead and released: nothing else can take it in between
+                found = _LISTENING.search(self.logs())
+                if found is None:
+                    time.sleep(0.02)
+                    continue
+                self.port = int(found.group(1))
             try:
                 if httpx.get(self.url + "/health", timeout=0.5).status_code == 200:
                     return self
