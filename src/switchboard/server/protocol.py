@@ -199,6 +199,8 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _reject(self, status: int, message: str, code: str) -> None:
+        if self.transport.is_closing():  # already rejected: the parser fails again on what followed
+            return
         if self.cycles:  # a response is under way: its bytes and ours cannot be told apart
             self.transport.close()
             return
