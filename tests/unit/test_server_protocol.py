@@ -29,6 +29,9 @@ async def exchange(app: App, request: bytes = REQUEST) -> bytes:
         except TimeoutError:
             pass
         writer.close()
+        for conn in list(state.connections):  # kept alive or lingering: not past this test's loop
+            conn.transport.close()
+        await asyncio.sleep(0)
         return b"".join(chunks)
 
 
@@ -88,3 +91,94 @@ async def test_request_body_and_scope_reach_the_app() -> None:
     assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"\r\n\r\nok")
     assert seen["path"] == "/a b" and seen["query"] == b"x=1" and seen["body"] == b"hello" and not seen["more"]
     assert seen["headers"][b"x-mixed-case"] == b"V"
+
+
+async def echo_headers(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    while (await receive())["more_body"]:
+        pass
+    body = json.dumps({k.decode(): v.decode() for k, v in scope["headers"]}).encode()
+    await start(send, [(b"content-length", str(len(body)).encode())])
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_chunked_body_trailer_is_not_a_request_header() -> None:
+    raw = await exchange(echo_headers, b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                       b"2\r\nhi\r\n0\r\nAuthorization: Bearer sneaky\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert "authorization" not in json.loads(raw.partition(b"\r\n\r\n")[2])
+
+
+async def test_one_endless_header_gets_431_instead_of_growing() -> None:
+    state = ServerState(echo_headers)
+    server = await asyncio.get_running_loop().create_server(lambda: HttpProtocol(state), "127.0.0.1", 0)
+    async with server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nX-Big: ")
+        try:
+            for _ in range(200):  # up to 12.8 MB, never ending the header
+                writer.write(b"a" * 65536)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        answer = await asyncio.wait_for(reader.read(65536), 5)
+        writer.close()
+        for conn in list(state.connections):
+            conn.transport.close()
+        await asyncio.sleep(0)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_too_many_headers_get_431() -> None:
+    many = b"".join(b"h%d: v\r\n" % i for i in range(200))
+    raw = await exchange(echo_headers, b"GET /x HTTP/1.1\r\nHost: t\r\n" + many + b"\r\n")
+    assert raw.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_an_answer_before_a_held_back_body_ends_the_connection() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:  # answers without reading
+        await start(send, [(b"content-length", b"2")])
+        await send({"type": "http.response.body", "body": b"no"})
+
+    raw = await exchange(app, b"POST /x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 ") and b"connection: close" in raw and b"100 Continue" not in raw
+
+
+async def test_a_client_that_leaves_cancels_the_work_of_its_unanswered_request() -> None:
+    cancelled = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await asyncio.sleep(30)  # a slow upstream, for a non-stream request
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    state = ServerState(app)
+    server = await asyncio.get_running_loop().create_server(lambda: HttpProtocol(state), "127.0.0.1", 0)
+    async with server:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.write(REQUEST)
+        await asyncio.sleep(0.1)
+        writer.close()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await asyncio.sleep(0)
+
+
+async def test_pipelining_deeper_than_the_limit_closes_the_connection() -> None:
+    raw = await exchange(echo_headers, b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n" * 100)
+    assert raw.count(b"HTTP/1.1 200 ") < 100  # not all queued: the connection was closed instead
+    raw = await exchange(echo_headers, b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n" * 8)
+    assert raw.count(b"HTTP/1.1 200 ") == 8  # a reasonable depth is served in full
+
+
+async def test_http_1_0_keep_alive_is_said_in_the_answer() -> None:
+    raw = await exchange(echo_headers, b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 ") and b"connection: keep-alive" in raw
+
+
+async def test_an_app_that_raises_after_start_but_before_any_body_still_gets_a_500() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await start(send)
+        raise ValueError("boom")
+
+    assert (await exchange(app)).startswith(b"HTTP/1.1 500 ")

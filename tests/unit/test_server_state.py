@@ -7,13 +7,22 @@ from switchboard.server.protocol import ServerState
 
 
 class StubConnection:
-    def __init__(self, idle_since: float | None) -> None:
+    def __init__(self, idle_since: float | None, reading_since: float | None = None) -> None:
         self.idle_since = idle_since
+        self.reading_since = reading_since
+        self.cycles: list[object] = [] if idle_since is not None else [object()]
         self.keep_alive = True
         self.closed = False
+        self.timed_out_at: float | None = None
 
     def close(self) -> None:
         self.closed = True
+
+    def stalled_since(self, since: float) -> bool:
+        return self.reading_since is not None and self.reading_since < since
+
+    def timed_out(self) -> None:
+        self.timed_out_at = self.reading_since
 
 
 def make_state(*conns: StubConnection) -> ServerState:
@@ -41,3 +50,9 @@ def test_drain_closes_idle_connections_and_ends_keep_alive_for_busy_ones() -> No
     state.drain()
     assert state.draining and idle.closed and not busy.closed
     assert busy.keep_alive is False
+
+
+def test_sweep_times_out_a_request_that_trickles_in() -> None:
+    slow, fresh = StubConnection(None, reading_since=10.0), StubConnection(None, reading_since=95.0)
+    make_state(slow, fresh).sweep(now=100.0)  # HEAD_TIMEOUT_S = 30
+    assert slow.timed_out_at == 10.0 and fresh.timed_out_at is None and not slow.closed

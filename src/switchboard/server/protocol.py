@@ -41,6 +41,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 MAX_HEADER_BYTES = 64 * 1024  # request line + headers; more is answered with 431
+MAX_HEADERS = 128  # header lines per request; more is answered with 431
+HEAD_TIMEOUT_S = 30.0  # a request line + headers (or a body) that takes longer gets a 408
+MAX_PIPELINE = 32  # requests parsed ahead of their answer on one connection; more closes it
+_READ_SLACK = 256 * 1024  # the most one read from the socket can bring
+_LINGER_S = 2.0  # after an error response, how long what the client still sends is read and dropped
 BODY_HIGH_WATER = 256 * 1024  # buffered, unread request body above which reading pauses
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 _DISCONNECT = {"type": "http.disconnect"}
@@ -89,12 +94,16 @@ class ServerState:
         self.date_header = b"date: " + formatdate(usegmt=True).encode() + b"\r\n"
 
     def sweep(self, now: float) -> None:
-        """Once a second: the `date` header, and closing keep-alive connections idle too long."""
+        """Once a second: the `date` header, closing keep-alive connections idle too long, and a 408
+        for a request whose head, or body, has trickled in for longer than HEAD_TIMEOUT_S."""
         self.refresh_date()
         limit = now - self.keepalive_timeout_s
+        slow = now - HEAD_TIMEOUT_S
         for conn in list(self.connections):
             if conn.idle_since is not None and conn.idle_since < limit:
                 conn.close()
+            elif conn.stalled_since(slow):
+                conn.timed_out()
 
     def drain(self) -> None:
         """Stop keeping connections alive: idle ones close now, busy ones after their response."""
@@ -104,14 +113,14 @@ class ServerState:
             self.all_closed.set()
         for conn in list(self.connections):
             conn.keep_alive = False
-            if conn.idle_since is not None:
+            if not conn.cycles:  # idle, or still sending a request head: nothing to finish
                 conn.close()
 
 
 class HttpProtocol(asyncio.Protocol):
-    __slots__ = ("_drain_waiter", "_expect_continue", "_header_bytes", "_headers", "_parsing", "_read_paused", "_url",
-                 "client", "cycles", "idle_since", "keep_alive", "loop", "parser", "server", "state", "transport",
-                 "write_paused")
+    __slots__ = ("_drain_waiter", "_expect_continue", "_head_read", "_header_bytes", "_headers", "_in_head", "_parsing",
+                 "_read_paused", "_rejected", "_url", "client", "cycles", "idle_since", "keep_alive", "loop", "parser",
+                 "reading_since", "server", "state", "transport", "write_paused")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -123,7 +132,11 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
+        self._head_read = 0
         self._expect_continue = False
+        self._in_head = False  # between a request's first byte and the end of its headers
+        self._rejected = False  # an error response was sent; the connection is closing
+        self.reading_since: float | None = None  # when the request being read (head or body) started
         self.keep_alive = True
         self.idle_since: float | None = None
         self.write_paused = False
@@ -156,12 +169,18 @@ class HttpProtocol(asyncio.Protocol):
         for cycle in self.cycles:
             cycle.disconnected = True
             cycle.wake()
+            # Nobody is left to answer: stop the work (and the upstream request behind it). A stream
+            # also learns of it through receive(); a non-stream request only this way.
+            if cycle.task is not None and not cycle.response_complete:
+                cycle.task.cancel()
         self.cycles.clear()
         self._parsing = None
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._rejected:
+            return  # lingering after an error response: what the client still sends is dropped
         self.idle_since = None
         try:
             self.parser.feed_data(data)
@@ -170,11 +189,25 @@ class HttpProtocol(asyncio.Protocol):
             # and what follows it on this connection is not HTTP/1.1, so the connection ends with it.
             self.keep_alive = False
         except httptools.HttpParserError as exc:
-            # httptools wraps an exception raised in a callback (ours: _HeadersTooLarge) in its own.
-            if isinstance(exc, _HeadersTooLarge) or isinstance(exc.__context__, _HeadersTooLarge):
-                self._reject(431, f"Request line and headers exceed {MAX_HEADER_BYTES} bytes.", "headers_too_large")
+            # httptools wraps an exception raised in a callback (ours) in its own.
+            cause = exc.__context__
+            if isinstance(cause, _HeadersTooLarge):
+                self._reject(431, f"Request line and headers exceed {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} "
+                                  "lines.", "headers_too_large")
+            elif isinstance(cause, _PipelineTooDeep):
+                self._rejected = True
+                self.transport.close()
             else:
                 self._reject(400, f"Invalid HTTP request: {exc}", "invalid_http_request")
+            return
+        if self._in_head:
+            # httptools joins the pieces of one header itself and calls on_header only when it is whole:
+            # count what arrives while a head stays incomplete, or one endless header would go unchecked.
+            # (The read that started the head may also hold the end of the previous request: hence the
+            # slack of one read.)
+            self._head_read += len(data)
+            if self._head_read > MAX_HEADER_BYTES + _READ_SLACK:
+                self._reject(431, f"Request line and headers exceed {MAX_HEADER_BYTES} bytes.", "headers_too_large")
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -198,14 +231,40 @@ class HttpProtocol(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.close()
 
-    def _reject(self, status: int, message: str, code: str) -> None:
-        if self.transport.is_closing():  # already rejected: the parser fails again on what followed
+    def stalled_since(self, since: float) -> bool:
+        """Reading a request (its head from the start, its body from the last bytes) for longer than
+        that, while we were not the ones pausing the reads."""
+        return self.reading_since is not None and self.reading_since < since and not self._read_paused
+
+    def timed_out(self) -> None:
+        """A request too slow to arrive (the sweep): 408 if no response is under way, then close."""
+        self.reading_since = None
+        if self.cycles and self.cycles[0].response_started:
+            self.transport.close()
             return
+        for cycle in self.cycles:
+            if cycle.task is not None:
+                cycle.task.cancel()
+        self.cycles.clear()
+        self._reject(408, f"The request took longer than {HEAD_TIMEOUT_S:g} s to arrive.", "request_timeout")
+
+    def _reject(self, status: int, message: str, code: str) -> None:
+        self._in_head = False
+        if self._rejected or self.transport.is_closing():  # the parser fails again on what followed
+            return
+        self._rejected = True
         if self.cycles:  # a response is under way: its bytes and ours cannot be told apart
             self.transport.close()
             return
         self.transport.write(_error_bytes(status, message, code, self.state.date_header))
-        self.transport.close()
+        # Lingering close: closing with unread bytes from the client would make the kernel answer them
+        # with a reset, which can destroy the error response before the client reads it. Send it, end
+        # our side, and drop what still comes for a moment (or until the client closes).
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(_LINGER_S, self.close)
+        else:
+            self.transport.close()
 
     def pause_reading(self) -> None:
         if not self._read_paused:
@@ -224,6 +283,9 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._header_bytes = 0
+        self._head_read = 0
+        self._in_head = True
+        self.reading_since = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -232,8 +294,10 @@ class HttpProtocol(asyncio.Protocol):
             raise _HeadersTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        if self._header_bytes > MAX_HEADER_BYTES:
+        if not self._in_head:
+            return  # a chunked body's trailer: never a request header (RFC 9110 6.5.1)
+        self._header_bytes += len(name) + len(value) + 4  # with ": " and CRLF
+        if self._header_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADERS:
             raise _HeadersTooLarge
         name = name.lower()
         self._headers.append((name, value))
@@ -241,6 +305,9 @@ class HttpProtocol(asyncio.Protocol):
             self._expect_continue = True
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        if len(self.cycles) >= MAX_PIPELINE:
+            raise _PipelineTooDeep
         parser = self.parser
         http_version = parser.get_http_version()
         method = parser.get_method().decode("ascii")
@@ -259,6 +326,7 @@ class HttpProtocol(asyncio.Protocol):
             "client": self.client, "scheme": "http", "method": method, "root_path": state.root_path, "path": path,
             "raw_path": raw_path, "query_string": query, "headers": self._headers,
         }
+        self._headers = []  # the scope owns that list now; an idle connection keeps none
         keep_alive = self.keep_alive and parser.should_keep_alive()
         cycle = RequestCycle(self, scope, keep_alive, http_version == "1.0")
         cycle.expect_continue = self._expect_continue
@@ -273,6 +341,7 @@ class HttpProtocol(asyncio.Protocol):
         cycle = self._parsing
         if cycle is None or cycle.response_complete:
             return
+        self.reading_since = self.loop.time()  # a body is slow only when it stalls
         cycle.body.append(body)
         cycle.body_size += len(body)
         if cycle.body_size > BODY_HIGH_WATER:
@@ -280,6 +349,7 @@ class HttpProtocol(asyncio.Protocol):
         cycle.wake()
 
     def on_message_complete(self) -> None:
+        self.reading_since = None
         cycle = self._parsing
         if cycle is None:
             return
@@ -306,6 +376,10 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class _HeadersTooLarge(Exception):
+    pass
+
+
+class _PipelineTooDeep(Exception):
     pass
 
 
@@ -368,7 +442,7 @@ class RequestCycle:
         connection is cut, so the client cannot mistake what it got for a complete response."""
         if self.response_complete or self.disconnected:
             return
-        if self.response_started:
+        if self.response_started and self.head is None:  # bytes of it went out already
             self.conn.transport.close()
             return
         self.keep_alive = False
@@ -394,7 +468,7 @@ class RequestCycle:
                 self.body_delivered = not more
                 self.conn.resume_reading()
                 return {"type": "http.request", "body": body, "more_body": more}
-            if self.expect_continue:
+            if self.expect_continue and not self.response_started:
                 self.expect_continue = False
                 self.conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.conn.resume_reading()
@@ -445,8 +519,11 @@ class RequestCycle:
             parts += (lowered, b": ", value, b"\r\n")
         lines = 2 + (len(parts) - 2) // 4  # status line, date, the headers so far
         if self.remaining is not None:
-            parts += (b"content-length: ", str(self.remaining).encode(), b"\r\n")
-            lines += 1
+            if status != 204:  # a 204 never carries one; a 304's is the representation's length
+                parts += (b"content-length: ", str(self.remaining).encode(), b"\r\n")
+                lines += 1
+            if status in (204, 304):  # either way there is no body
+                self.remaining = 0
         elif self.is_head or status in (204, 304) or 100 <= status < 200:
             self.remaining = 0
         elif self.http10:
@@ -455,8 +532,15 @@ class RequestCycle:
             self.chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")
             lines += 1
+        if self.expect_continue and self.more_body:
+            # Answered before asking for the body the client is holding back: what it sends next
+            # might be that body or a new request, so the connection cannot go on.
+            self.keep_alive = False
         if not self.keep_alive or not self.conn.keep_alive:
             parts.append(b"connection: close\r\n")
+            lines += 1
+        elif self.http10:
+            parts.append(b"connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
             lines += 1
         parts.append(b"\r\n")
         head = b"".join(parts)

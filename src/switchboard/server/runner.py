@@ -136,10 +136,16 @@ class _Worker:
         self.options = options
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
+        self.stopped_at = 0.0
 
     def _on_signal(self) -> None:
-        if self.stop.is_set():
-            self.force.set()  # a second signal: do not wait for requests in flight
+        now = time.monotonic()
+        # A second signal cuts at once, unless it is the same stop arriving twice: a signal to the whole
+        # process group (systemd, Ctrl-C) reaches a worker directly and again through the supervisor.
+        if self.stop.is_set() and now - self.stopped_at > 1.0:
+            self.force.set()
+        if not self.stop.is_set():
+            self.stopped_at = now
         self.stop.set()
 
     async def run(self) -> int:
@@ -251,9 +257,10 @@ class _Supervisor:
                 status = EXIT_STARTUP_FAILED
                 self._on_signal(signal.SIGTERM, None)
                 continue
-            log.error("worker %d exited with status %d after %.1f s: starting another", pid, code,
-                      time.monotonic() - (started or time.monotonic()))
-            time.sleep(0.5)
-            self._spawn()
+            lived = time.monotonic() - (started or time.monotonic())
+            log.error("worker %d exited with status %d after %.1f s: starting another", pid, code, lived)
+            time.sleep(0.5 if lived > 10 else 2.0)  # a worker that keeps crashing is not restarted in a tight loop
+            if not self.stopping:  # a stop signal may have come during the pause
+                self._spawn()
         self.sock.close()
         return status
