@@ -26,6 +26,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 KEEPALIVE_INTERVAL_S = 15.0
 
 
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"Request body too large: limit is {limit} bytes.", "invalid_request_error",
+                        code="request_too_large", retryable=False)
+
+
 class Request:
     __slots__ = ("_body", "headers", "max_body", "method", "path", "query", "receive", "request_id", "scope", "state")
 
@@ -49,8 +54,7 @@ class Request:
             return self._body
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.", "invalid_request_error",
-                               code="request_too_large", retryable=False)
+            raise _too_large(self.max_body)
         message = await self.receive()
         if message["type"] == "http.disconnect":
             raise asyncio.CancelledError("client disconnected while sending the body")
@@ -65,15 +69,13 @@ class Request:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self.max_body:
-                    raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.",
-                                       "invalid_request_error", code="request_too_large", retryable=False)
+                    raise _too_large(self.max_body)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
         elif len(body) > self.max_body:
-            raise GatewayError(413, f"Request body too large: limit is {self.max_body} bytes.", "invalid_request_error",
-                               code="request_too_large", retryable=False)
+            raise _too_large(self.max_body)
         self._body = body
         return body
 
