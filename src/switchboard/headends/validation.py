@@ -130,6 +130,7 @@ def _json_type(value: Any) -> str:
 
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+_PLAIN_ROLES = frozenset(_ROLES) - {"tool"}  # the roles whose messages need no checks beyond their fields
 _MESSAGE_FIELDS = {"role": "string", "content": "string|array|null", "name": "string", "tool_call_id": "string",
                    "tool_calls": "array|null", "function_call": "object|null", "refusal": "string|null"}
 
@@ -176,9 +177,9 @@ def validate_chat(body: dict[str, Any]) -> str:
     for i, message in enumerate(messages):
         # The common case, a dict with a role among the known ones, well-typed fields and content,
         # is settled without building the error texts (`where`) the checks below need.
-        if message.__class__ is dict and message.get("role") in _ROLES and _well_typed(message, _MESSAGE_FIELDS) \
-                and message.get("content").__class__ is str and "tool_calls" not in message and \
-                message.get("role") != "tool":
+        if message.__class__ is dict and message.get("role") in _PLAIN_ROLES \
+                and message.get("content").__class__ is str and "tool_calls" not in message \
+                and _well_typed(message, _MESSAGE_FIELDS):
             continue
         where = f"messages[{i}]"
         if not isinstance(message, dict):

@@ -230,7 +230,7 @@ class _Watchdog:
 
 
 class Response:
-    """A response whose headers have arrived; read the body with `read()` or iterate `content`."""
+    """A response whose headers have arrived; read the body with `read()` or `iter_chunks()`."""
 
     __slots__ = ("_conn", "_deadline", "_headers", "_origin", "_raw_headers", "_read_timeout", "_released", "status")
 
@@ -381,7 +381,6 @@ class HTTP1Client:
         self.max_idle = max_idle_per_origin
         self.user_agent = user_agent.encode()
         self._origins: dict[tuple[str, str, int], _Origin] = {}
-        self._targets: dict[str, tuple[_Origin, bytes]] = {}
         # Request heads are made of a few fixed parts: the request line with Host/User-Agent per
         # (method, URL), and the encoded extra headers per distinct header set (a provider key's).
         self._prefixes: dict[tuple[str, str], tuple[_Origin, bytes]] = {}
@@ -390,9 +389,7 @@ class HTTP1Client:
         self._closed = False
 
     def _target(self, url: str) -> tuple[_Origin, bytes]:
-        found = self._targets.get(url)
-        if found is not None:
-            return found
+        """The origin and request target of a URL (request() caches what it builds from them)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UpstreamConnectionError(f"unsupported URL {url!r}")
@@ -403,10 +400,7 @@ class HTTP1Client:
             origin = self._origins[key] = _Origin(parts.scheme, parts.hostname, port, self.connect_timeout,
                                                   self.keepalive_s, self.max_idle, self._watchdog)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        found = (origin, path.encode())
-        if len(self._targets) < 1024:  # URLs are a few fixed endpoints; never let this grow without bound
-            self._targets[url] = found
-        return found
+        return origin, path.encode()
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes = b"", *,
                       read_timeout: float, total_timeout: float | None = None) -> Response:
@@ -419,7 +413,7 @@ class HTTP1Client:
             origin, path = self._target(url)
             found = (origin, b"".join((method.encode(), b" ", path, b" HTTP/1.1\r\nHost: ", origin.host_header.encode(),
                                        b"\r\nUser-Agent: ", self.user_agent, b"\r\nAccept-Encoding: identity\r\n")))
-            if len(self._prefixes) < 1024:
+            if len(self._prefixes) < 1024:  # URLs are a few fixed endpoints; never let this grow without bound
                 self._prefixes[(method, url)] = found
         origin, prefix = found
         deadline = loop.time() + total_timeout if total_timeout is not None else None
@@ -460,7 +454,6 @@ class HTTP1Client:
         for origin in self._origins.values():
             origin.close()
         self._origins.clear()
-        self._targets.clear()
         self._prefixes.clear()
         self._header_blocks.clear()
         self._watchdog.close()
