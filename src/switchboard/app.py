@@ -16,77 +16,80 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .access.admin import AdminApi
-from .access.control import AccessControl
-from .agents.service import install_agents
 from .asgi import JSONResponse, Receive, Request, Response, Scope, Send, StreamResponse, send_response, send_stream
+from .body_memory import BodyMemory
 from .config import Config, load_config
 from .errors import GatewayError, internal_error
-from .gateway import Gateway, RequestRecord
+from .gateway import Gateway
 from .gc_tuning import tune_gc_for_serving
-from .headends.anthropic import register_anthropic_routes
-from .headends.embeddings import embeddings
+from .headends import anthropic, embeddings, openai_chat, openai_completions
 from .headends.models import ModelCatalog
-from .headends.openai_chat import chat_completions
-from .headends.openai_completions import completions
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
+from .request_record import RequestRecord
+from .routes import ApiRoute, ErrorRenderer, PlainHandler, PlainRoute, Route
 
 __all__ = ["SwitchboardApp", "app_from_env", "create_app"]
 
 log = logging.getLogger("switchboard")
-
-Handler = Callable[[Gateway, Request, RequestRecord], Awaitable[Response | StreamResponse]]
-# (error, request id) -> (JSON body, extra headers): lets a route answer errors in its own wire format
-# (the Anthropic headend); status and retry headers stay the gateway's.
-ErrorRenderer = Callable[[GatewayError, str], tuple[dict[str, Any], dict[str, str]]]
 
 
 def _valid_request_id(value: str | None) -> bool:
     return bool(value) and len(value) <= 128 and value.isascii() and value.isprintable()  # type: ignore[union-attr]
 
 
-class SwitchboardApp:
-    """The ASGI callable."""
+def _pattern(path: str) -> re.Pattern[str]:
+    """`{name}` matches one path segment, `{name:path}` the rest of the path (slashes included)."""
+    escaped = re.escape(path)
+    escaped = re.sub(r"\\\{(\w+):path\\\}", r"(?P<\1>.+)", escaped)
+    return re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", escaped) + "$")
 
-    def __init__(self, gateway: Gateway) -> None:
+
+class SwitchboardApp:
+    """The ASGI callable, serving the routes the spokes declared."""
+
+    def __init__(self, gateway: Gateway, routes: list[Route]) -> None:
         self.gateway = gateway
-        self.catalog = ModelCatalog(gateway)
         # API routes, relative to /v1 (also served under every configured prefix, and without /v1).
-        self.api_routes: dict[tuple[str, str], Handler] = {
-            ("POST", "/chat/completions"): chat_completions,
-            ("POST", "/completions"): completions,
-            ("POST", "/embeddings"): embeddings,
-            ("GET", "/models"): lambda gw, req, rec: self.catalog.list(req, rec),
-        }
-        self.error_renderers: dict[tuple[str, str], ErrorRenderer] = {}
-        self.plain_routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {
+        self.api_routes: dict[tuple[str, str], ApiRoute] = {}
+        self.api_param_routes: list[tuple[re.Pattern[str], ApiRoute]] = []
+        self.plain_routes: dict[tuple[str, str], PlainHandler] = {
             ("GET", "/health"): self._health,
             ("GET", "/ready"): self._ready,
         }
         # Plain routes with `{name}` segments; the values are put in request.state["path_params"].
-        self.param_routes: list[tuple[str, re.Pattern[str], Callable[[Request], Awaitable[Response]]]] = []
+        self.param_routes: list[tuple[str, re.Pattern[str], PlainHandler]] = []
+        for route in routes:
+            if isinstance(route, ApiRoute):
+                if "{" in route.path:
+                    self.api_param_routes.append((_pattern(route.path), route))
+                else:
+                    self.api_routes[(route.method, route.path)] = route
+            elif "{" in route.path:
+                self.param_routes.append((route.method, _pattern(route.path), route.handler))
+            else:
+                self.plain_routes[(route.method, route.path)] = route.handler
         self.prefixes = sorted(gateway.config.server.path_prefixes, key=len, reverse=True)
         self.max_body = gateway.config.server.max_body_bytes
+        self.body_memory = BodyMemory(gateway.config.server.max_body_memory_bytes,
+                                      gateway.config.server.max_body_memory_per_key_bytes)
         self.shutting_down = False
         # Request ids: a random prefix per process and a counter, unique across workers and restarts
         # without reading the OS's random source on every request.
         self._id_prefix = secrets.token_hex(6)
         self._id_counter = itertools.count()
 
-    def add_api_route(self, method: str, path: str, handler: Handler,
-                      error_renderer: ErrorRenderer | None = None) -> None:
-        self.api_routes[(method, path)] = handler
-        if error_renderer is not None:
-            self.error_renderers[(method, path)] = error_renderer
+    def _api_route(self, method: str, api_path: str, request: Request) -> ApiRoute | None:
+        route = self.api_routes.get((method, api_path))
+        if route is not None or not self.api_param_routes:
+            return route
+        for pattern, candidate in self.api_param_routes:
+            if candidate.method == method and (match := pattern.match(api_path)) is not None:
+                request.state["path_params"] = match.groupdict()
+                return candidate
+        return None
 
-    def add_plain_route(self, method: str, path: str, handler: Callable[[Request], Awaitable[Response]]) -> None:
-        if "{" in path:
-            pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
-            self.param_routes.append((method, re.compile(f"^{pattern}$"), handler))
-            return
-        self.plain_routes[(method, path)] = handler
-
-    def _param_route(self, method: str, path: str, request: Request) -> Callable[[Request], Awaitable[Response]] | None:
+    def _param_route(self, method: str, path: str, request: Request) -> PlainHandler | None:
         for route_method, pattern, handler in self.param_routes:
             if route_method == method and (match := pattern.match(path)) is not None:
                 request.state["path_params"] = match.groupdict()
@@ -142,7 +145,7 @@ class SwitchboardApp:
         # the upstream resumes each coroutine of the chain, so each level costs on every request.
         path = self._strip_prefix(scope["path"])
         method = scope["method"]
-        request = Request(scope, receive, path, "", self.max_body)
+        request = Request(scope, receive, path, "", self.max_body, self.body_memory)
         incoming = request.headers.get("x-request-id")
         if incoming is not None and _valid_request_id(incoming):
             request_id = incoming
@@ -150,20 +153,20 @@ class SwitchboardApp:
             request_id = f"req_{self._id_prefix}{next(self._id_counter):012x}"
         request.request_id = request_id
         api_path = path[3:] if path.startswith("/v1/") else path
-        handler = self.api_routes.get((method, api_path))
-        renderer = self.error_renderers.get((method, api_path)) if handler is not None else None
+        route = self._api_route(method, api_path, request)
+        renderer = route.error_renderer if route is not None else None
         record: RequestRecord | None = None
         try:
-            if handler is not None:
-                record = RequestRecord(request_id=request_id, endpoint=api_path)
-                response = await handler(self.gateway, request, record)
+            if route is not None:
+                endpoint = route.path if "{" not in route.path else route.path.partition("/{")[0]
+                record = RequestRecord(request_id=request_id, endpoint=endpoint)
+                # Who is calling, from the headers alone: no body is read for a caller without a valid key.
+                await self.gateway.authenticate(request, record)
+                response = await route.handler(self.gateway, request, record)
             elif (plain := self.plain_routes.get((method, path))) is not None:
                 response = await plain(request)
             elif (plain := self._param_route(method, path, request)) is not None:
                 response = await plain(request)
-            elif method == "GET" and api_path.startswith("/models/"):
-                record = RequestRecord(request_id=request_id, endpoint="/models")
-                response = await self.catalog.retrieve(request, record, api_path[len("/models/"):])
             else:
                 response = self._not_found(method, path, api_path)
         except GatewayError as err:
@@ -171,6 +174,7 @@ class SwitchboardApp:
             if record is not None:
                 record.error_type = err.type
         except asyncio.CancelledError:
+            request.release_body()
             if record is not None:
                 record.status, record.error_type = 499, "client_disconnected"
                 self.gateway.finish(record)
@@ -180,6 +184,7 @@ class SwitchboardApp:
             response = _error_response(internal_error(), request_id, renderer)
             if record is not None:
                 record.error_type = "api_error"
+        request.release_body()
         if record is not None and record.headers:
             response.headers = {**record.headers, **response.headers}
         if isinstance(response, StreamResponse):
@@ -192,6 +197,7 @@ class SwitchboardApp:
 
     def _not_found(self, method: str, path: str, api_path: str) -> Response:
         allowed = [m for (m, p) in self.api_routes if p == api_path] + [m for (m, p) in self.plain_routes if p == path]
+        allowed += [r.method for pattern, r in self.api_param_routes if pattern.match(api_path)]
         allowed += [m for (m, pattern, _) in self.param_routes if pattern.match(path)]
         if allowed:
             err = GatewayError(405, f"Method {method} not allowed on {path}; use {', '.join(sorted(allowed))}.",
@@ -215,18 +221,16 @@ def _error_response(err: GatewayError, request_id: str = "", renderer: ErrorRend
 
 def create_app(config: Config) -> SwitchboardApp:
     gateway = Gateway(config)
-    app = SwitchboardApp(gateway)
-    register_anthropic_routes(app)
-    if config.agents_dir or config.mcp_servers:
-        install_agents(gateway, app.catalog.extra_sources)
     metrics = Metrics(gateway)
     metrics.install()
+    metrics.registry.register(gateway.access)  # type: ignore[arg-type]
     AccessLog().install(gateway)
-    access = AccessControl(gateway)
-    access.install()
-    metrics.registry.register(access)  # type: ignore[arg-type]
-    AdminApi(access).register(app)
-    app.add_plain_route("GET", "/metrics", metrics.handle)
+    routes: list[Route] = [
+        *openai_chat.ROUTES, *openai_completions.ROUTES, *embeddings.ROUTES, *anthropic.ROUTES,
+        *ModelCatalog(gateway).routes(), *AdminApi(gateway.access, gateway.auth).routes(),
+        PlainRoute("GET", "/metrics", metrics.handle),
+    ]
+    app = SwitchboardApp(gateway, routes)
     for warning in config.warnings:
         log.warning("%s", warning)
     if not gateway.auth.enabled:

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from .access.auth import Principal
+from .body_memory import BodyMemory
 from .errors import GatewayError, bad_request
 
 __all__ = ["JSONResponse", "Receive", "Request", "Response", "Scope", "Send", "StreamResponse", "send_response"]
@@ -32,9 +34,11 @@ def _too_large(limit: int) -> GatewayError:
 
 
 class Request:
-    __slots__ = ("_body", "headers", "max_body", "method", "path", "query", "receive", "request_id", "scope", "state")
+    __slots__ = ("_body", "_held", "body_memory", "headers", "max_body", "method", "path", "principal", "query", "receive",
+                 "request_id", "scope", "state")
 
-    def __init__(self, scope: Scope, receive: Receive, path: str, request_id: str, max_body: int) -> None:
+    def __init__(self, scope: Scope, receive: Receive, path: str, request_id: str, max_body: int,
+                 body_memory: BodyMemory | None = None) -> None:
         self.scope = scope
         self.receive = receive
         self.path = path
@@ -46,50 +50,80 @@ class Request:
         self.headers = headers
         self.request_id = request_id
         self.max_body = max_body
-        self._body: bytes | None = None
+        self.body_memory = body_memory
+        self.principal: Principal | None = None  # set by authentication, before the body is read
+        self._body: bytes | bytearray | None = None
+        self._held = 0  # bytes of body_memory this request holds
         self.state: dict[str, Any] = {}
 
-    async def body(self) -> bytes:
-        if self._body is not None:
-            return self._body
+    async def body(self) -> bytes | bytearray:
+        """The whole body (at most `max_body` bytes), kept for later calls."""
+        if self._body is None:
+            self._body = await self._read()
+        return self._body
+
+    async def _read(self) -> bytes | bytearray:
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise _too_large(self.max_body)
-        message = await self.receive()
-        if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError("client disconnected while sending the body")
-        body: bytes = message.get("body", b"")
-        if message.get("more_body", False):  # the rest is still on its way
-            chunks = [body]
-            size = len(body)
-            while True:
-                message = await self.receive()
-                if message["type"] == "http.disconnect":
-                    raise asyncio.CancelledError("client disconnected while sending the body")
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self.max_body:
-                    raise _too_large(self.max_body)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-        elif len(body) > self.max_body:
-            raise _too_large(self.max_body)
-        self._body = body
+        memory = self.body_memory
+        key = self.principal.key_id if self.principal is not None else None
+        held = 0
+        try:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError("client disconnected while sending the body")
+            body: bytes | bytearray = message.get("body", b"")
+            if memory is not None:
+                memory.take(key, len(body))
+                held = len(body)
+            if message.get("more_body", False):  # the rest is still on its way: one growing buffer
+                buffer = bytearray(body)
+                while True:
+                    message = await self.receive()
+                    if message["type"] == "http.disconnect":
+                        raise asyncio.CancelledError("client disconnected while sending the body")
+                    chunk = message.get("body", b"")
+                    if len(buffer) + len(chunk) > self.max_body:
+                        raise _too_large(self.max_body)
+                    if memory is not None:
+                        memory.take(key, len(chunk))
+                        held += len(chunk)
+                    buffer += chunk
+                    if not message.get("more_body", False):
+                        break
+                body = buffer
+            elif len(body) > self.max_body:
+                raise _too_large(self.max_body)
+        except BaseException:
+            if memory is not None:
+                memory.give(key, held)
+            raise
+        self._held = held
         return body
 
     async def json_object(self) -> dict[str, Any]:
         raw = await self.body()
-        if not raw.strip():
-            raise bad_request("The request body is empty; a JSON object is required.")
         try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise bad_request(f"The request body is not valid JSON: {exc}") from None
+            if not raw or raw.isspace():
+                raise bad_request("The request body is empty; a JSON object is required.")
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise bad_request(f"The request body is not valid JSON: {exc}") from None
+        finally:
+            self.release_body()
         if not isinstance(data, dict):
             raise bad_request("The request body must be a JSON object.")
         return data
+
+    def release_body(self) -> None:
+        """The raw body is no longer needed (parsed, or the request is over): drop it, give its memory back."""
+        self._body = None
+        if self._held:
+            assert self.body_memory is not None
+            self.body_memory.give(self.principal.key_id if self.principal is not None else None, self._held)
+            self._held = 0
 
     def query_params(self) -> dict[str, str]:
         from urllib.parse import parse_qsl

@@ -45,6 +45,9 @@ class ServerConfig:
     port: int = 8080
     path_prefixes: list[str] = field(default_factory=list)
     max_body_bytes: int = 16 * 1024 * 1024
+    # Request bodies held in memory while being read: across all requests, and per API key.
+    max_body_memory_bytes: int = 256 * 1024 * 1024
+    max_body_memory_per_key_bytes: int = 64 * 1024 * 1024
     # Open WebUI marks background tasks (titles, tags) with this header; see agents.
     task_header: str = "x-openwebui-task"
     shutdown_grace_s: float = 30.0
@@ -318,6 +321,8 @@ def _read_server(s: _Section) -> ServerConfig:
         port=s.get("port", int, 8080),
         path_prefixes=prefixes,
         max_body_bytes=s.positive("max_body_bytes", int, 16 * 1024 * 1024),
+        max_body_memory_bytes=s.positive("max_body_memory_bytes", int, 256 * 1024 * 1024),
+        max_body_memory_per_key_bytes=s.positive("max_body_memory_per_key_bytes", int, 64 * 1024 * 1024),
         task_header=s.get("task_header", str, "x-openwebui-task").lower(),
         shutdown_grace_s=s.positive("shutdown_grace_s", float, 30.0, allow_zero=True),
         request_timeout_s=s.positive("request_timeout_s", float, 600.0),

@@ -1,6 +1,8 @@
-"""The gateway's state for one process: config, providers, router, auth and request observers.
+"""The gateway's state for one process: config, providers, router, agents, auth, access control and
+request observers.
 
-Built from a Config by `Gateway(config)`; nothing is global. Headends receive it explicitly.
+Built from a Config by `Gateway(config)` (access control and agents may be given, e.g. by tests;
+otherwise they are built from the config); nothing is global. Headends receive it explicitly.
 Observers (access log, metrics, usage log) get one `RequestRecord` per finished request.
 """
 
@@ -10,78 +12,55 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .access.auth import Authenticator, Principal
+from .access.control import AccessControl
+from .agents.service import AgentService
 from .asgi import Request
 from .config import Config
-from .hub import Usage
 from .providers import build_provider
 from .providers.base import ChatProvider
-from .routing.router import Outcome, Router
-
-if TYPE_CHECKING:
-    from .access.control import AccessControl
-    from .agents.service import AgentService
+from .request_record import RequestRecord
+from .routing.limits import Limits
+from .routing.router import Router
+from .routing.routes import RouteTable
+from .routing.shared_cooldowns import SharedCooldowns
 
 __all__ = ["Gateway", "RequestRecord"]
 
 log = logging.getLogger("switchboard")
-
-
-@dataclass(slots=True)
-class RequestRecord:
-    """What happened to one API request; filled in by the headend, read by observers."""
-
-    request_id: str
-    endpoint: str
-    key_id: str | None = None
-    model: str | None = None
-    provider: str | None = None
-    upstream_model: str | None = None
-    status: int = 200
-    error_type: str | None = None
-    stream: bool = False
-    usage: Usage | None = None
-    started: float = field(default_factory=time.perf_counter)
-    started_wall: float = field(default_factory=time.time)
-    first_token_s: float | None = None
-    latency_s: float | None = None
-    attempts: int = 0
-    fallback: bool = False
-    # Extra response headers decided before routing (x-ratelimit-*); the app adds them to the response.
-    headers: dict[str, str] = field(default_factory=dict)
-    admission: object | None = None  # what access control admitted (access.control.Admission)
-
-    def routed(self, outcome: Outcome) -> None:
-        self.provider = outcome.deployment.provider.name
-        self.upstream_model = outcome.deployment.model
-        self.attempts = outcome.attempts
-        self.fallback = outcome.fallback
-
-    def mark_first_token(self) -> None:
-        if self.first_token_s is None:
-            self.first_token_s = time.perf_counter() - self.started
-
 
 Observer = Callable[[RequestRecord], None]
 ReadinessCheck = Callable[[], Awaitable[Any]]
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, access: AccessControl | None = None,
+                 agents: AgentService | None = None) -> None:
         self.config = config
         self.providers: dict[str, ChatProvider] = {name: build_provider(p) for name, p in config.providers.items()}
-        self.router = Router(config, self.providers)
-        self.auth = Authenticator(config.auth)
-        self.observers: list[Observer] = []
-        self.readiness_checks: dict[str, ReadinessCheck] = {}
+        limits = Limits(config)
+        if agents is None and (config.agents_dir or config.mcp_servers):
+            agents = AgentService(config, RouteTable(config, self.providers).knows, limits)
+        self.agents = agents
+        self.router = Router(config, self.providers, limits, agents)
+        self.access = access if access is not None else AccessControl(config)
+        self.auth = Authenticator(config.auth, self.access.resolve)
+        self.observers: list[Observer] = [self.access.observe]
+        self.readiness_checks: dict[str, ReadinessCheck] = {"store": self.access.store.ping}
         self.started_at = int(time.time())
-        self._closers: list[Callable[[], Awaitable[None]]] = []
-        self._starters: list[Callable[[], Awaitable[None]]] = []
-        self.agents: AgentService | None = None  # set by create_app when agents or MCP servers are configured
-        self.access: AccessControl | None = None  # keys, limits, budgets, usage log; set by create_app
+        self._starters: list[Callable[[], Awaitable[None]]] = [self.access.start]
+        self._closers: list[Callable[[], Awaitable[None]]] = [self.access.aclose, self.router.aclose]
+        if config.shared_state_url:
+            self.readiness_checks["shared_state"] = self.access.state.ping
+            cooldowns = SharedCooldowns(self.router.health, self.access.state, config)
+            cooldowns.install()
+            self._starters.append(cooldowns.start)
+            self._closers.append(cooldowns.aclose)
+        if agents is not None:
+            self._starters.append(agents.start)
+            self._closers.append(agents.aclose)
         self.ready = False
         self._finished: list[RequestRecord] = []  # finished requests not yet shown to the observers
 
@@ -91,10 +70,6 @@ class Gateway:
         for starter in self._starters:
             await starter()
         self.ready = True
-
-    def on_start(self, starter: Callable[[], Awaitable[None]]) -> None:
-        """Run `starter` at startup, after the providers (e.g. connecting MCP servers)."""
-        self._starters.append(starter)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
@@ -110,18 +85,24 @@ class Gateway:
         for provider in self.providers.values():
             await provider.aclose()
 
-    async def authorize(self, request: Request, model: str | None, record: RequestRecord) -> Principal:
+    async def authenticate(self, request: Request, record: RequestRecord) -> Principal:
+        """Who is calling, from the headers alone (the body is not read before this)."""
         principal, digest = self.auth.known(request.headers)  # no coroutine for the keys known in memory
         if principal is None:
             assert digest is not None
             principal = await self.auth.resolve(digest)
         record.key_id = principal.key_id
-        if model is not None:
-            record.model = model
-            self.auth.check_model(principal, model)
-            if self.access is not None and self.access.needs_admission(principal, model):
-                await self.access.admit(principal, model, record)
+        request.principal = principal
         return principal
+
+    async def admit(self, request: Request, model: str, record: RequestRecord) -> None:
+        """May the authenticated caller use `model` now (its key's models, rate limits, budget)?"""
+        principal = request.principal
+        assert principal is not None, "authenticate() runs before the handler"
+        record.model = model
+        self.auth.check_model(principal, model)
+        if self.access.needs_admission(principal, model):
+            await self.access.admit(principal, model, record)
 
     def finish(self, record: RequestRecord) -> None:
         """The request is over: observers see it once the current batch of event-loop callbacks has

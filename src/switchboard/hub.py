@@ -5,8 +5,12 @@ the gateway does not model ride along untouched (lossless pass-through). This mo
 nothing else of the gateway.
 
 - `ChatRequest`: a validated chat completions body plus what the gateway decided about it.
-- A response is a `chat.completion` dict; a stream is an async iterator of `chat.completion.chunk`
-  dicts (the `UpstreamStream` protocol below), the usage chunk included.
+- A response is a `chat.completion` dict (`UpstreamResult`); a provider's stream is an async iterator
+  of `chat.completion.chunk` dicts (`UpstreamStream`), the usage chunk included.
+- What the router hands a headend for a stream is a `HubStream`: the chunks of the first upstream
+  read (already received, so failures before it are still HTTP errors), then the rest in batches,
+  whoever answered (a provider or an agent). Legacy completions travel the same way in their own
+  (`text_completion`) shape.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["ChatRequest", "UpstreamResult", "UpstreamStream", "Usage", "milliseconds", "usage_from"]
+__all__ = ["Chunk", "ChatRequest", "HubStream", "JSONObject", "UpstreamResult", "UpstreamStream", "Usage",
+           "milliseconds", "usage_from"]
+
+JSONObject = dict[str, Any]
+Chunk = dict[str, Any]  # one `chat.completion.chunk` (or `text_completion` chunk) as parsed JSON
 
 
 @dataclass(slots=True)
@@ -29,7 +37,6 @@ class ChatRequest:
     model: str
     stream: bool = False
     include_usage: bool = False  # did the *client* ask for the final usage chunk
-    extra_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -71,6 +78,8 @@ class UpstreamResult:
     # The upstream's JSON bytes when `body` is exactly their parse (no translation): relayed as they
     # came, byte for byte, instead of serialising `body` again.
     raw: bytes | None = None
+    # Response headers the router decided (who answered, upstream request id); set by the router.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class UpstreamStream(Protocol):
@@ -83,5 +92,21 @@ class UpstreamStream(Protocol):
     request_id: str | None
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HubStream(Protocol):
+    """A routed stream whose first chunks have arrived: what a headend encodes for its client.
+
+    `first` is the batch of chunks the first upstream read carried; `rest()` yields the following
+    batches (the chunks of one upstream read each) and raises `GatewayError` when the stream fails
+    mid-way. `aclose()` (idempotent) closes the upstream and frees the request's concurrency slots.
+    """
+
+    headers: dict[str, str]
+    first: list[Chunk]
+
+    def rest(self) -> AsyncIterator[list[Chunk]]: ...
 
     async def aclose(self) -> None: ...

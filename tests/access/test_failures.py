@@ -10,6 +10,7 @@ import pytest
 from switchboard.access.auth import Principal
 from switchboard.access.control import AccessControl
 from switchboard.access.keys import hash_secret
+from switchboard.config import Config, parse_config
 from switchboard.errors import GatewayError
 from switchboard.gateway import Gateway, RequestRecord
 from switchboard.shared_state import Bucket
@@ -49,16 +50,12 @@ class DownState:
         return 0.0
 
 
-def _gateway(tmp_path: Path) -> Gateway:
-    from switchboard.config import parse_config
-
-    return Gateway(parse_config(CONFIG, base_dir=tmp_path))
+def _config(tmp_path: Path) -> Config:
+    return parse_config(CONFIG, base_dir=tmp_path)
 
 
 async def test_shared_state_outage_fails_open(tmp_path: Path) -> None:
-    gw = _gateway(tmp_path)
-    access = AccessControl(gw, state=DownState())  # type: ignore[arg-type]
-    access.install()
+    access = AccessControl(_config(tmp_path), state=DownState())  # type: ignore[arg-type]
     await access.start()
     try:
         key = VirtualKey(id="key_x", name="x", secret_hash="0" * 64, hint="sk-sb-...0000", rpm=1, budget_usd=1.0)
@@ -70,9 +67,9 @@ async def test_shared_state_outage_fails_open(tmp_path: Path) -> None:
 
 
 async def test_store_outage_is_a_503_without_the_key(tmp_path: Path) -> None:
-    gw = _gateway(tmp_path)
-    access = AccessControl(gw, store=build_store("postgresql://nobody@127.0.0.1:9/none", tmp_path))
-    access.install()  # never started: every lookup fails like a database that went away
+    config = _config(tmp_path)
+    access = AccessControl(config, store=build_store("postgresql://nobody@127.0.0.1:9/none", tmp_path))
+    gw = Gateway(config, access=access)  # never started: every lookup fails like a database that went away
     secret = "sk-sb-" + "a" * 43
     with pytest.raises(GatewayError) as err:
         await gw.auth.authenticate({"authorization": f"Bearer {secret}"})

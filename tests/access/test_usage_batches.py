@@ -11,7 +11,7 @@ import pytest
 
 from switchboard.access.control import AccessControl
 from switchboard.config import parse_config
-from switchboard.gateway import Gateway, RequestRecord
+from switchboard.gateway import RequestRecord
 from switchboard.hub import Usage
 from switchboard.store import Store, UsageQuery, UsageRow, UsageValues, build_store
 from switchboard.store.base import usage_to_row
@@ -77,7 +77,7 @@ def _finished(request_id: str, *, stream: bool, usage: Usage | None, status: int
 
 async def test_observed_requests_become_exact_usage_rows(store: Store, tmp_path: Path) -> None:
     """The observer queues plain column tuples; read back they are the rows the request described."""
-    access = AccessControl(Gateway(parse_config(OBSERVED_CONFIG, base_dir=tmp_path)), store=store)
+    access = AccessControl(parse_config(OBSERVED_CONFIG, base_dir=tmp_path), store=store)
     access.observe(_finished("req_plain", stream=False, usage=Usage(100, 50, 150)))
     access.observe(_finished("req_stream", stream=True, usage=Usage(10, 5, 15)))
     access.observe(_finished("req_failed", stream=False, usage=None, status=502))

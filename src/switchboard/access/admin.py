@@ -1,21 +1,19 @@
 """The admin API (master key only): `/admin/keys` CRUD and `/admin/usage`.
 
 POST /admin/keys creates a key and is the only response that ever contains its secret
-(`key`); DELETE revokes (the row stays, so usage keeps its key id). Registered as plain routes.
+(`key`); DELETE revokes (the row stays, so usage keeps its key id). Declared as plain routes
+(`AdminApi.routes()`); each handler checks the master key before it reads a body.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..asgi import JSONResponse, Request, Response
 from ..errors import GatewayError, bad_request
+from ..routes import PlainRoute
 from ..store import UsageQuery
+from .auth import Authenticator
+from .control import AccessControl
 from .keys import parse_expiry, validate_key_fields
-
-if TYPE_CHECKING:
-    from ..app import SwitchboardApp
-    from .control import AccessControl
 
 __all__ = ["AdminApi"]
 
@@ -26,17 +24,17 @@ def _not_found(key_id: str) -> GatewayError:
 
 
 class AdminApi:
-    def __init__(self, access: AccessControl) -> None:
+    def __init__(self, access: AccessControl, auth: Authenticator) -> None:
         self.access = access
-        self.auth = access.gateway.auth
+        self.auth = auth
 
-    def register(self, app: SwitchboardApp) -> None:
-        app.add_plain_route("POST", "/admin/keys", self.create)
-        app.add_plain_route("GET", "/admin/keys", self.list_keys)
-        app.add_plain_route("GET", "/admin/keys/{id}", self.get)
-        app.add_plain_route("PATCH", "/admin/keys/{id}", self.update)
-        app.add_plain_route("DELETE", "/admin/keys/{id}", self.revoke)
-        app.add_plain_route("GET", "/admin/usage", self.usage)
+    def routes(self) -> list[PlainRoute]:
+        return [PlainRoute("POST", "/admin/keys", self.create),
+                PlainRoute("GET", "/admin/keys", self.list_keys),
+                PlainRoute("GET", "/admin/keys/{id}", self.get),
+                PlainRoute("PATCH", "/admin/keys/{id}", self.update),
+                PlainRoute("DELETE", "/admin/keys/{id}", self.revoke),
+                PlainRoute("GET", "/admin/usage", self.usage)]
 
     async def _master(self, request: Request) -> None:
         if not self.auth.enabled:

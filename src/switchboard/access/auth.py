@@ -60,7 +60,8 @@ def _digest(secret: str) -> bytes:
 
 
 class Authenticator:
-    def __init__(self, config: AuthConfig) -> None:
+    def __init__(self, config: AuthConfig,
+                 resolver: Callable[[bytes], Awaitable[Principal | None]] | None = None) -> None:
         self.enabled = config.master_key is not None
         self._master = _digest(config.master_key) if config.master_key else None
         self._master_principal = Principal(key_id="master", name="master", is_master=True)  # shared, never mutated
@@ -69,7 +70,7 @@ class Authenticator:
             for k in config.keys
         }
         # Looks up tokens that are neither the master key nor a config key (virtual keys in the store).
-        self.resolver: Callable[[bytes], Awaitable[Principal | None]] | None = None
+        self.resolver = resolver
 
     def known(self, headers: dict[str, str]) -> tuple[Principal | None, bytes | None]:
         """The caller when no I/O is needed to tell (auth off, the master key, a config key), else

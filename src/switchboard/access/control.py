@@ -1,9 +1,9 @@
 """Access control around each API request: virtual keys, rate limits, budgets and the usage log.
 
-`AccessControl.install(gateway)` wires it in (built by `create_app` for every config): the
-authenticator resolves unknown bearer tokens through the key store, `Gateway.authorize` calls
-`admit` once the model is known, and a gateway observer counts each finished request (tokens for
-tpm, cost for budgets, one usage row). The store opens at gateway start and closes with it.
+Every Gateway has one (built from the config unless given): the authenticator resolves unknown
+bearer tokens through the key store (`resolve`), `Gateway.admit` calls `admit` once the model is
+known, and the gateway observer `observe` counts each finished request (tokens for tpm, cost for
+budgets, one usage row). The store opens at gateway start and closes with it.
 
 Counting happens in a task started by the observer; the next admission of the same key or model
 in this process first waits for those tasks, so a limit hit by one response gates the very next
@@ -17,13 +17,13 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..errors import GatewayError
+from ..config import Config
 from ..hub import Usage, milliseconds
-from ..routing.shared_cooldowns import SharedCooldowns
+from ..request_record import RequestRecord
 from ..shared_state import SharedState, build_shared_state
 from ..store import Store, UsageValues, VirtualKey
 from ..store import build_store as _build_store
@@ -32,9 +32,6 @@ from .auth import Principal
 from .budgets import Budgets, cost_of
 from .keys import KeyService
 from .rate_limits import Limit, RateLimiter
-
-if TYPE_CHECKING:
-    from ..gateway import Gateway, RequestRecord
 
 __all__ = ["AccessControl", "Admission"]
 
@@ -60,9 +57,7 @@ def _usage_values(record: RequestRecord, usage: Usage | None, cost: float) -> Us
 
 
 class AccessControl:
-    def __init__(self, gateway: Gateway, store: Store | None = None, state: SharedState | None = None) -> None:
-        config = gateway.config
-        self.gateway = gateway
+    def __init__(self, config: Config, store: Store | None = None, state: SharedState | None = None) -> None:
         self.store = store or _build_store(config.store_url, config.base_dir)
         self.state = state or build_shared_state(config.shared_state_url, config.shared_state_prefix)
         self.keys = KeyService(self.store)
@@ -79,21 +74,6 @@ class AccessControl:
         yield GaugeMetricFamily("switchboard_usage_rows_queued", "Usage log rows waiting to be written.",
                                 value=self.usage.queued)
 
-    def install(self) -> None:
-        gw = self.gateway
-        gw.access = self
-        gw.auth.resolver = self._resolve
-        gw.on_start(self.start)
-        gw.on_close(self.aclose)
-        gw.readiness_checks["store"] = self.store.ping
-        if gw.config.shared_state_url:
-            gw.readiness_checks["shared_state"] = self.state.ping
-            cooldowns = SharedCooldowns(gw.router.health, self.state, gw.config)
-            cooldowns.install()
-            gw.on_start(cooldowns.start)
-            gw.on_close(cooldowns.aclose)
-        gw.observers.append(self.observe)
-
     async def start(self) -> None:
         await self.store.open()
         await self.state.start()
@@ -109,7 +89,7 @@ class AccessControl:
             await self.state.aclose()
             await self.store.close()
 
-    async def _resolve(self, digest: bytes) -> Principal | None:
+    async def resolve(self, digest: bytes) -> Principal | None:
         try:
             return await self.keys.resolve(digest)
         except GatewayError:

@@ -10,19 +10,15 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
-from collections.abc import Awaitable
 from typing import Any
 
 from ..asgi import JSONResponse, Request, Response
-from ..errors import GatewayError
-from ..gateway import Gateway, RequestRecord
-from ..hub import UpstreamResult, usage_from
-from ..providers.base import EmbeddingsProvider
-from ..routing.router import Deployment
-from .relay import response_headers
+from ..gateway import Gateway
+from ..request_record import RequestRecord
+from ..routes import ApiRoute
 from .validation import validate_embedding
 
-__all__ = ["base64_to_floats", "embeddings", "floats_to_base64"]
+__all__ = ["ROUTES", "base64_to_floats", "embeddings", "floats_to_base64"]
 
 _SWAP = sys.byteorder != "little"
 
@@ -56,16 +52,10 @@ def _encode(body: dict[str, Any], want_base64: bool) -> None:
 async def embeddings(gw: Gateway, request: Request, record: RequestRecord) -> Response:
     body = await request.json_object()
     model = validate_embedding(body)
-    await gw.authorize(request, model, record)
-    want_base64 = body.get("encoding_format") == "base64"
+    await gw.admit(request, model, record)
+    result = await gw.router.embeddings(body, model, record)
+    _encode(result.body, body.get("encoding_format") == "base64")
+    return JSONResponse(result.body, headers=result.headers)
 
-    def call(d: Deployment) -> Awaitable[UpstreamResult]:
-        if not isinstance(d.provider, EmbeddingsProvider):
-            raise GatewayError(400, f"Provider `{d.provider.name}` does not support embeddings.",
-                               "invalid_request_error", param="model", code="unsupported_endpoint", retryable=False)
-        return d.provider.embeddings(body, d.model, d.key_value)
 
-    result, outcome = await gw.router.execute(model, call, observe=record.routed)
-    record.usage = usage_from(result.body.get("usage"))
-    _encode(result.body, want_base64)
-    return JSONResponse(result.body, headers=response_headers(outcome, result.request_id))
+ROUTES = [ApiRoute("POST", "/embeddings", embeddings)]

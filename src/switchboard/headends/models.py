@@ -1,8 +1,7 @@
 """`GET /v1/models` and `GET /v1/models/{id}`: the models a caller may use.
 
 Lists the configured aliases, the upstream models of providers with `list_models: true` (fetched
-and cached for a minute; a provider that fails to answer is left out, not fatal), and any extra
-model sources registered by other parts of the gateway (agents).
+and cached for a minute; a provider that fails to answer is left out, not fatal), and the agents.
 """
 
 from __future__ import annotations
@@ -10,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
+from ..access.auth import Principal
 from ..asgi import JSONResponse, Request, Response
 from ..errors import GatewayError, model_not_found
-from ..gateway import Gateway, RequestRecord
+from ..gateway import Gateway
 from ..providers.base import ModelLister
+from ..request_record import RequestRecord
+from ..routes import ApiRoute
 
 __all__ = ["ModelCatalog"]
 
@@ -28,7 +29,9 @@ class ModelCatalog:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self.extra_sources: list[Callable[[], list[dict[str, Any]]]] = []
+
+    def routes(self) -> list[ApiRoute]:
+        return [ApiRoute("GET", "/models", self.list), ApiRoute("GET", "/models/{id:path}", self.retrieve)]
 
     def _model(self, model_id: str, owned_by: str, **extra: Any) -> dict[str, Any]:
         return {"id": model_id, "object": "model", "created": self.gw.started_at, "owned_by": owned_by, **extra}
@@ -50,20 +53,21 @@ class ModelCatalog:
 
     async def all_models(self) -> list[dict[str, Any]]:
         out = [self._model(name, "switchboard") for name in self.gw.config.models]
-        for source in self.extra_sources:
-            out.extend(source())
+        if self.gw.agents is not None:
+            out.extend(self.gw.agents.model_entries())
         listers = [(n, p) for n, p in self.gw.providers.items() if p.config.list_models and isinstance(p, ModelLister)]
         for models in await asyncio.gather(*(self._upstream(n, p) for n, p in listers)):
             out.extend(models)
         return out
 
-    async def list(self, request: Request, record: RequestRecord) -> Response:
-        principal = await self.gw.authorize(request, None, record)
+    async def list(self, gw: Gateway, request: Request, record: RequestRecord) -> Response:
+        principal = _principal(request)
         models = [m for m in await self.all_models() if principal.may_use(m["id"])]
         return JSONResponse({"object": "list", "data": models})
 
-    async def retrieve(self, request: Request, record: RequestRecord, model_id: str) -> Response:
-        principal = await self.gw.authorize(request, None, record)
+    async def retrieve(self, gw: Gateway, request: Request, record: RequestRecord) -> Response:
+        principal = _principal(request)
+        model_id: str = request.state["path_params"]["id"]
         if not principal.may_use(model_id):
             raise model_not_found(model_id)
         for model in await self.all_models():
@@ -72,3 +76,9 @@ class ModelCatalog:
         if "/" in model_id and self.gw.router.knows(model_id):  # a direct provider/model name
             return JSONResponse(self._model(model_id, model_id.partition("/")[0]))
         raise model_not_found(model_id)
+
+
+def _principal(request: Request) -> Principal:
+    principal = request.principal
+    assert principal is not None, "API routes are authenticated before their handler runs"
+    return principal

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..asgi import Request, Response, StreamResponse
-from ..gateway import Gateway, RequestRecord
-from ..hub import ChatRequest
-from .relay import relay_complete, relay_stream
+from ..asgi import JSONResponse, Request, Response, StreamResponse
+from ..gateway import Gateway
+from ..hub import ChatRequest, UpstreamResult
+from ..request_record import RequestRecord
+from ..routes import ApiRoute
+from .relay import OpenAIStreamEncoder, relay
 from .validation import validate_chat
 
-__all__ = ["chat_completions"]
+__all__ = ["ROUTES", "chat_completions", "json_result", "parse_chat"]
 
 
 def parse_chat(body: dict[str, Any]) -> ChatRequest:
@@ -21,13 +23,21 @@ def parse_chat(body: dict[str, Any]) -> ChatRequest:
     return ChatRequest(body=body, model=model, stream=stream, include_usage=include_usage)
 
 
+def json_result(result: UpstreamResult) -> Response:
+    """A non-stream answer in OpenAI format: the upstream's own bytes when they need no change."""
+    if result.raw is not None:
+        return Response(result.raw, headers=result.headers)
+    return JSONResponse(result.body, headers=result.headers)
+
+
 async def chat_completions(gw: Gateway, request: Request, record: RequestRecord) -> Response | StreamResponse:
     hub = parse_chat(await request.json_object())
     record.stream = hub.stream
-    await gw.authorize(request, hub.model, record)
-    if gw.agents is not None and (agent := gw.agents.get(hub.model)) is not None:
-        return await gw.agents.chat(request, record, hub, agent)
+    await gw.admit(request, hub.model, record)
     if hub.stream:
-        return await relay_stream(gw, record, hub.model, hub.include_usage,
-                                  lambda d: d.provider.open_chat_stream(hub, d.model, d.key_value))
-    return await relay_complete(gw, record, hub.model, lambda d: d.provider.chat(hub, d.model, d.key_value))
+        stream = await gw.router.open_chat_stream(hub, record, request.headers)
+        return relay(stream, record, OpenAIStreamEncoder(hub.include_usage), gw.finish)
+    return json_result(await gw.router.chat(hub, record, request.headers))
+
+
+ROUTES = [ApiRoute("POST", "/chat/completions", chat_completions)]

@@ -1,98 +1,145 @@
-"""Relaying one OpenAI-format call through the router, non-stream or stream.
+"""The one stream relay: a `HubStream` from the router to the client, in the client's wire encoding.
 
-Shared by chat and (legacy) completions, whose streams have the same shape: every chunk is
-forwarded as it arrives with the first chunk's `id`; the usage-only chunk reaches the client only
-if it asked for it (`stream_options.include_usage`), though the gateway always records usage; a
-stream that breaks ends with an error frame and no `[DONE]`.
+Every streaming headend (OpenAI chat and completions, Anthropic messages, and whatever comes next)
+hands its encoder to `relay`; everything else about a stream lives here once:
+- the chunks of one upstream read go to the client in one write;
+- usage is taken from the chunks that carry it (the record's, for limits, budgets and logs);
+- time to first token is the first chunk carrying content, text or a tool call (not the role chunk);
+- a mid-stream failure ends the stream with the encoder's error frame (never a fake clean finish);
+- the upstream is closed and the request's slots freed whichever way the stream ends (the client
+  leaving included: asgi.send_stream cancels us and closes the body; pings are sent there too), and
+  the request is recorded once.
+
+`OpenAIStreamEncoder` is the OpenAI encoding (chat and legacy completions chunks are the same frames).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
-from ..asgi import JSONResponse, Response, StreamResponse
+from ..asgi import StreamResponse
 from ..errors import GatewayError
-from ..gateway import Gateway, RequestRecord
-from ..hub import UpstreamResult, UpstreamStream, usage_from
-from ..routing.router import Deployment, Outcome
+from ..hub import Chunk, HubStream, usage_from
+from ..request_record import RequestRecord
 from ..sse import DONE, data_frame, error_frame
 
-__all__ = ["OpenedStream", "StreamBody", "open_first_chunk", "relay_complete", "relay_stream", "response_headers",
-           "stream_closed"]
+__all__ = ["OpenAIStreamEncoder", "StreamEncoder", "relay"]
 
 
-def response_headers(outcome: Outcome, upstream_request_id: str | None) -> dict[str, str]:
-    headers = outcome.headers()
-    if upstream_request_id:
-        headers["x-upstream-request-id"] = upstream_request_id
-    return headers
+class StreamEncoder(Protocol):
+    """A client wire encoding of hub chunks."""
+
+    def encode(self, batch: list[Chunk]) -> bytes:
+        """The frames for the chunks of one upstream read (b"" for none)."""
+        ...
+
+    def end(self) -> bytes:
+        """The frames after the last chunk (a clean end)."""
+        ...
+
+    def error(self, err: GatewayError) -> bytes:
+        """The frame that ends a stream which failed mid-way."""
+        ...
 
 
-async def relay_complete(gw: Gateway, record: RequestRecord, model: str,
-                         call: Callable[[Deployment], Awaitable[UpstreamResult]]) -> Response:
-    # self_bounded: a non-stream call ends within its provider's timeouts (providers/base.py HttpUpstream.post).
-    result, outcome = await gw.router.execute(model, call, observe=record.routed, self_bounded=True)
-    record.usage = usage_from(result.body.get("usage"))
-    headers = response_headers(outcome, result.request_id)
-    if result.raw is not None:
-        return Response(result.raw, headers=headers)
-    return JSONResponse(result.body, headers=headers)
+class OpenAIStreamEncoder:
+    """OpenAI SSE: `data: <chunk>` frames with the first chunk's `id`, then `data: [DONE]`. The
+    usage-only chunk reaches the client only if it asked for it (`stream_options.include_usage`)."""
+
+    __slots__ = ("include_usage", "stream_id")
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.stream_id: Any = None
+
+    def encode(self, batch: list[Chunk]) -> bytes:
+        frames: list[bytes] = []
+        stream_id = self.stream_id
+        for chunk in batch:
+            if stream_id is None:
+                stream_id = self.stream_id = chunk.get("id")
+            if chunk.get("usage") is not None and not self.include_usage:
+                chunk["usage"] = None
+                if not chunk.get("choices"):
+                    continue
+            if stream_id is not None and chunk.get("id") != stream_id:
+                chunk["id"] = stream_id
+            frames.append(data_frame(chunk))
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def end(self) -> bytes:
+        return DONE
+
+    def error(self, err: GatewayError) -> bytes:
+        return error_frame(err.to_dict())
 
 
-class OpenedStream:
-    """An upstream stream whose first chunk has arrived (so the router could still fall back)."""
+def _has_first_token(batch: list[Chunk]) -> bool:
+    for chunk in batch:
+        for choice in chunk.get("choices") or ():
+            if choice.get("text"):
+                return True
+            delta = choice.get("delta")
+            if delta and (delta.get("content") or delta.get("tool_calls") or delta.get("refusal")):
+                return True
+    return False
 
-    __slots__ = ("first", "iterator", "stream")
 
-    def __init__(self, stream: UpstreamStream, iterator: AsyncIterator[dict[str, Any]], first: dict[str, Any]) -> None:
-        self.stream = stream
-        self.iterator = iterator
-        self.first = first
+def relay(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
+          finish: Callable[[RequestRecord], None], headers: dict[str, str] | None = None) -> StreamResponse:
+    """The client's streaming response for `stream`; `finish` records the request when it is over."""
+
+    def closed(exc: BaseException | None) -> None:
+        if exc is not None and record.status < 400:
+            record.status = 499  # the client went away (nginx's convention)
+            record.error_type = "client_disconnected"
+        finish(record)
+
+    return StreamResponse(_StreamBody(_frames(stream, record, encoder), stream),
+                          headers={**stream.headers, **headers} if headers else stream.headers, on_close=closed)
 
 
-async def open_first_chunk(opening: Awaitable[UpstreamStream]) -> OpenedStream:
-    stream = await opening
-    iterator = stream.__aiter__()
+async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncoder) -> AsyncIterator[bytes]:
+    timing = record.first_token_s is None
+    batch = stream.first
     try:
-        first = await iterator.__anext__()
-    except StopAsyncIteration:
-        await stream.aclose()
-        raise GatewayError(502, "Upstream stream ended before sending anything.", "api_error",
-                           code="upstream_stream_truncated") from None
-    except BaseException:
+        rest = stream.rest()
+        while True:
+            for chunk in batch:
+                usage = chunk.get("usage")
+                if usage is not None:
+                    record.usage = usage_from(usage) or record.usage
+            if timing and _has_first_token(batch):
+                record.mark_first_token()
+                timing = False
+            frames = encoder.encode(batch)
+            if frames:
+                yield frames
+            try:
+                batch = await rest.__anext__()
+            except StopAsyncIteration:
+                break
+        yield encoder.end()
+    except GatewayError as err:
+        record.status = err.status
+        record.error_type = err.type
+        yield encoder.error(err)
+    finally:
         with contextlib.suppress(Exception):
             await stream.aclose()
-        raise
-    return OpenedStream(stream, iterator, first)
 
 
-async def relay_stream(gw: Gateway, record: RequestRecord, model: str, include_usage: bool,
-                       open_stream: Callable[[Deployment], Awaitable[UpstreamStream]]) -> StreamResponse:
-    # hold=True: the concurrency slots stay taken until the stream ends (released in `_closed`).
-    opened, outcome = await gw.router.execute(model, lambda d: open_first_chunk(open_stream(d)),
-                                              hold=True, observe=record.routed)
-    record.mark_first_token()
-    return StreamResponse(
-        StreamBody(_frames(opened, record, include_usage), opened.stream),
-        headers=response_headers(outcome, opened.stream.request_id),
-        on_close=lambda exc: stream_closed(gw, record, outcome, exc),
-    )
+class _StreamBody:
+    """A stream response body whose `aclose()` also closes the hub stream: closing a generator that
+    never started does not run its `finally`, and the client may leave before the first frame."""
 
+    __slots__ = ("_frames", "_stream")
 
-class StreamBody:
-    """A stream response body whose `aclose()` also closes the upstream stream.
-
-    Closing a generator that never started does not run its `finally`; this closes the upstream
-    even when the client left before the first frame was sent.
-    """
-
-    __slots__ = ("_frames", "_upstream")
-
-    def __init__(self, frames: AsyncIterator[bytes], upstream: UpstreamStream) -> None:
+    def __init__(self, frames: AsyncIterator[bytes], stream: HubStream) -> None:
         self._frames = frames
-        self._upstream = upstream
+        self._stream = stream
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._frames
@@ -103,54 +150,4 @@ class StreamBody:
             if aclose is not None:
                 await aclose()
         finally:
-            await self._upstream.aclose()
-
-
-def stream_closed(gw: Gateway, record: RequestRecord, outcome: Outcome, exc: BaseException | None) -> None:
-    """A relayed stream ended (cleanly, by error or by the client leaving): free its slots, record it."""
-    outcome.release()
-    if exc is not None and record.status < 400:
-        record.status = 499  # the client went away (nginx's convention)
-        record.error_type = "client_disconnected"
-    gw.finish(record)
-
-
-async def _batches(opened: OpenedStream) -> AsyncIterator[list[dict[str, Any]]]:
-    """The stream's chunks, grouped as they arrived from the upstream when the stream can tell."""
-    yield [opened.first]
-    batches = getattr(opened.stream, "batches", None)
-    if batches is not None:
-        async for batch in batches():
-            yield batch
-    else:
-        async for chunk in opened.iterator:
-            yield [chunk]
-
-
-async def _frames(opened: OpenedStream, record: RequestRecord, include_usage: bool) -> AsyncIterator[bytes]:
-    stream_id = opened.first.get("id")
-    try:
-        async for batch in _batches(opened):
-            frames: list[bytes] = []
-            for chunk in batch:
-                usage = chunk.get("usage")
-                if usage is not None:
-                    record.usage = usage_from(usage) or record.usage
-                    if not include_usage:
-                        chunk["usage"] = None
-                        if not chunk.get("choices"):
-                            continue
-                if stream_id is not None and chunk.get("id") != stream_id:
-                    chunk["id"] = stream_id
-                frames.append(data_frame(chunk))
-            if frames:
-                # Everything one upstream read carried goes to the client in one write.
-                yield frames[0] if len(frames) == 1 else b"".join(frames)
-        yield DONE
-    except GatewayError as err:
-        record.status = err.status
-        record.error_type = err.type
-        yield error_frame(err.to_dict())
-    finally:
-        with contextlib.suppress(Exception):
-            await opened.stream.aclose()
+            await self._stream.aclose()

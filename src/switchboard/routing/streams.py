@@ -1,0 +1,82 @@
+"""Opening a provider's stream inside a routed attempt, and the `HubStream` the router returns.
+
+`open_first_batch` waits for the first upstream read's chunks while the attempt is still running,
+so a stream that fails before sending anything can be retried or fall back and is reported with a
+real HTTP status. `RoutedStream` is that stream once routed: the first batch, the rest in batches
+(one per upstream read, so a relay writes each read to its client at once), and `aclose()`, which
+frees the request's concurrency slots and closes the upstream connection exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+
+from ..errors import GatewayError
+from ..hub import Chunk, UpstreamStream
+from .deployment import Outcome
+
+__all__ = ["OpenedStream", "RoutedStream", "open_first_batch"]
+
+
+class OpenedStream:
+    """An upstream stream whose first chunks have arrived."""
+
+    __slots__ = ("batches", "first", "upstream")
+
+    def __init__(self, upstream: UpstreamStream, batches: AsyncIterator[list[Chunk]], first: list[Chunk]) -> None:
+        self.upstream = upstream
+        self.batches = batches
+        self.first = first
+
+
+async def _one_per_batch(stream: UpstreamStream) -> AsyncIterator[list[Chunk]]:
+    async for chunk in stream:
+        yield [chunk]
+
+
+async def open_first_batch(opening: Awaitable[UpstreamStream]) -> OpenedStream:
+    upstream = await opening
+    batches_of = getattr(upstream, "batches", None)  # SSEChunkStream groups the chunks of one read
+    batches: AsyncIterator[list[Chunk]] = batches_of() if batches_of is not None else _one_per_batch(upstream)
+    try:
+        first = await batches.__anext__()
+    except StopAsyncIteration:
+        await upstream.aclose()
+        raise GatewayError(502, "Upstream stream ended before sending anything.", "api_error",
+                           code="upstream_stream_truncated") from None
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await upstream.aclose()
+        raise
+    return OpenedStream(upstream, batches, first)
+
+
+class RoutedStream:
+    """A provider's stream as the router hands it on (the `HubStream` protocol)."""
+
+    __slots__ = ("_batches", "_closed", "_outcome", "_upstream", "first", "headers")
+
+    def __init__(self, opened: OpenedStream, outcome: Outcome, headers: dict[str, str]) -> None:
+        self.first = opened.first
+        self.headers = headers
+        self._batches = opened.batches
+        self._upstream = opened.upstream
+        self._outcome = outcome
+        self._closed = False
+
+    def rest(self) -> AsyncIterator[list[Chunk]]:
+        return self._batches
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._outcome.release()
+        try:
+            aclose = getattr(self._batches, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        finally:
+            await self._upstream.aclose()
