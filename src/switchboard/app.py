@@ -12,8 +12,6 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from .access.admin import AdminApi
 from .asgi import JSONResponse, Receive, Request, Response, Scope, Send, StreamResponse, send_response, send_stream

@@ -34,8 +34,8 @@ def _too_large(limit: int) -> GatewayError:
 
 
 class Request:
-    __slots__ = ("_body", "_held", "body_memory", "headers", "max_body", "method", "path", "principal", "query", "receive",
-                 "request_id", "scope", "state")
+    __slots__ = ("_body", "_held", "body_memory", "headers", "max_body", "method", "path", "principal", "query",
+                 "receive", "request_id", "scope", "state")
 
     def __init__(self, scope: Scope, receive: Receive, path: str, request_id: str, max_body: int,
                  body_memory: BodyMemory | None = None) -> None:

@@ -19,8 +19,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Chunk", "ChatRequest", "HubStream", "JSONObject", "UpstreamResult", "UpstreamStream", "Usage",
-           "milliseconds", "usage_from"]
+__all__ = [
+    "ChatRequest",
+    "Chunk",
+    "HubStream",
+    "JSONObject",
+    "UpstreamResult",
+    "UpstreamStream",
+    "Usage",
+    "milliseconds",
+    "usage_from",
+]
 
 JSONObject = dict[str, Any]
 Chunk = dict[str, Any]  # one `chat.completion.chunk` (or `text_completion` chunk) as parsed JSON

@@ -10,9 +10,9 @@ import pytest
 from switchboard.config import parse_config
 from switchboard.errors import GatewayError
 from switchboard.providers import build_provider
+from switchboard.routing.engine import _jittered_s
 from switchboard.routing.health import CLOSED, HALF_OPEN, OPEN, Health
 from switchboard.routing.limits import KeyedLimiter, Limiter
-from switchboard.routing.engine import _jittered_s
 from switchboard.routing.router import Deployment, Router, RouterEvent
 
 # -- limiter

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..errors import GatewayError
 from ..config import Config
+from ..errors import GatewayError
 from ..hub import Usage, milliseconds
 from ..request_record import RequestRecord
 from ..shared_state import SharedState, build_shared_state

@@ -117,8 +117,9 @@ class AgentService:
                 except TimeoutError:
                     raise deadline_exceeded(self.config.server.request_timeout_s) from None
         try:
-            loop = ToolLoop(agent, self.mcp_tools(agent), hub.body, lambda body: _model_call(model_stream, record, body),
-                            self._call_tool, "chatcmpl-" + secrets.token_hex(12), int(time.time()))
+            loop = ToolLoop(agent, self.mcp_tools(agent), hub.body,
+                            lambda body: _model_call(model_stream, record, body), self._call_tool,
+                            "chatcmpl-" + secrets.token_hex(12), int(time.time()))
             chunks = loop.run()
             try:
                 first = await chunks.__anext__()
