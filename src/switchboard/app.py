@@ -33,7 +33,7 @@ log = logging.getLogger("switchboard")
 
 
 def _valid_request_id(value: str | None) -> bool:
-    return bool(value) and len(value) <= 128 and value.isascii() and value.isprintable()  # type: ignore[union-attr]
+    return value is not None and 0 < len(value) <= 128 and value.isascii() and value.isprintable()
 
 
 def _pattern(path: str) -> re.Pattern[str]:
@@ -217,11 +217,12 @@ def _error_response(err: GatewayError, request_id: str = "", renderer: ErrorRend
     return Response(JSONResponse(body).body, err.status, headers)
 
 
-def create_app(config: Config) -> SwitchboardApp:
-    gateway = Gateway(config)
+def create_app(config: Config, gateway: Gateway | None = None) -> SwitchboardApp:
+    """The app for `config`; `gateway` is one already built from the same config (tests inject providers)."""
+    gateway = gateway or Gateway(config)
     metrics = Metrics(gateway)
     metrics.install()
-    metrics.registry.register(gateway.access)  # type: ignore[arg-type]
+    metrics.registry.register(gateway.access)
     AccessLog().install(gateway)
     routes: list[Route] = [
         *openai_chat.ROUTES, *openai_completions.ROUTES, *embeddings.ROUTES, *anthropic.ROUTES,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +145,7 @@ def JSONResponse(obj: Any, status: int = 200, headers: dict[str, str] | None = N
 
 @dataclass(slots=True)
 class StreamResponse:
-    body: AsyncIterator[bytes]
+    body: AsyncIterable[bytes]
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/event-stream"

@@ -1,8 +1,8 @@
 """The gateway's state for one process: config, providers, router, agents, auth, access control and
 request observers.
 
-Built from a Config by `Gateway(config)` (access control and agents may be given, e.g. by tests;
-otherwise they are built from the config); nothing is global. Headends receive it explicitly.
+Built from a Config by `Gateway(config)` (providers, access control and agents may be given, e.g.
+by tests with an in-process provider; otherwise they are built from the config); nothing is global. Headends receive it explicitly.
 Observers (access log, metrics, usage log) get one `RequestRecord` per finished request.
 """
 
@@ -36,10 +36,12 @@ ReadinessCheck = Callable[[], Awaitable[Any]]
 
 
 class Gateway:
-    def __init__(self, config: Config, *, access: AccessControl | None = None,
-                 agents: AgentService | None = None) -> None:
+    def __init__(self, config: Config, *, providers: dict[str, ChatProvider] | None = None,
+                 access: AccessControl | None = None, agents: AgentService | None = None) -> None:
         self.config = config
-        self.providers: dict[str, ChatProvider] = {name: build_provider(p) for name, p in config.providers.items()}
+        given = providers or {}
+        self.providers: dict[str, ChatProvider] = {
+            name: given[name] if name in given else build_provider(p) for name, p in config.providers.items()}
         limits = Limits(config)
         if agents is None and (config.agents_dir or config.mcp_servers):
             agents = AgentService(config, RouteTable(config, self.providers).knows, limits)

@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..config import Config, ConfigError
 from ..errors import bad_request
@@ -120,7 +120,7 @@ class AgentService:
             loop = ToolLoop(agent, self.mcp_tools(agent), hub.body,
                             lambda body: _model_call(model_stream, record, body), self._call_tool,
                             "chatcmpl-" + secrets.token_hex(12), int(time.time()))
-            chunks = loop.run()
+            chunks = cast(AsyncGenerator[Chunk, None], loop.run())  # an async generator function
             try:
                 first = await chunks.__anext__()
             except BaseException:

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
-from ..gateway import Gateway, RequestRecord
+from ..gateway import Gateway
 from ..hub import milliseconds
+from ..request_record import RequestRecord
 
 __all__ = ["ACCESS_LOGGER", "AccessLog", "access_entry"]
 
@@ -33,7 +34,7 @@ FLUSH_LINES = 64
 
 def access_entry(record: RequestRecord) -> dict[str, Any]:
     usage, latency, ttft = record.usage, record.latency_s, record.first_token_s
-    return {
+    entry = {
         "ts": round(record.started_wall * 1000) / 1000,
         "request_id": record.request_id,
         "endpoint": record.endpoint,
@@ -51,6 +52,11 @@ def access_entry(record: RequestRecord) -> dict[str, Any]:
         "attempts": record.attempts,
         "fallback": record.fallback,
     }
+    if record.agent is not None:  # an agent's request: every model call it made
+        entry["agent"] = record.agent
+        entry["turns"] = [{"provider": t.provider, "model": t.model, "attempts": t.attempts, "fallback": t.fallback}
+                          for t in record.turns or ()]
+    return entry
 
 
 class AccessLog:

@@ -245,9 +245,9 @@ class Engine:
                             self.health.abandon(deployment.id, route.provider)
                             raise
                         self.health.failure(deployment.id, route.provider)
-                        err = deadline_exceeded(total_s)
-                        self._emit("upstream_error", model, deployment, err)
-                        raise err from None
+                        expired = deadline_exceeded(total_s)
+                        self._emit("upstream_error", model, deployment, expired)
+                        raise expired from None
                     except GatewayError as err:
                         self._release(lease)
                         last = err
