@@ -2,7 +2,8 @@
 request observers.
 
 Built from a Config by `Gateway(config)` (providers, access control and agents may be given, e.g.
-by tests with an in-process provider; otherwise they are built from the config); nothing is global. Headends receive it explicitly.
+by tests with an in-process provider; otherwise they are built from the config); nothing is
+global. Headends receive it explicitly.
 Observers (access log, metrics, usage log) get one `RequestRecord` per finished request.
 """
 

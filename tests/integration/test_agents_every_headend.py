@@ -77,7 +77,8 @@ def test_agent_through_messages_non_stream(claude: anthropic.Anthropic, upstream
     assert "Calling tools.add" in thinking and "-> tools.add" in thinking
     assert message.usage.input_tokens == 20 and message.usage.output_tokens == 10  # both model turns
     assert len(upstream.requests) - before == 2  # the tool loop ran: two model calls
-    assert upstream.requests[before]["body"]["messages"][0] == {"role": "system", "content": "You are the helper agent."}
+    system = upstream.requests[before]["body"]["messages"][0]
+    assert system == {"role": "system", "content": "You are the helper agent."}
 
 
 def test_agent_through_messages_stream(claude: anthropic.Anthropic) -> None:

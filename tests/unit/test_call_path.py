@@ -119,7 +119,7 @@ async def test_agent_queue_wait_is_bounded_by_the_request_deadline(tmp_path: Pat
         gw.fakes["fake"].script(Reply(batches=[[chunk(role="assistant"), chunk("busy")], [chunk(finish="stop")]],
                                       hold_after_first=release))
         first = asyncio.ensure_future(gw.request("POST", "/v1/chat/completions", _chat(True, "solo"), AUTH))
-        while not gw.fakes["fake"].calls:
+        while not gw.fakes["fake"].calls:  # noqa: ASYNC110 (polling the fake's own record)
             await asyncio.sleep(0.01)
         second = await gw.request("POST", "/v1/chat/completions", _chat(False, "solo"), AUTH)
         release.set()
@@ -198,7 +198,7 @@ async def test_body_memory_is_bounded_per_key_and_given_back(tmp_path: Path) -> 
         gw.fakes["fake"].script(Reply(body=completion("ok")))
         hold = asyncio.Event()
         first = asyncio.ensure_future(_send_in_pieces(gw, [b'{"model": "m", ' + b" " * 2000, b"x"], hold))
-        while gw.app.body_memory.in_use == 0:
+        while gw.app.body_memory.in_use == 0:  # noqa: ASYNC110 (polling the gateway's counter)
             await asyncio.sleep(0.01)
         second = await _send_in_pieces(gw, [b" " * 1500, b" " * 10])  # the same key: 2,000 + 1,500 > 3,000
         hold.set()
