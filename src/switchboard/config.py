@@ -215,7 +215,9 @@ def _load_nodes(text: str, source: str, environ: dict[str, str]) -> _Node:
         if "${" in raw:
             raw = _expand(raw, environ)
             if node.style is None:  # plain scalar: re-resolve its type after expansion (`port: ${PORT}`)
-                tag = yaml.SafeLoader.resolve(loader, yaml.ScalarNode, raw, (True, False))
+                # PyYAML's stubs leave Resolver.resolve unannotated; it returns the tag string.
+                tag: str = yaml.SafeLoader.resolve(  # type: ignore[no-untyped-call]
+                    loader, yaml.ScalarNode, raw, (True, False))
                 node = yaml.ScalarNode(tag, raw, node.start_mark, node.end_mark, node.style)
             else:
                 node = yaml.ScalarNode(node.tag, raw, node.start_mark, node.end_mark, node.style)

@@ -64,9 +64,9 @@ def validate_key_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
     """The key fields present in `body`, checked; unknown fields are an error (a typo must not pass)."""
     allowed = {"name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period"} | (
         set() if creating else {"revoked"})
-    for name in body:
-        if name not in allowed:
-            raise bad_request(f"Unknown field `{name}`; allowed: {', '.join(sorted(allowed))}.", param=name,
+    for field in body:
+        if field not in allowed:
+            raise bad_request(f"Unknown field `{field}`; allowed: {', '.join(sorted(allowed))}.", param=field,
                               code="unknown_parameter")
     out: dict[str, Any] = {}
     if "name" in body or creating:

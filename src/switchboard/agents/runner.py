@@ -32,7 +32,7 @@ import contextlib
 import re
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,8 @@ from .tools import McpTool, ToolOutcome
 
 __all__ = ["REPEAT_LIMIT", "ModelCall", "ToolCall", "ToolLoop", "build_tools", "collect"]
 
-ModelCall = Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]
+# The loop closes each turn's stream (`aclose`) when it stops early, so a model call is an async generator.
+ModelCall = Callable[[dict[str, Any]], AsyncGenerator[dict[str, Any], None]]
 ToolCall = Callable[[McpTool, dict[str, Any]], Awaitable[ToolOutcome]]
 
 REPEAT_LIMIT = 2
@@ -154,7 +155,7 @@ class ToolLoop:
         return out
 
     # -- the loop
-    async def run(self) -> AsyncIterator[dict[str, Any]]:
+    async def run(self) -> AsyncGenerator[dict[str, Any], None]:
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.agent.system_prompt},
                                           *self.body["messages"]]
         started = False
@@ -234,7 +235,7 @@ class ToolLoop:
     async def _run_calls(self, calls: list[_Call]) -> tuple[list[ToolOutcome], int]:
         """Run the calls in parallel; (outcomes in call order, number of calls refused as repeats)."""
         blocked = 0
-        jobs: list[Awaitable[ToolOutcome]] = []
+        jobs: list[Coroutine[Any, Any, ToolOutcome]] = []
         for call in calls:
             key = (call.name, _canonical(call.arguments))
             self._seen[key] += 1
@@ -246,7 +247,7 @@ class ToolLoop:
             else:
                 jobs.append(self._run_one(call))
         async with asyncio.TaskGroup() as group:  # a cancelled request cancels every call in flight
-            tasks = [group.create_task(job) for job in jobs]  # type: ignore[arg-type]
+            tasks = [group.create_task(job) for job in jobs]
         return [t.result() for t in tasks], blocked
 
     async def _run_one(self, call: _Call) -> ToolOutcome:

@@ -111,8 +111,8 @@ def _reasoning(obj: dict[str, Any]) -> str | None:
 def to_anthropic_message(hub: dict[str, Any], model: str, stops: list[str]) -> dict[str, Any]:
     """A chat.completion -> an Anthropic `message` (first choice; Anthropic has no `n`)."""
     choices = hub.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    choice: dict[str, Any] = choices[0] if isinstance(choices[0], dict) else {}
+    message: dict[str, Any] = m if isinstance(m := choice.get("message"), dict) else {}
     content: list[dict[str, Any]] = []
     if (thinking := _reasoning(message)) is not None:
         content.append({"type": "thinking", "thinking": thinking, "signature": ""})
@@ -125,7 +125,7 @@ def to_anthropic_message(hub: dict[str, Any], model: str, stops: list[str]) -> d
         content.append({"type": "text", "text": text})
     calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
     for call in calls:
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        fn: dict[str, Any] = f if isinstance(f := call.get("function"), dict) else {}
         content.append({"type": "tool_use", "id": call.get("id") or _tool_id(), "name": fn.get("name") or "",
                         "input": _tool_input(fn.get("arguments"))})
     matched = _matched_stop(choice, stops)
@@ -169,8 +169,8 @@ class StreamEncoder:
     def start(self, first: dict[str, Any]) -> Iterator[Event]:
         self.started = True
         usage = to_anthropic_usage(first.get("usage"))
-        message = {"id": new_message_id(), "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
+        message: dict[str, Any] = {"id": new_message_id(), "type": "message", "role": "assistant", "model": self.model,
+                                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         yield "message_start", {"type": "message_start", "message": message}
         yield "ping", {"type": "ping"}
 
@@ -182,7 +182,7 @@ class StreamEncoder:
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta: dict[str, Any] = d if isinstance(d := choice.get("delta"), dict) else {}
             if (thinking := _reasoning(delta)) is not None:
                 yield from self._open("thinking")
                 yield self._delta({"type": "thinking_delta", "thinking": thinking})
@@ -238,7 +238,7 @@ class StreamEncoder:
 
     def _tool_fragment(self, frag: dict[str, Any]) -> Iterator[Event]:
         index = frag.get("index", 0)
-        fn = frag.get("function") if isinstance(frag.get("function"), dict) else {}
+        fn: dict[str, Any] = f if isinstance(f := frag.get("function"), dict) else {}
         arguments = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
         if index not in self.seen_calls:
             self.seen_calls.add(index)

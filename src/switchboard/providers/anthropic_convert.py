@@ -112,9 +112,9 @@ def _is_set(name: str, value: Any) -> bool:
     if value is None or value is False:
         return False
     if name == "n":
-        return value != 1
+        return bool(value != 1)
     if name in ("presence_penalty", "frequency_penalty", "top_logprobs"):
-        return value != 0
+        return bool(value != 0)
     if name in ("logit_bias", "functions"):
         return bool(value)
     return True
