@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, ConfigError
 from ..errors import bad_request
@@ -120,7 +120,7 @@ class AgentService:
             loop = ToolLoop(agent, self.mcp_tools(agent), hub.body,
                             lambda body: _model_call(model_stream, record, body), self._call_tool,
                             "chatcmpl-" + secrets.token_hex(12), int(time.time()))
-            chunks = cast(AsyncGenerator[Chunk, None], loop.run())  # an async generator function
+            chunks = loop.run()
             try:
                 first = await chunks.__anext__()
             except BaseException:
@@ -143,7 +143,8 @@ class AgentService:
         return UpstreamResult(completion, headers=stream.headers)
 
 
-async def _model_call(model_stream: ModelStream, record: RequestRecord, body: dict[str, Any]) -> AsyncIterator[Chunk]:
+async def _model_call(model_stream: ModelStream, record: RequestRecord,
+                      body: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
     """One turn of the loop: a streamed call of the agent's model through the router."""
     stream = await model_stream(ChatRequest(body=body, model=body["model"], stream=True, include_usage=True), record)
     try:
