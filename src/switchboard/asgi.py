@@ -18,6 +18,7 @@ import orjson
 from .access.auth import Principal
 from .body_memory import BodyMemory
 from .errors import GatewayError, bad_request
+from .sse import PING
 
 __all__ = ["JSONResponse", "Receive", "Request", "Response", "Scope", "Send", "StreamResponse", "send_response"]
 
@@ -198,7 +199,7 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
                     receiving = asyncio.ensure_future(receive())
                 elif loop.time() - last_sent >= KEEPALIVE_INTERVAL_S and response.content_type == "text/event-stream":
                     last_sent = loop.time()
-                    await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                    await send({"type": "http.response.body", "body": PING, "more_body": True})
         finally:
             receiving.cancel()
 
