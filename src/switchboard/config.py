@@ -105,6 +105,11 @@ class ProviderConfig:
     drop_params: list[str] = field(default_factory=list)
     forward_unknown_params: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    # Upstream transport bounds (providers/http1.py, sse.py): memory held per response, pooled connections.
+    max_response_bytes: int = 128 * 1024 * 1024  # a non-stream answer larger fails with 502
+    max_event_bytes: int = 16 * 1024 * 1024  # one stream event larger fails the stream
+    pool_idle_s: float = 30.0  # a pooled connection idle this long is closed
+    pool_max_idle: int | None = None  # idle connections kept per upstream origin; None: max_in_flight
     # Anthropic-specific
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = 4096
@@ -413,6 +418,10 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
         drop_params=s.str_list("drop_params", []) or [],
         forward_unknown_params=s.get("forward_unknown_params", bool, not is_openai_com),
         headers=s.str_map("headers"),
+        max_response_bytes=s.positive("max_response_bytes", int, 128 * 1024 * 1024),
+        max_event_bytes=s.positive("max_event_bytes", int, 16 * 1024 * 1024),
+        pool_idle_s=s.positive("pool_idle_s", float, 30.0),
+        pool_max_idle=s.positive("pool_max_idle", int, None),
         anthropic_version=s.get("anthropic_version", str, "2023-06-01"),
         default_max_tokens=s.positive("default_max_tokens", int, 4096),
         max_tokens_by_model=max_tokens_by_model,

@@ -16,7 +16,7 @@ from .anthropic_convert import (
     to_anthropic_request,
     uses_json_tool,
 )
-from .base import HttpUpstream, SSEChunkStream
+from .base import TRANSPORT_ERROR_CODES, HttpUpstream, SSEChunkStream
 from .http1 import Response
 
 __all__ = ["AnthropicProvider"]
@@ -51,7 +51,7 @@ class AnthropicProvider:
         try:
             return await self.http.post(self._url, payload, self._headers(key), stream, self._secrets)
         except GatewayError as err:
-            if err.code in ("upstream_timeout", "upstream_connection_error"):
+            if err.code in TRANSPORT_ERROR_CODES:
                 raise
             raise self._translate(err) from err
 
@@ -77,4 +77,4 @@ class AnthropicProvider:
             raise GatewayError(502, f"Upstream provider `{self.name}` did not answer with an event stream.",
                                "api_error", code="upstream_invalid_response")
         converter = AnthropicStreamConverter(self.name, uses_json_tool(request.body))
-        return SSEChunkStream(resp, self.name, converter.convert)
+        return SSEChunkStream(resp, self.name, converter.convert, self.config.max_event_bytes)

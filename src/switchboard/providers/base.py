@@ -16,10 +16,11 @@ import orjson
 from ..config import ProviderConfig
 from ..errors import GatewayError, upstream_error
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
-from ..sse import SSEDecoder
-from .http1 import HTTP1Client, Response
+from ..sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
+from .http1 import HTTP1Client, Response, UpstreamConnectionClosed, UpstreamResponseTooLarge
 
 __all__ = [
+    "TRANSPORT_ERROR_CODES",
     "ChatProvider",
     "CompletionsProvider",
     "EmbeddingsProvider",
@@ -28,6 +29,10 @@ __all__ = [
     "SSEChunkStream",
     "connection_error",
 ]
+
+# The codes of errors about the exchange itself, not an answer of the upstream's (`connection_error`).
+TRANSPORT_ERROR_CODES = frozenset({"upstream_timeout", "upstream_connection_error", "upstream_connection_closed",
+                                   "upstream_headers_too_large", "upstream_response_too_large"})
 
 
 @runtime_checkable
@@ -65,6 +70,17 @@ def connection_error(provider: str, exc: BaseException) -> GatewayError:
     """Translate a transport failure into the gateway error (once, at the edge)."""
     if isinstance(exc, TimeoutError):
         return GatewayError(504, f"Upstream provider `{provider}` timed out.", "timeout_error", code="upstream_timeout")
+    if isinstance(exc, UpstreamConnectionClosed):
+        # Retryable, so the router's `retries` policy decides (visibly, in the attempt count): the
+        # upstream may have processed the request, and only the operator can say a repeat is harmless.
+        return GatewayError(502, f"Upstream provider `{provider}` closed a reused connection before answering; "
+                                 "the request may or may not have been processed.", "api_error",
+                            code="upstream_connection_closed")
+    if isinstance(exc, UpstreamResponseTooLarge):
+        # Headers past the limit: a broken upstream, as retryable as a 5xx. A body past it was an answer
+        # produced (and billed): the same request would most likely bring the same, so no retry.
+        return GatewayError(502, f"Upstream provider `{provider}` sent a response too large: {exc}.", "api_error",
+                            code=exc.code, retryable=exc.code == "upstream_headers_too_large")
     detail = str(exc) or type(exc).__name__
     return GatewayError(502, f"Could not reach upstream provider `{provider}` ({detail}).", "api_error",
                         code="upstream_connection_error")
@@ -80,7 +96,12 @@ class HttpUpstream:
 
     async def start(self) -> None:
         if self._client is None:
-            self._client = HTTP1Client(connect_timeout=self.config.connect_timeout_s)
+            config = self.config
+            # Idle connections kept: by default as many as may be busy at once, so a steady load never
+            # closes and reopens connections.
+            max_idle = config.pool_max_idle if config.pool_max_idle is not None else config.max_in_flight
+            self._client = HTTP1Client(connect_timeout=config.connect_timeout_s, keepalive_s=config.pool_idle_s,
+                                       max_idle_per_origin=max_idle, max_response_bytes=config.max_response_bytes)
 
     @property
     def client(self) -> HTTP1Client:
@@ -167,13 +188,16 @@ class SSEChunkStream:
     Iterate it chunk by chunk, or with `batches()`: the chunks of all the events that arrived in
     one network read, so a relay can write them to its client at once (one send, one syscall).
     Both views share one position: `batches()` after some `__aiter__` steps goes on from there.
+    An event larger than `max_event_bytes` fails the stream (502 `upstream_event_too_large`).
     """
 
     def __init__(self, resp: Response, provider: str,
-                 convert: Callable[[str | None, str], dict[str, Any] | list[dict[str, Any]] | None]) -> None:
+                 convert: Callable[[str | None, str], dict[str, Any] | list[dict[str, Any]] | None],
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._resp = resp
         self._provider = provider
         self._convert = convert
+        self._max_event_bytes = max_event_bytes
         self.request_id = resp.headers.get("x-request-id") or resp.headers.get("request-id")
         self._finished = False
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
@@ -197,7 +221,7 @@ class SSEChunkStream:
             yield batch
 
     async def _read_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(self._max_event_bytes)
         try:
             async for piece in self._resp.iter_chunks():
                 batch, failure = self._convert_events(decoder.feed(piece))
@@ -218,6 +242,10 @@ class SSEChunkStream:
             err = connection_error(self._provider, exc)
             err.message = f"Upstream stream from `{self._provider}` broke mid-way ({exc or type(exc).__name__})."
             raise err from exc
+        except EventTooLarge as exc:
+            # Not retryable: the upstream is producing (and billing) an answer it would likely send again.
+            raise GatewayError(502, f"Upstream provider `{self._provider}` sent a stream event too large: {exc}.",
+                               "api_error", code="upstream_event_too_large", retryable=False) from exc
         except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             raise GatewayError(502, f"Upstream provider `{self._provider}` sent an invalid stream event.", "api_error",
                                code="upstream_invalid_response") from exc

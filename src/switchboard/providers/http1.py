@@ -5,16 +5,23 @@ per request (measured with py-spy under bench/), more than everything else the g
 the gateway needs is narrow: POST/GET a JSON body to a few fixed hosts over keep-alive connections,
 read a JSON answer or an event stream, with timeouts. This module does exactly that:
 
-- one `HTTP1Client` per provider; a LIFO pool of idle keep-alive connections per origin
-  (idle ones expire after `keepalive_s`); TLS with the default verified context;
+- one `HTTP1Client` per provider; a LIFO pool of idle keep-alive connections per origin, at most
+  `max_idle_per_origin` of them; TLS with the default verified context;
 - the request goes out in one write; the response is parsed by httptools (chunked and
   content-length bodies, body-until-close);
+- bounded memory: a response head is at most `MAX_HEAD_BYTES` and `MAX_HEADERS` lines (as the
+  server's limit on requests), a body read whole at most `max_response_bytes` (a Content-Length
+  over it fails before any body byte is read); a stream is bounded by flow control instead;
 - `read_timeout` bounds every wait for bytes (a stream's silence), `deadline` the whole exchange;
 - a connection is returned to the pool only after its response was read completely and the
-  server allows keep-alive; a reused connection that dies before any response byte (the server
-  closed it while idle) is retried once on a new one;
-- failures raise `TimeoutError` or `UpstreamConnectionError` (an OSError); mapping them to
-  gateway errors is the adapter's business.
+  server allows keep-alive. An idle one is discarded as soon as the server closes it or sends
+  anything (a stray byte would be parsed as the next request's answer), and closed once idle for
+  `keepalive_s`; the timeout watchdog's tick does that reaping, no timer per connection;
+- nothing is ever sent twice: a reused connection that closes before any response byte raises
+  `UpstreamConnectionClosed` (the server may or may not have processed the request). Retrying
+  is the router's decision, under its `retries` policy;
+- failures raise `TimeoutError` or `UpstreamConnectionError` (an OSError) and its subclasses;
+  mapping them to gateway errors is the adapter's business.
 """
 
 from __future__ import annotations
@@ -27,14 +34,34 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["HTTP1Client", "Response", "UpstreamConnectionError"]
+__all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "HTTP1Client", "Response", "UpstreamConnectionClosed",
+           "UpstreamConnectionError", "UpstreamResponseTooLarge"]
 
+MAX_HEAD_BYTES = 64 * 1024  # status line + headers of one response (interim 1xx ones included)
+MAX_HEADERS = 256  # header lines of one response (OpenAI's carry ~25; proxies on the way add some)
+DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024  # see ProviderConfig.max_response_bytes
 _HIGH_WATER = 1 << 20  # pause reading a stream the consumer has not caught up with
-_LOW_WATER = 1 << 16
 
 
 class UpstreamConnectionError(OSError):
     """The connection failed or broke, or the server sent something that is not HTTP/1.1."""
+
+
+class UpstreamConnectionClosed(UpstreamConnectionError):
+    """A reused keep-alive connection closed before any byte of the response: the server may have
+    closed it while idle as the request crossed, or processed the request and died. Not retried here."""
+
+
+class UpstreamResponseTooLarge(UpstreamConnectionError):
+    """The response's head or body went past a limit; the connection was closed. `code` names which."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Unsolicited(Exception):
+    """Raised from a parser callback: the server started a second response to one request."""
 
 
 class _Connection(asyncio.Protocol):
@@ -47,6 +74,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
+        self.pooled = False  # idle in the pool: any byte that arrives now is unsolicited
         self.idle_since = 0.0
         self.reused = False
         self._reset()
@@ -56,6 +84,8 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.framed = False  # a Content-Length or Transfer-Encoding header was seen
+        self.content_length: bytes | None = None
+        self.head_read = 0  # bytes received before the (final) response's headers were complete
         self.headers_done = False
         self.complete = False
         self.got_bytes = False
@@ -73,13 +103,29 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio subclasses
 
     def data_received(self, data: bytes) -> None:
+        if self.pooled:
+            self.close()  # unsolicited bytes (a 408, garbage): they would be read as the next answer
+            return
         self.got_bytes = True
+        if not self.headers_done:
+            self.head_read += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamConnectionError("unexpected protocol upgrade"))
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamConnectionError(f"invalid HTTP response: {exc}"))
+            cause = exc.__context__  # httptools wraps what a callback (ours) raises in its own error
+            if isinstance(cause, UpstreamResponseTooLarge):
+                self._fail(cause)
+            elif isinstance(cause, _Unsolicited):
+                self._fail(UpstreamConnectionError("the server sent a second response to one request"))
+            else:
+                self._fail(UpstreamConnectionError(f"invalid HTTP response: {exc}"))
+            return
+        # httptools holds an incomplete header line back until it ends: count what arrives, or one
+        # endless header (or an endless series of interim responses) would grow without a callback.
+        if not self.headers_done and (self.head_read > MAX_HEAD_BYTES or len(self.raw_headers) > MAX_HEADERS):
+            self._fail(_head_too_large())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -91,19 +137,32 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamConnectionError(f"connection lost: {exc}" if exc else "server closed the connection"))
 
     # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:  # bytes after the end of the answer, in the same read: the connection is spoiled
+            raise _Unsolicited
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.headers_done:
+            return  # a chunked body's trailer: never a response header
         name = name.lower()
         self.raw_headers.append((name, value))
-        if name == b"content-length" or name == b"transfer-encoding":
+        if name == b"content-length":
+            self.framed = True
+            self.content_length = value
+        elif name == b"transfer-encoding":
             self.framed = True
 
     def on_headers_complete(self) -> None:
+        if len(self.raw_headers) > MAX_HEADERS or (
+                self.head_read > MAX_HEAD_BYTES and _head_size(self.raw_headers) > MAX_HEAD_BYTES):
+            raise _head_too_large()  # (a whole head in one read; over several, data_received checks)
         self.status = self.parser.get_status_code()
         self.headers_done = True
         if 100 <= self.status < 200:  # an interim response (100 Continue): wait for the real one
             self.headers_done = False
             self.raw_headers = []
             self.framed = False
+            self.content_length = None
             return
         # Asked now: llhttp forgets the message's keep-alive flag once the message is complete.
         self.keep_alive = self.parser.should_keep_alive()
@@ -188,8 +247,8 @@ class _Connection(asyncio.Protocol):
         return data
 
     def usable(self, now: float, keepalive_s: float) -> bool:
-        return not self.closed and self.transport is not None and not self.transport.is_closing() \
-            and now - self.idle_since < keepalive_s
+        return not self.closed and self.error is None and self.transport is not None \
+            and not self.transport.is_closing() and now - self.idle_since < keepalive_s
 
     def close(self) -> None:
         self.closed = True
@@ -198,15 +257,26 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _head_size(headers: list[tuple[bytes, bytes]]) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in headers)  # with ": " and CRLF
+
+
+def _head_too_large() -> UpstreamResponseTooLarge:
+    return UpstreamResponseTooLarge(f"response headers exceed {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} lines",
+                                    "upstream_headers_too_large")
+
+
 class _Watchdog:
-    """The read timeouts of every wait of one client, checked by one timer ticking every `TICK_S`
-    while any wait is pending, instead of a timer armed and cancelled around each wait (in uvloop a
-    timer costs more than the rest of the wait). A wait times out at most one tick late."""
+    """One client's timer work, done by one timer ticking every `TICK_S` while there is any: the read
+    timeouts of every pending wait, instead of a timer armed and cancelled around each wait (in
+    uvloop a timer costs more than the rest of the wait), and closing pooled connections idle too
+    long. A wait times out at most one tick late."""
 
     TICK_S = 0.05
 
     def __init__(self) -> None:
         self.waiting: set[_Connection] = set()  # connections add and discard themselves (_Connection.wait)
+        self.pools: list[_Origin] = []  # the client's origins (a handful), reaped on each tick
         self.ticking: asyncio.TimerHandle | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -215,11 +285,17 @@ class _Watchdog:
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self.ticking = None
         now = loop.time()
-        expired = [conn for conn in self.waiting if conn.wait_until <= now]
-        for conn in expired:
-            self.waiting.discard(conn)
-            conn.expire()
         if self.waiting:
+            expired = [conn for conn in self.waiting if conn.wait_until <= now]
+            for conn in expired:
+                self.waiting.discard(conn)
+                conn.expire()
+        idle = False
+        for origin in self.pools:
+            if origin.idle:
+                origin.reap(now)
+                idle = idle or bool(origin.idle)
+        if self.waiting or idle:
             self.ticking = loop.call_later(self.TICK_S, self._tick, loop)
 
     def close(self) -> None:
@@ -264,12 +340,28 @@ class Response:
                 return value.decode("latin-1")
         return None
 
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as received, in order: (lowercase name, value) pairs."""
+        return self._raw_headers
+
     async def read(self) -> bytes:
+        """The whole body, at most the client's `max_response_bytes` (else UpstreamResponseTooLarge)."""
         conn = self._conn
+        limit = self._origin.max_response_bytes
+        if conn.content_length is not None and int(conn.content_length) > limit:
+            self.close()
+            raise _body_too_large(limit)
         parts: list[bytes] = []
+        size = 0
         while True:
             if conn.chunks:
-                parts.append(conn.take())
+                data = conn.take()
+                size += len(data)
+                if size > limit:  # a chunked or until-close body: counted as it arrives
+                    self.close()
+                    raise _body_too_large(limit)
+                parts.append(data)
             if conn.complete:
                 break
             try:
@@ -318,12 +410,17 @@ class Response:
         self._conn.close()
 
 
+def _body_too_large(limit: int) -> UpstreamResponseTooLarge:
+    return UpstreamResponseTooLarge(f"response body exceeds {limit} bytes", "upstream_response_too_large")
+
+
 class _Origin:
     """The pool of connections to one scheme://host:port."""
 
     def __init__(self, scheme: str, host: str, port: int, connect_timeout: float, keepalive_s: float,
-                 max_idle: int, watchdog: _Watchdog) -> None:
+                 max_idle: int, max_response_bytes: int, watchdog: _Watchdog) -> None:
         self.watchdog = watchdog
+        self.max_response_bytes = max_response_bytes
         self.host = host
         self.port = port
         self.tls = ssl.create_default_context() if scheme == "https" else None
@@ -340,6 +437,7 @@ class _Origin:
         now = loop.time()
         while self.idle:
             conn = self.idle.pop()
+            conn.pooled = False
             if conn.usable(now, self.keepalive_s):
                 conn._reset()
                 conn.reused = True
@@ -348,10 +446,21 @@ class _Origin:
         return None
 
     def put(self, conn: _Connection) -> None:
+        conn.pooled = True
         conn.idle_since = conn.loop.time()
         if len(self.idle) >= self.max_idle:
             self.idle.popleft().close()
         self.idle.append(conn)
+        if self.watchdog.ticking is None:
+            self.watchdog.start(conn.loop)
+
+    def reap(self, now: float) -> None:
+        """Close the connections idle for `keepalive_s` (the oldest are on the left), and the dead ones
+        found there."""
+        idle = self.idle
+        limit = now - self.keepalive_s
+        while idle and (idle[0].idle_since <= limit or idle[0].closed):
+            idle.popleft().close()
 
     async def connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         conn = _Connection(loop, self.watchdog)
@@ -374,11 +483,12 @@ class _Origin:
 class HTTP1Client:
     """Keep-alive HTTP/1.1 requests to a handful of origins."""
 
-    def __init__(self, connect_timeout: float = 10.0, keepalive_s: float = 30.0, max_idle_per_origin: int = 512,
-                 user_agent: str = "switchboard") -> None:
+    def __init__(self, connect_timeout: float = 10.0, keepalive_s: float = 30.0, max_idle_per_origin: int = 256,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, user_agent: str = "switchboard") -> None:
         self.connect_timeout = connect_timeout
         self.keepalive_s = keepalive_s
         self.max_idle = max_idle_per_origin
+        self.max_response_bytes = max_response_bytes
         self.user_agent = user_agent.encode()
         self._origins: dict[tuple[str, str, int], _Origin] = {}
         # Request heads are made of a few fixed parts: the request line with Host/User-Agent per
@@ -398,7 +508,9 @@ class HTTP1Client:
         origin = self._origins.get(key)
         if origin is None:
             origin = self._origins[key] = _Origin(parts.scheme, parts.hostname, port, self.connect_timeout,
-                                                  self.keepalive_s, self.max_idle, self._watchdog)
+                                                  self.keepalive_s, self.max_idle, self.max_response_bytes,
+                                                  self._watchdog)
+            self._watchdog.pools.append(origin)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return origin, path.encode()
 
@@ -428,32 +540,30 @@ class HTTP1Client:
             payload = b"%b%bContent-Length: %d\r\n\r\n%b" % (prefix, block, len(body), body)
         else:
             payload = b"%b%b\r\n" % (prefix, block)
-        for attempt in (0, 1):
-            conn = origin.get(loop)
-            if conn is None:
-                conn = await origin.connect(loop)
-            assert conn.transport is not None
-            conn.transport.write(payload)
-            try:
-                while not conn.headers_done:
-                    await conn.wait(read_timeout, deadline)
-            except UpstreamConnectionError:
-                conn.close()
-                # A kept-alive connection the server closed while idle: nothing was processed.
-                if attempt == 0 and conn.reused and not conn.got_bytes:
-                    continue
-                raise
-            except BaseException:
-                conn.close()
-                raise
-            return Response(origin, conn, read_timeout, deadline)
-        raise AssertionError("unreachable")
+        conn = origin.get(loop)
+        if conn is None:
+            conn = await origin.connect(loop)
+        assert conn.transport is not None
+        conn.transport.write(payload)
+        try:
+            while not conn.headers_done:
+                await conn.wait(read_timeout, deadline)
+        except UpstreamConnectionError as exc:
+            conn.close()
+            if conn.reused and not conn.got_bytes:
+                raise UpstreamConnectionClosed(f"a reused connection closed before any response byte ({exc})") from exc
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        return Response(origin, conn, read_timeout, deadline)
 
     async def aclose(self) -> None:
         self._closed = True
         for origin in self._origins.values():
             origin.close()
         self._origins.clear()
+        self._watchdog.pools.clear()
         self._prefixes.clear()
         self._header_blocks.clear()
         self._watchdog.close()

@@ -109,7 +109,7 @@ class OpenAIProvider:
                 err.message = f"Upstream provider `{self.name}` failed mid-stream: {err.message}"
                 raise
 
-        return SSEChunkStream(resp, self.name, convert)
+        return SSEChunkStream(resp, self.name, convert, self.config.max_event_bytes)
 
     def chat(self, request: ChatRequest, model: str, key: str | None) -> Awaitable[UpstreamResult]:
         # A plain function handing back the call's coroutine: one coroutine level less to resume on
