@@ -157,6 +157,8 @@ class Config:
     store_url: str = "sqlite:///switchboard.db"
     shared_state_url: str | None = None
     shared_state_prefix: str = "switchboard:"  # Redis key prefix: several deployments may share one Redis
+    shared_state_timeout_s: float = 0.25  # deadline of each shared-state call (`timeout_ms`)
+    shared_state_on_failure: str = "open"  # store unreachable: "open" admits unchecked, "closed" answers 503
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
     warnings: list[str] = field(default_factory=list)
@@ -536,6 +538,10 @@ def parse_config(text: str, source: str = "switchboard.yaml", environ: dict[str,
     shared = root.section("shared_state")
     cfg.shared_state_url = shared.get("url", str)
     cfg.shared_state_prefix = shared.get("key_prefix", str, "switchboard:")
+    cfg.shared_state_timeout_s = shared.positive("timeout_ms", float, 250.0) / 1000
+    cfg.shared_state_on_failure = shared.get("on_failure", str, "open")
+    if cfg.shared_state_on_failure not in ("open", "closed"):
+        raise shared.error(shared.items.get("on_failure"), "`shared_state.on_failure` must be `open` or `closed`")
     shared.done()
     cfg.prices = _read_prices(root.section("prices"))
     root.done()

@@ -105,7 +105,7 @@ def test_observer_scrapes_as_prometheus_client_counting_would(tmp_path: Path) ->
         record.latency_s = None if rng.random() < 0.1 else rng.expovariate(2.0)
         record.first_token_s = rng.choice([None, rng.random() / 10])
         record.usage = None if rng.random() < 0.3 else Usage(rng.randrange(500), rng.randrange(500))
-        model = metrics._model_label(record)
+        model = metrics.labels.label(record.model)
         metrics.observe(record)
         reference.observe(record, model)
         if i in (0, 1, 50, 599):  # series appear exactly when prometheus_client would create them

@@ -24,14 +24,14 @@ from ..config import Config
 from ..errors import GatewayError
 from ..hub import Usage, milliseconds
 from ..request_record import RequestRecord
-from ..shared_state import SharedState, build_shared_state
+from ..shared_state import SharedState, SharedStateUnavailable, build_shared_state
 from ..store import Store, UsageValues, VirtualKey
 from ..store import build_store as _build_store
 from ..store.usage_writer import UsageWriter
 from .auth import Principal
 from .budgets import Budgets, cost_of
 from .keys import KeyService
-from .rate_limits import Limit, RateLimiter
+from .rate_limits import Limit, RateLimiter, limits_unavailable
 
 __all__ = ["AccessControl", "Admission"]
 
@@ -59,7 +59,10 @@ def _usage_values(record: RequestRecord, usage: Usage | None, cost: float) -> Us
 class AccessControl:
     def __init__(self, config: Config, store: Store | None = None, state: SharedState | None = None) -> None:
         self.store = store or _build_store(config.store_url, config.base_dir)
-        self.state = state or build_shared_state(config.shared_state_url, config.shared_state_prefix)
+        self.state = state or build_shared_state(config.shared_state_url, config.shared_state_prefix,
+                                                 config.shared_state_timeout_s, config.shared_state_on_failure)
+        self.fail_closed = config.shared_state_on_failure == "closed"
+        self.unchecked = {"admitted": 0, "refused": 0}  # requests whose limits the shared state could not check
         self.keys = KeyService(self.store)
         self.limiter = RateLimiter(config, self.state)
         self.budgets = Budgets(self.state, self.store)
@@ -73,6 +76,15 @@ class AccessControl:
                                   "failed).", value=self.usage.dropped)
         yield GaugeMetricFamily("switchboard_usage_rows_queued", "Usage log rows waiting to be written.",
                                 value=self.usage.queued)
+        unchecked = CounterMetricFamily("switchboard_limits_unchecked", "Requests whose rate limits or budget the "
+                                        "shared state could not check: admitted (on_failure: open) or refused "
+                                        "with 503 (on_failure: closed).", labels=["outcome"])
+        for outcome, count in self.unchecked.items():
+            unchecked.add_metric([outcome], count)
+        yield unchecked
+        state_metrics = getattr(self.state, "collect", None)  # a guarded remote state: its breaker
+        if state_metrics is not None:
+            yield from state_metrics()
 
     async def start(self) -> None:
         await self.store.open()
@@ -115,6 +127,11 @@ class AccessControl:
             record.headers.update(await self.limiter.admit(limits))
         except GatewayError:
             raise
+        except SharedStateUnavailable as exc:  # logged once per outage by the guarded state, not per request
+            if self.fail_closed:
+                self.unchecked["refused"] += 1
+                raise limits_unavailable(exc.retry_after_s) from None
+            self.unchecked["admitted"] += 1
         except Exception as exc:
             # Fail open: an outage of Redis (or the store, for a budget's first check) must not take every
             # client down with it; limits resume when it is back.
@@ -159,5 +176,7 @@ class AccessControl:
             await self.limiter.charge(admission.limits, tokens)
             if admission.key is not None:
                 await self.budgets.charge(admission.key, cost, time.time())
+        except SharedStateUnavailable:
+            pass  # counted, and logged once per outage, by the guarded state
         except Exception:
             log.exception("counting usage against limits failed")

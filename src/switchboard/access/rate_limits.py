@@ -18,7 +18,7 @@ from ..errors import GatewayError
 from ..shared_state import Bucket, SharedState
 from ..store import VirtualKey
 
-__all__ = ["Limit", "RateLimiter", "format_reset"]
+__all__ = ["Limit", "RateLimiter", "format_reset", "limits_unavailable"]
 
 _ALWAYS = -1e18  # `need` of a charge: always succeeds, may leave the bucket in debt
 
@@ -91,6 +91,15 @@ class RateLimiter:
         token_limits = [lim for lim in limits if lim.kind == "tokens"]
         if token_limits and tokens > 0:
             await self.state.take([lim.bucket(float(tokens), _ALWAYS) for lim in token_limits])
+
+
+def limits_unavailable(retry_after_s: float) -> GatewayError:
+    """The 503 of `shared_state.on_failure: closed` while the shared state cannot be reached."""
+    retry = max(1, math.ceil(retry_after_s))
+    return GatewayError(
+        503, f"Rate limits and budgets cannot be checked right now (the shared state is unreachable), so this "
+             f"request is refused. Please try again in {retry}s.",
+        code="shared_state_unavailable", headers={"retry-after": str(retry)}, retryable=False)
 
 
 def _safe(name: str) -> str:

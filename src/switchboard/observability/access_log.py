@@ -5,6 +5,10 @@ Written by a gateway observer from the `RequestRecord`. The client's key appears
 `switchboard.access` (then every line goes through them), the lines skip the `logging` machinery:
 they are buffered and written to stderr together, at most 20 ms after they were made (sooner when
 64 wait, and at shutdown), one whole line per request. The logger's level still applies.
+
+Strings a client (or an upstream) chooses are cut to `MAX_FIELD_CHARS`, marked with how long they
+were: the model name and what it routes to, the request id a client may send, the error type (an
+upstream's). The other fields are ours (numbers, configured names, the endpoint of a known route).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from ..gateway import Gateway
 from ..hub import milliseconds
 from ..request_record import RequestRecord
 
-__all__ = ["ACCESS_LOGGER", "AccessLog", "access_entry"]
+__all__ = ["ACCESS_LOGGER", "MAX_FIELD_CHARS", "AccessLog", "access_entry", "bounded"]
 
 ACCESS_LOGGER = "switchboard.access"
 _ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
@@ -30,20 +34,28 @@ _ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
 # load that is a few large writes a second instead of one small write per event-loop pass.
 FLUSH_AFTER_S = 0.02
 FLUSH_LINES = 64
+MAX_FIELD_CHARS = 256
+
+
+def bounded(value: str | None) -> str | None:
+    """`value`, or its first MAX_FIELD_CHARS characters and a mark saying how long it was."""
+    if value is None or len(value) <= MAX_FIELD_CHARS:
+        return value
+    return f"{value[:MAX_FIELD_CHARS]}...(truncated, {len(value)} chars)"
 
 
 def access_entry(record: RequestRecord) -> dict[str, Any]:
     usage, latency, ttft = record.usage, record.latency_s, record.first_token_s
-    entry = {
+    entry: dict[str, Any] = {
         "ts": round(record.started_wall * 1000) / 1000,
-        "request_id": record.request_id,
+        "request_id": bounded(record.request_id),
         "endpoint": record.endpoint,
         "key_id": record.key_id,
-        "model": record.model,
+        "model": bounded(record.model),
         "provider": record.provider,
-        "upstream_model": record.upstream_model,
+        "upstream_model": bounded(record.upstream_model),
         "status": record.status,
-        "error_type": record.error_type,
+        "error_type": bounded(record.error_type),
         "stream": record.stream,
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,

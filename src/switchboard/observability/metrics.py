@@ -5,12 +5,19 @@ apps in one process do not mix). Fed three ways: a request observer (one `Reques
 finished request, into the plain-number series of `request_metrics`), router events (retries,
 fallbacks, upstream errors), and a collector read at scrape time (in-flight and queue depth of every
 limiter, circuit state of every deployment).
+
+Model labels are the configured names only (`labels.ModelLabels`; others count under `other`), so
+the number of series is bounded by the config, not by what clients send. A scrape reads the live
+state on the event loop (bounded by the config) and renders the exposition in a worker thread of
+its own; scrapes that arrive while one renders share its result.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -21,6 +28,7 @@ from ..errors import GatewayError
 from ..gateway import Gateway, RequestRecord
 from ..routing.health import CLOSED, HALF_OPEN, OPEN, Breaker
 from ..routing.router import RouterEvent
+from .labels import ModelLabels
 from .request_metrics import CounterCell, CounterFamily, FamiliesCollector, HistogramCell, HistogramFamily
 
 __all__ = ["Metrics", "error_class"]
@@ -52,7 +60,7 @@ def error_class(err: GatewayError) -> str:
 
 
 class _LiveState:
-    """Read at scrape time: limiter occupancy, circuit states, event-loop tasks."""
+    """Read at scrape time, on the event loop: limiter occupancy, circuit states, event-loop tasks."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -115,7 +123,7 @@ class Metrics:
         self.tokens = CounterFamily("switchboard_tokens", "Tokens by direction (in: prompt, out: completion).",
                                     ["model", "provider", "direction"])
         per_request = FamiliesCollector([self.requests, self.latency, self.ttft, self.tokens])
-        r.register(per_request)  # type: ignore[arg-type]
+        r.register(per_request)
         self._series: dict[tuple[str, str, str, int, bool], _Series] = {}
         self.upstream_errors = Counter("switchboard_upstream_errors", "Failed upstream attempts by error type.",
                                        ["provider", "type"], registry=r)
@@ -126,26 +134,20 @@ class Metrics:
         self.circuit_changes = Counter("switchboard_deployment_circuit_changes",
                                        "Circuit breaker transitions per deployment, by new state.",
                                        ["provider", "deployment", "state"], registry=r)
-        r.register(_LiveState(gateway))  # type: ignore[arg-type]
+        # Not in the registry: it reads loop-only state, so `handle` collects it on the loop.
+        self.live = _LiveState(gateway)
+        self.labels = ModelLabels(gateway)
+        self._renderer: ThreadPoolExecutor | None = None
+        self._rendering: asyncio.Future[bytes] | None = None
 
     def install(self) -> None:
         self.gateway.observers.append(self.observe)
         self.gateway.router.listeners.append(self.on_router_event)
         self.gateway.router.health.listeners.append(self.on_circuit)
-
-    def _model_label(self, record: RequestRecord) -> str:
-        model = record.model
-        if model is None:
-            return ""
-        if model in self.gateway.config.models:
-            return model
-        # Direct `provider/model` names are free text from clients: label them only once an upstream accepted them.
-        if record.provider is not None and record.status < 400 and self.gateway.router.knows(model):
-            return model
-        return "other"
+        self.gateway.on_close(self.aclose)
 
     def observe(self, record: RequestRecord) -> None:
-        model = self._model_label(record)
+        model = self.labels.label(record.model)
         provider = record.provider or ""
         endpoint, status, stream = record.endpoint, record.status, record.stream
         key = (endpoint, model, provider, status, stream)
@@ -178,7 +180,7 @@ class Metrics:
             tokens[1].value += completion
 
     def on_router_event(self, event: RouterEvent) -> None:
-        model = event.model if event.model in self.gateway.config.models else "other"
+        model = self.labels.label(event.model)
         if event.kind == "upstream_error" and event.error is not None:
             self.upstream_errors.labels(event.provider, error_class(event.error)).inc()
         elif event.kind == "retry":
@@ -189,5 +191,42 @@ class Metrics:
     def on_circuit(self, breaker: Breaker, state: str) -> None:
         self.circuit_changes.labels(breaker.provider, breaker.deployment, state).inc()
 
+    def render(self, live: Sequence[Metric] = ()) -> bytes:
+        """The exposition text: the registry's collectors (safe to read from any thread), then `live`."""
+        return generate_latest(_Exposition(self.registry, live))
+
     async def handle(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+        rendering = self._rendering
+        if rendering is None:  # else share the render under way: a burst of scrapes costs one
+            live = list(self.live.collect())
+            if self._renderer is None:
+                self._renderer = ThreadPoolExecutor(1, thread_name_prefix="switchboard-metrics")
+            rendering = asyncio.get_running_loop().run_in_executor(self._renderer, self.render, live)
+            self._rendering = rendering
+            rendering.add_done_callback(self._rendered)
+        body = await asyncio.shield(rendering)  # a scraper that goes away does not cancel the others' render
+        return Response(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    def _rendered(self, rendering: asyncio.Future[bytes]) -> None:
+        if self._rendering is rendering:
+            self._rendering = None
+        if not rendering.cancelled():
+            rendering.exception()  # retrieved here, so a render nobody awaits any more is not reported
+
+    async def aclose(self) -> None:
+        if self._renderer is not None:
+            renderer, self._renderer = self._renderer, None
+            with contextlib.suppress(RuntimeError):
+                renderer.shutdown(wait=False)
+
+
+class _Exposition:
+    """What `generate_latest` reads: the registry's metrics followed by those collected on the loop."""
+
+    def __init__(self, registry: CollectorRegistry, live: Sequence[Metric]) -> None:
+        self.registry = registry
+        self.live = live
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.registry.collect()
+        yield from self.live

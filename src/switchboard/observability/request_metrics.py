@@ -2,8 +2,10 @@
 
 The request observer updates a few series per finished request. prometheus_client's `Counter` and
 `Histogram` take a lock and run checks on every update (and a linear bucket search), which adds up
-to microseconds per request. These families keep one small cell per label-value tuple instead:
-they are updated and scraped on the event loop thread only, so no lock is needed. `collect()`
+to microseconds per request. These families keep one small cell per label-value tuple instead,
+updated on the event loop thread only. A scrape may run in another thread: it copies the cells of a
+family in one step (`list(dict.items())`, atomic under the GIL) and reads plain floats, so no lock
+is needed (a scrape can at most see a histogram's sum a moment before the matching bucket). `collect()`
 renders the samples prometheus_client would for the same updates (names, label order, the float
 arithmetic, and the `_created` series unless prometheus_client has them switched off), so the
 /metrics text reads the same.
@@ -96,7 +98,7 @@ class HistogramFamily:
 
     def collect(self, created: bool) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        names = [floatToGoString(b) for b in self.bounds]
+        names: list[str] = [floatToGoString(b) for b in self.bounds]  # type: ignore[no-untyped-call]
         for labels, cell in list(self._cells.items()):
             cumulative: list[tuple[str, float]] = []
             total = 0.0

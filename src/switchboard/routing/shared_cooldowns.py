@@ -7,6 +7,8 @@ the hot path free of network calls); this module bridges them to the shared stat
 - every `poll_s` the marks of all configured deployments are read; a deployment marked elsewhere is
   opened here for the time left on its mark, so other instances stop sending it traffic within a
   poll interval and probe it again when the shared cooldown ends.
+While the shared state is unreachable (`SharedStateUnavailable`: the guarded state logged it once)
+the breakers simply stay local; other failures are logged as they happen.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import logging
 
 from ..config import Config
-from ..shared_state import SharedState
+from ..shared_state import SharedState, SharedStateUnavailable
 from .health import CLOSED, OPEN, Breaker, Health
 
 __all__ = ["SharedCooldowns"]
@@ -67,6 +69,8 @@ class SharedCooldowns:
     async def _write(self, deployment: str, ttl_s: float) -> None:
         try:
             await self.state.mark(_key(deployment), ttl_s)
+        except SharedStateUnavailable:
+            pass  # local breakers still work
         except Exception as exc:  # shared state down: local breakers still work
             log.warning("sharing the cooldown of %s failed: %s", deployment, type(exc).__name__)
 
@@ -75,6 +79,8 @@ class SharedCooldowns:
             await asyncio.sleep(self.poll_s)
             try:
                 await self.sync()
+            except SharedStateUnavailable:
+                pass
             except Exception as exc:
                 log.warning("reading shared cooldowns failed: %s", type(exc).__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Bucket", "SharedState", "refill"]
+__all__ = ["Bucket", "SharedState", "SharedStateUnavailable", "refill"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -26,6 +26,14 @@ class Bucket:
     rate: float
     cost: float = 1.0
     need: float = 1.0
+
+
+class SharedStateUnavailable(Exception):
+    """A shared-state call failed, missed its deadline, or was skipped while the store is unreachable."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # until the next attempt to reach the store
 
 
 def refill(tokens: float, last: float, now: float, bucket: Bucket) -> float:

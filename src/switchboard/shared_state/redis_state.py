@@ -62,9 +62,10 @@ return v
 
 
 class RedisState:
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, timeout_s: float = 0.25) -> None:
         self.url = url
         self.prefix = prefix
+        self.timeout_s = timeout_s
         self._redis: Redis | None = None
         self._take: Any = None
         self._add: Any = None
@@ -81,7 +82,9 @@ class RedisState:
         except ImportError as exc:
             raise RuntimeError("shared_state.url is Redis but the redis package is not installed; "
                                "install it with: pip install 'switchboard[redis]'") from exc
-        self._redis = Redis.from_url(self.url, decode_responses=True, health_check_interval=30)
+        # Socket deadlines too (not only the caller's): redis-py then drops a connection that stopped answering.
+        self._redis = Redis.from_url(self.url, decode_responses=True, health_check_interval=30,
+                                     socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s)
         self._take = self._redis.register_script(_TAKE)
         self._add = self._redis.register_script(_ADD)
         await self._redis.ping()
