@@ -45,3 +45,26 @@ def validate_against_spec(schema_name: str, instance: Any) -> None:
 
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": components}
     jsonschema.Draft202012Validator(schema).validate(instance)
+
+
+@functools.cache
+def _event_schemas() -> dict[str, str]:
+    """Responses stream event type -> the name of its schema (from each event schema's `type` enum)."""
+    components = _components()
+    if components is None:
+        return {}
+    out: dict[str, str] = {}
+    for ref in components["schemas"]["ResponseStreamEvent"]["anyOf"]:
+        name = ref["$ref"].rsplit("/", 1)[-1]
+        for kind in components["schemas"][name]["properties"]["type"].get("enum", ()):
+            out[kind] = name
+    return out
+
+
+def validate_response_event(event: dict[str, Any]) -> None:
+    """One Responses stream event against the schema of its own type (clearer errors than the union)."""
+    schemas = _event_schemas()
+    if not schemas:
+        pytest.skip("the OpenAI spec is not available at ../shared/reference")
+    assert event.get("type") in schemas, f"unknown Responses event type {event.get('type')!r}"
+    validate_against_spec(schemas[event["type"]], event)

@@ -40,7 +40,7 @@ class AnthropicFrames:
         # One write per upstream read, however many events it makes.
         return b"".join(event_frame(name, data) for chunk in batch for name, data in self._events.feed(chunk))
 
-    def end(self) -> bytes:
+    async def end(self) -> bytes:
         return b"".join(event_frame(name, data) for name, data in self._events.end())
 
     def error(self, err: GatewayError) -> bytes:

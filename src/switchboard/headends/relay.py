@@ -35,8 +35,8 @@ class StreamEncoder(Protocol):
         """The frames for the chunks of one upstream read (b"" for none)."""
         ...
 
-    def end(self) -> bytes:
-        """The frames after the last chunk (a clean end)."""
+    async def end(self) -> bytes:
+        """The frames after the last chunk (a clean end); may first do I/O (e.g. store the answer)."""
         ...
 
     def error(self, err: GatewayError) -> bytes:
@@ -69,7 +69,7 @@ class OpenAIStreamEncoder:
             frames.append(data_frame(chunk))
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
-    def end(self) -> bytes:
+    async def end(self) -> bytes:
         return DONE
 
     def error(self, err: GatewayError) -> bytes:
@@ -121,7 +121,7 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                 batch = await rest.__anext__()
             except StopAsyncIteration:
                 break
-        yield encoder.end()
+        yield await encoder.end()
     except GatewayError as err:
         record.status = err.status
         record.error_type = err.type

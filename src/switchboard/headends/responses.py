@@ -1,0 +1,160 @@
+"""`/v1/responses`: the OpenAI Responses API headend, for every model and agent the gateway serves.
+
+`POST /v1/responses` (stream or not) is parsed and translated into a hub chat request
+(responses_request), goes through the router like any chat call, and comes back as a `response`
+object or the Responses event stream (responses_response). Stored responses (`store`, default true
+as in OpenAI's API) are written to the gateway's store before the client sees the answer's end, so a
+follow-up sent at once finds them; `previous_response_id` rebuilds the conversation from the stored
+chain. A stored response is visible only to the key that created it. Also: `GET` and `DELETE
+/v1/responses/{id}`, `GET /v1/responses/{id}/input_items`. A WebSocket upgrade on `/v1/responses`
+is refused with 426, which makes clients (Codex) fall back to HTTP + SSE.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ..asgi import JSONResponse, Request, Response, StreamResponse
+from ..errors import GatewayError, bad_request
+from ..gateway import Gateway
+from ..request_record import RequestRecord
+from ..routes import ApiRoute
+from ..store import StoredResponse, stored_size
+from .relay import relay
+from .responses_request import ResponsesRequest, parse_responses_request, to_hub
+from .responses_response import ResponsesStreamEncoder, new_id, response_from_chat
+
+__all__ = ["ResponsesApi"]
+
+log = logging.getLogger("switchboard.responses")
+
+_DAY_S = 86_400.0
+
+
+def _not_found(what: str, response_id: str, param: str | None = None) -> GatewayError:
+    return GatewayError(404, f"{what} with id '{response_id[:128]}' not found.", "invalid_request_error",
+                        param=param, code="not_found" if param is None else "previous_response_not_found",
+                        retryable=False)
+
+
+def _with_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input items as stored: each with an `id` (listed by `input_items`, referable by `item_reference`)."""
+    out = []
+    for item in items:
+        if item.get("id"):
+            out.append(item)
+        else:
+            out.append({"id": new_id("msg" if item.get("type") == "message" else "item"), **item})
+    return out
+
+
+class ResponsesApi:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.config = gw.config.responses
+        self.store = gw.access.store
+
+    def routes(self) -> list[ApiRoute]:
+        return [ApiRoute("POST", "/responses", self.create),
+                ApiRoute("GET", "/responses", self.upgrade),
+                ApiRoute("GET", "/responses/{id}", self.retrieve),
+                ApiRoute("DELETE", "/responses/{id}", self.delete),
+                ApiRoute("GET", "/responses/{id}/input_items", self.input_items)]
+
+    # -- POST /v1/responses
+    async def create(self, gw: Gateway, request: Request, record: RequestRecord) -> Response | StreamResponse:
+        req = parse_responses_request(await request.json_object(), self.config.hosted_tools)
+        record.stream = req.stream
+        await gw.admit(request, req.model, record)
+        history: list[dict[str, Any]] = []
+        if req.previous_response_id:
+            chain = await self.store.response_chain(req.previous_response_id, record.key_id)
+            if chain is None:
+                raise _not_found("Previous response", req.previous_response_id, "previous_response_id")
+            for stored in chain:
+                history.extend(stored.items)
+        known = {str(item["id"]): item for item in history if item.get("id")}
+        hub = to_hub(req, history, known)
+        response_id, created_at = new_id("resp"), int(time.time())
+        inputs = _with_ids(req.input_items)
+        extra = {"x-switchboard-dropped-tools": ", ".join(req.dropped_tools)} if req.dropped_tools else {}
+
+        async def keep(response: dict[str, Any]) -> None:
+            await self._store(req, record.key_id, inputs, response)
+
+        if req.stream:
+            stream = await gw.router.open_chat_stream(hub, record, request.headers)
+            encoder = ResponsesStreamEncoder(req, response_id, created_at, keep if req.store else None)
+            return relay(stream, record, encoder, gw.finish, headers=extra or None)
+        result = await gw.router.chat(hub, record, request.headers)
+        response = response_from_chat(result.body, req, response_id, created_at)
+        if req.store:
+            await keep(response)
+        return JSONResponse(response, headers={**result.headers, **extra})
+
+    async def _store(self, req: ResponsesRequest, key_id: str | None, inputs: list[dict[str, Any]],
+                     response: dict[str, Any]) -> None:
+        now = time.time()
+        stored = StoredResponse(id=response["id"], key_id=key_id, created_at=now,
+                                expires_at=now + self.config.ttl_days * _DAY_S,
+                                previous_response_id=req.previous_response_id, model=req.model,
+                                items=[*inputs, *response["output"]], input_count=len(inputs), response=response)
+        size = stored_size(stored)
+        if size > self.config.max_stored_bytes:
+            log.warning("response %s not stored: %d bytes is over responses.max_stored_bytes (%d)", stored.id, size,
+                        self.config.max_stored_bytes)
+            return
+        try:
+            await self.store.put_response(stored)
+        except Exception as exc:  # the answer itself is not lost: only the follow-up cannot find it
+            log.error("storing response %s failed: %s", stored.id, type(exc).__name__)
+
+    # -- the stored responses
+    async def _get(self, request: Request, record: RequestRecord) -> StoredResponse:
+        response_id: str = request.state["path_params"]["id"]
+        stored = await self.store.get_response(response_id, record.key_id)
+        if stored is None:
+            raise _not_found("Response", response_id)
+        return stored
+
+    async def retrieve(self, gw: Gateway, request: Request, record: RequestRecord) -> Response:
+        return JSONResponse((await self._get(request, record)).response)
+
+    async def delete(self, gw: Gateway, request: Request, record: RequestRecord) -> Response:
+        response_id: str = request.state["path_params"]["id"]
+        if not await self.store.delete_response(response_id, record.key_id):
+            raise _not_found("Response", response_id)
+        return JSONResponse({"id": response_id, "object": "response.deleted", "deleted": True})
+
+    async def input_items(self, gw: Gateway, request: Request, record: RequestRecord) -> Response:
+        stored = await self._get(request, record)
+        params = request.query_params()
+        order = params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise bad_request("order: Input should be 'asc' or 'desc'", param="order", code="invalid_value")
+        try:
+            limit = int(params.get("limit", "20"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise bad_request("limit: Input should be an integer from 1 to 100", param="limit", code="invalid_value")
+        items = stored.items[:stored.input_count]
+        if order == "desc":
+            items = items[::-1]
+        after = params.get("after")
+        if after:
+            ids = [item.get("id") for item in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        page = items[:limit]
+        return JSONResponse({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit})
+
+    async def upgrade(self, gw: Gateway, request: Request, record: RequestRecord) -> Response:
+        if request.headers.get("upgrade", "").lower() == "websocket":
+            raise GatewayError(426, "The WebSocket transport of the Responses API is not served here; use HTTP: "
+                               "POST /v1/responses (with `stream: true` for server-sent events).",
+                               "invalid_request_error", code="websocket_not_supported", retryable=False)
+        raise GatewayError(405, "Method GET not allowed on /v1/responses; use POST.", "invalid_request_error",
+                           code="method_not_allowed", retryable=False, headers={"allow": "POST"})

@@ -1,0 +1,371 @@
+"""Hub -> Responses API: a chat completion as a `response` object, and a chunk stream as the Responses
+event stream.
+
+Output items: `reasoning` (the upstream's reasoning or thinking, as a summary), `message` with
+`output_text` parts (`annotations: []`) or a `refusal`, `function_call` (`call_id` = the chat tool
+call's id; a namespaced tool comes back as its name plus `namespace`), `custom_tool_call` (the
+bridged function's `input` argument, raw). `status` is `completed`, or `incomplete` with
+`incomplete_details.reason` `max_output_tokens` (finish `length`) or `content_filter`.
+
+The stream: `response.created`, `response.in_progress`, then per item `response.output_item.added`,
+its content events (`content_part.added` / `output_text.delta` / `.done` / `content_part.done`,
+`reasoning_summary_part.added` / `reasoning_summary_text.delta` / `.done` / `part.done`,
+`function_call_arguments.delta` / `.done`, `custom_tool_call_input.delta` / `.done`) and
+`response.output_item.done`; then exactly one of `response.completed`, `response.incomplete` or
+`response.failed`. Every event has its `event:` line and a `sequence_number` counting from 0; no
+`[DONE]`. A custom tool's input is only known whole once its JSON arguments are complete, so its
+delta comes in one piece at the end.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from ..errors import GatewayError
+from ..hub import Chunk
+from ..sse import event_frame
+from .responses_request import CUSTOM_INPUT, ResponsesRequest, ToolNames
+
+__all__ = ["ResponsesStreamEncoder", "failure", "new_id", "response_envelope", "response_from_chat", "responses_usage"]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def responses_usage(usage: Any) -> dict[str, Any] | None:
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    prompt_details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
+    completion_details = (usage.get("completion_tokens_details")
+                          if isinstance(usage.get("completion_tokens_details"), dict) else {})
+    cache_write = prompt_details.get("cache_write_tokens") or usage.get("cache_write_tokens") or 0
+    return {"input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": prompt_details.get("cached_tokens") or 0,
+                                     "cache_write_tokens": cache_write},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": completion_details.get("reasoning_tokens") or 0},
+            "total_tokens": usage.get("total_tokens") or prompt + completion}
+
+
+def _status(finish: Any) -> tuple[str, dict[str, str] | None]:
+    if finish == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    if finish == "content_filter":
+        return "incomplete", {"reason": "content_filter"}
+    return "completed", None
+
+
+def response_envelope(request: ResponsesRequest, response_id: str, created_at: int, status: str,
+                      output: list[dict[str, Any]], usage: dict[str, Any] | None = None,
+                      error: dict[str, Any] | None = None, incomplete: dict[str, str] | None = None) -> dict[str, Any]:
+    body = request.body
+    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    envelope = {
+        "id": response_id, "object": "response", "created_at": created_at, "status": status, "background": False,
+        "error": error, "incomplete_details": incomplete, "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"), "max_tool_calls": body.get("max_tool_calls"),
+        "model": request.model, "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": request.previous_response_id,
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "service_tier": body.get("service_tier") or "default", "store": request.store,
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") if isinstance(body.get("text"), dict) else {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": [_echoed_tool(t) for t in body.get("tools") or ()],
+        "top_p": body.get("top_p", 1.0), "truncation": body.get("truncation") or "disabled",
+        "metadata": body.get("metadata") or {},
+    }
+    if usage is not None:
+        envelope["usage"] = usage
+    for name in ("user", "prompt_cache_key", "safety_identifier"):  # strings when given, absent otherwise
+        if isinstance(body.get(name), str):
+            envelope[name] = body[name]
+    return envelope
+
+
+def _echoed_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A request tool as a response lists it: function tools with their `parameters` and `strict` filled in."""
+    if tool.get("type") != "function":
+        return tool
+    return {**tool, "parameters": tool.get("parameters"), "strict": tool.get("strict")}
+
+
+def failure(err: GatewayError) -> dict[str, str]:
+    """A gateway error as a Response's `error` (its `code` is one of the spec's; ours is in the message)."""
+    code = "rate_limit_exceeded" if err.status == 429 else "server_error"
+    return {"code": code, "message": f"{err.message} ({err.code or err.type})"}
+
+
+def _reasoning_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    summary = [{"type": "summary_text", "text": text}] if text else []
+    return {"type": "reasoning", "id": item_id, "summary": summary, "status": status}
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _message_item(item_id: str, parts: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": parts}
+
+
+def _call_item(names: ToolNames, item_id: str, call_id: str, chat_name: str, arguments: str,
+               status: str = "completed") -> dict[str, Any]:
+    namespace, name = names.namespaces.get(chat_name, (None, chat_name))
+    if chat_name in names.custom:
+        item: dict[str, Any] = {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": name,
+                                "input": _custom_input(arguments), "status": status}
+    else:
+        item = {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments,
+                "status": status}
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
+
+
+def _custom_input(arguments: str) -> str:
+    try:
+        parsed = orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        return arguments  # not the JSON we asked for: the raw text is the best input there is
+    if isinstance(parsed, dict) and isinstance(parsed.get(CUSTOM_INPUT), str):
+        return str(parsed[CUSTOM_INPUT])
+    return arguments
+
+
+def _reasoning_text(message: dict[str, Any]) -> str:
+    text = message.get("reasoning_content") or message.get("reasoning")
+    return text if isinstance(text, str) else ""
+
+
+def response_from_chat(chat: dict[str, Any], request: ResponsesRequest, response_id: str,
+                       created_at: int) -> dict[str, Any]:
+    """A `chat.completion` as the `response` object (choice 0)."""
+    choices = chat.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    output: list[dict[str, Any]] = []
+    if reasoning := _reasoning_text(message):
+        output.append(_reasoning_item(new_id("rs"), reasoning))
+    parts: list[dict[str, Any]] = []
+    if isinstance(message.get("content"), str) and message["content"]:
+        parts.append(_text_part(message["content"]))
+    if isinstance(message.get("refusal"), str) and message["refusal"]:
+        parts.append({"type": "refusal", "refusal": message["refusal"]})
+    if parts:
+        output.append(_message_item(new_id("msg"), parts))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        output.append(_call_item(request.tools, new_id("fc"), call.get("id") or new_id("call"),
+                                 function.get("name") or "", function.get("arguments") or ""))
+    status, incomplete = _status(choice.get("finish_reason"))
+    return response_envelope(request, response_id, created_at, status, output, responses_usage(chat.get("usage")),
+                             incomplete=incomplete)
+
+
+class _Call:
+    __slots__ = ("arguments", "call_id", "item_id", "name", "output_index")
+
+    def __init__(self, output_index: int, item_id: str, call_id: str, name: str) -> None:
+        self.output_index = output_index
+        self.item_id = item_id
+        self.call_id = call_id
+        self.name = name
+        self.arguments: list[str] = []
+
+
+Store = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ResponsesStreamEncoder:
+    """Hub chunks -> Responses events (the relay's `StreamEncoder`). `before_end` (e.g. storing the
+    response) runs before the final event is sent, so a follow-up sent at once finds it."""
+
+    def __init__(self, request: ResponsesRequest, response_id: str, created_at: int,
+                 before_end: Store | None = None) -> None:
+        self.request = request
+        self.response_id = response_id
+        self.created_at = created_at
+        self.before_end = before_end
+        self.sequence = 0
+        self.output: list[dict[str, Any] | None] = []  # finished items by output_index (None while open)
+        self.started = False
+        self.text: tuple[int, str, list[str]] | None = None  # open message: (output_index, id, deltas)
+        self.reasoning: tuple[int, str, list[str]] | None = None
+        self.calls: dict[int, _Call] = {}  # by the chat tool-call index
+        self.finish: Any = None
+        self.usage: Any = None
+        self.final: dict[str, Any] | None = None  # the response as it ended
+
+    # -- framing
+    def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
+        payload["type"] = kind
+        payload["sequence_number"] = self.sequence
+        self.sequence += 1
+        return event_frame(kind, payload)
+
+    def _envelope(self, status: str, **extra: Any) -> dict[str, Any]:
+        output = [item for item in self.output if item is not None]
+        return response_envelope(self.request, self.response_id, self.created_at, status, output, **extra)
+
+    def _start(self, out: list[bytes]) -> None:
+        self.started = True
+        out.append(self._event("response.created", {"response": self._envelope("in_progress")}))
+        out.append(self._event("response.in_progress", {"response": self._envelope("in_progress")}))
+
+    def _open(self, item: dict[str, Any], out: list[bytes]) -> int:
+        index = len(self.output)
+        self.output.append(None)
+        out.append(self._event("response.output_item.added", {"output_index": index, "item": item}))
+        return index
+
+    def _done(self, index: int, item: dict[str, Any], out: list[bytes]) -> None:
+        self.output[index] = item
+        out.append(self._event("response.output_item.done", {"output_index": index, "item": item}))
+
+    # -- items
+    def _reasoning_delta(self, text: str, out: list[bytes]) -> None:
+        if self.reasoning is None:
+            self._close_text(out)
+            item_id = new_id("rs")
+            index = self._open({"type": "reasoning", "id": item_id, "summary": [], "status": "in_progress"}, out)
+            out.append(self._event("response.reasoning_summary_part.added", {
+                "item_id": item_id, "output_index": index, "summary_index": 0,
+                "part": {"type": "summary_text", "text": ""}}))
+            self.reasoning = (index, item_id, [])
+        index, item_id, deltas = self.reasoning
+        deltas.append(text)
+        out.append(self._event("response.reasoning_summary_text.delta", {
+            "item_id": item_id, "output_index": index, "summary_index": 0, "delta": text}))
+
+    def _close_reasoning(self, out: list[bytes]) -> None:
+        if self.reasoning is None:
+            return
+        index, item_id, deltas = self.reasoning
+        self.reasoning = None
+        text = "".join(deltas)
+        out.append(self._event("response.reasoning_summary_text.done", {
+            "item_id": item_id, "output_index": index, "summary_index": 0, "text": text}))
+        out.append(self._event("response.reasoning_summary_part.done", {
+            "item_id": item_id, "output_index": index, "summary_index": 0,
+            "part": {"type": "summary_text", "text": text}}))
+        self._done(index, _reasoning_item(item_id, text), out)
+
+    def _text_delta(self, text: str, out: list[bytes]) -> None:
+        if self.text is None:
+            self._close_reasoning(out)
+            item_id = new_id("msg")
+            index = self._open(_message_item(item_id, [], "in_progress"), out)
+            out.append(self._event("response.content_part.added", {
+                "item_id": item_id, "output_index": index, "content_index": 0, "part": _text_part("")}))
+            self.text = (index, item_id, [])
+        index, item_id, deltas = self.text
+        deltas.append(text)
+        out.append(self._event("response.output_text.delta", {
+            "item_id": item_id, "output_index": index, "content_index": 0, "delta": text, "logprobs": []}))
+
+    def _close_text(self, out: list[bytes]) -> None:
+        if self.text is None:
+            return
+        index, item_id, deltas = self.text
+        self.text = None
+        text = "".join(deltas)
+        out.append(self._event("response.output_text.done", {
+            "item_id": item_id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}))
+        out.append(self._event("response.content_part.done", {
+            "item_id": item_id, "output_index": index, "content_index": 0, "part": _text_part(text)}))
+        self._done(index, _message_item(item_id, [_text_part(text)]), out)
+
+    def _call_fragment(self, frag: dict[str, Any], out: list[bytes]) -> None:
+        chat_index = frag.get("index", 0)
+        function = frag.get("function") if isinstance(frag.get("function"), dict) else {}
+        call = self.calls.get(chat_index)
+        if call is None:
+            self._close_reasoning(out)
+            self._close_text(out)
+            name = function.get("name") or ""
+            item_id = new_id("ctc" if name in self.request.tools.custom else "fc")
+            call = _Call(len(self.output), item_id, frag.get("id") or new_id("call"), name)
+            self.calls[chat_index] = call
+            self._open(_call_item(self.request.tools, item_id, call.call_id, name, "", "in_progress"), out)
+        elif function.get("name") and not call.name.endswith(function["name"]):
+            call.name += function["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            call.arguments.append(arguments)
+            if call.name not in self.request.tools.custom:
+                out.append(self._event("response.function_call_arguments.delta", {
+                    "item_id": call.item_id, "output_index": call.output_index, "delta": arguments}))
+
+    def _close_calls(self, out: list[bytes]) -> None:
+        for call in self.calls.values():
+            arguments = "".join(call.arguments)
+            item = _call_item(self.request.tools, call.item_id, call.call_id, call.name, arguments)
+            if item["type"] == "custom_tool_call":
+                out.append(self._event("response.custom_tool_call_input.delta", {
+                    "item_id": call.item_id, "output_index": call.output_index, "delta": item["input"]}))
+                out.append(self._event("response.custom_tool_call_input.done", {
+                    "item_id": call.item_id, "output_index": call.output_index, "input": item["input"]}))
+            else:
+                out.append(self._event("response.function_call_arguments.done", {
+                    "item_id": call.item_id, "output_index": call.output_index, "name": item["name"],
+                    "arguments": arguments}))
+            self._done(call.output_index, item, out)
+        self.calls = {}
+
+    # -- the relay's encoder protocol
+    def encode(self, batch: list[Chunk]) -> bytes:
+        out: list[bytes] = []
+        if not self.started:
+            self._start(out)
+        for chunk in batch:
+            if chunk.get("usage") is not None:
+                self.usage = chunk["usage"]
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                thinking = delta.get("reasoning_content") or delta.get("reasoning")
+                if isinstance(thinking, str) and thinking:
+                    self._reasoning_delta(thinking, out)
+                text = delta.get("content") or delta.get("refusal")
+                if isinstance(text, str) and text:
+                    self._text_delta(text, out)
+                for frag in delta.get("tool_calls") or ():
+                    if isinstance(frag, dict):
+                        self._call_fragment(frag, out)
+                if choice.get("finish_reason") is not None:
+                    self.finish = choice["finish_reason"]
+        return b"".join(out)
+
+    async def end(self) -> bytes:
+        out: list[bytes] = []
+        if not self.started:
+            self._start(out)
+        self._close_reasoning(out)
+        self._close_text(out)
+        self._close_calls(out)
+        status, incomplete = _status(self.finish)
+        final = self._envelope(status, usage=responses_usage(self.usage), incomplete=incomplete)
+        self.final = final
+        if self.before_end is not None:
+            await self.before_end(final)
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        out.append(self._event(kind, {"response": final}))
+        return b"".join(out)
+
+    def error(self, err: GatewayError) -> bytes:
+        out: list[bytes] = []
+        if not self.started:
+            self._start(out)
+        failed = self._envelope("failed", usage=responses_usage(self.usage), error=failure(err))
+        self.final = failed
+        out.append(self._event("response.failed", {"response": failed}))
+        return b"".join(out)
