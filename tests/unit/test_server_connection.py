@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -134,6 +135,33 @@ async def test_headers_too_large_after_a_good_request_get_the_answer_then_a_431(
     app = Recorder()
     got = await exchange(app, get("/ok") + b"GET /big HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
     assert [status for status, _ in got] == [200, 431]
+
+
+async def test_bytes_that_arrive_before_the_close_do_not_turn_it_into_a_reset() -> None:
+    # Closing a socket with bytes of the client unread makes the kernel send a reset instead of a
+    # clean end, and a reset can make the client drop the answer it had not read yet (asyncio streams
+    # raise it before their buffered data). Hence the lingering close.
+    async def busy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        time.sleep(0.3)  # noqa: ASYNC251 (a busy loop, on purpose: the client's next bytes wait unread)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(get("/x"))
+            time.sleep(0.1)
+            sock.sendall(get("/y"))  # pipelined while the first is being answered
+            time.sleep(0.4)  # answered and closed meanwhile
+            data = b""
+            while chunk := sock.recv(65536):  # a reset raises ConnectionResetError
+                data += chunk
+            return data
+
+    async with serving(busy) as (_, port):
+        raw = await asyncio.to_thread(client, port)
+    assert responses(raw) == [(200, b"ok")]
 
 
 # --- pipelining of any depth: back-pressure, never a drop

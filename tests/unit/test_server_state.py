@@ -10,7 +10,7 @@ from switchboard.server.protocol import HttpProtocol, ServerState
 class StubTransport:
     def __init__(self, buffered: int) -> None:
         self.buffered = buffered
-        self.aborted = False
+        self.aborted = self.closed = False
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
@@ -18,12 +18,16 @@ class StubTransport:
     def abort(self) -> None:
         self.aborted = True
 
+    def close(self) -> None:
+        self.closed = True
+
 
 class StubConnection:
     def __init__(self, idle_since: float | None, reading_since: float | None = None) -> None:
         self.idle_since = idle_since
         self.reading_since = reading_since
         self.write_stalled_since: float | None = None
+        self.linger_until: float | None = None
         self.cycles: list[object] = [] if idle_since is not None else [object()]
         self.keep_alive = True
         self.closed = False
@@ -82,6 +86,7 @@ def paused_writer(state: ServerState, since: float, buffered: int) -> StubTransp
     conn.idle_since = None
     conn.reading_since = None
     conn.write_stalled_since = since
+    conn.linger_until = None
     conn._write_backlog = buffered
     state.connections.add(conn)
     return transport
@@ -103,3 +108,17 @@ def test_sweep_spares_a_client_that_reads_slowly() -> None:
     assert not slow.aborted
     state.sweep(now=400.0)  # then nothing for longer than the timeout
     assert slow.aborted
+
+
+def test_sweep_ends_a_lingering_close_unless_the_client_still_reads_the_last_response() -> None:
+    state = ServerState(app=None)  # type: ignore[arg-type]
+    done, reading, stuck = (paused_writer(state, since=0.0, buffered=n) for n in (0, 50_000, 50_000))
+    for transport in (done, reading, stuck):
+        conn = next(c for c in state.connections if c.transport is transport)
+        conn.write_stalled_since = None
+        conn.linger_until = 5.0  # our side was closed 2 s before
+    reading.buffered = 20_000  # read some of it since
+    state.sweep(now=6.0)
+    assert (done.closed, done.aborted) == (True, False)
+    assert (reading.closed, reading.aborted) == (False, False)  # still lingering, for another while
+    assert (stuck.closed, stuck.aborted) == (False, True)

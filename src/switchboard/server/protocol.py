@@ -21,7 +21,9 @@ to drain, up to the send timeout), client disconnects (`receive` returns `http.d
 `send`s are dropped), and malformed or oversized requests: the requests received whole before one
 still get their answers, in order, then an OpenAI-format error for it, then the connection closes
 (`_stop_parsing`). Bytes after a request that ends the connection (`Connection: close`, HTTP/1.0)
-are not an error: that request is answered, then the connection closes. Only request bytes count as
+are not an error: that request is answered, then the connection closes. A connection is closed
+after its last response in two steps (a lingering close, `_linger_close`), so that what the client
+still sends cannot turn into a reset that destroys that response. Only request bytes count as
 activity: the empty lines allowed between requests do not hold an idle connection open. A
 `#fragment` in the request target (never sent by a conforming client) is dropped.
 """
@@ -52,7 +54,7 @@ HEAD_TIMEOUT_S = 30.0  # a request line + headers (or a body) that takes longer 
 MAX_PIPELINE = 32  # requests queued on one connection past which what was read waits unparsed
 _PIECE = 8 * 1024  # a longer read is parsed in pieces of this size, so a full pipeline stops between two
 _READ_SLACK = 256 * 1024  # the most one read from the socket can bring
-_LINGER_S = 2.0  # after an error response, how long what the client still sends is read and dropped
+_LINGER_S = 2.0  # after the last response, how long what the client still sends is read and dropped
 BODY_HIGH_WATER = 256 * 1024  # buffered, unread request body above which reading pauses
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 _DISCONNECT = {"type": "http.disconnect"}
@@ -115,6 +117,10 @@ class ServerState:
                 if conn.idle_since < limit:
                     conn.close()
                 continue
+            if conn.linger_until is not None:
+                if conn.linger_until < now:
+                    conn.linger_expired(now)
+                continue
             if conn.write_stalled_since is not None and conn.not_read_since(now, unread):
                 conn.send_timed_out()
             elif conn.stalled_since(slow):
@@ -135,8 +141,8 @@ class ServerState:
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("_closing", "_drain_waiter", "_expect_continue", "_final", "_head_read", "_header_bytes", "_headers",
                  "_in_head", "_parsing", "_read_paused", "_unparsed", "_url", "_write_backlog", "client", "cycles",
-                 "idle_since", "keep_alive", "loop", "parser", "reading_since", "server", "state", "transport",
-                 "write_paused", "write_stalled_since")
+                 "idle_since", "keep_alive", "linger_until", "loop", "parser", "reading_since", "server", "state",
+                 "transport", "write_paused", "write_stalled_since")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -160,6 +166,7 @@ class HttpProtocol(asyncio.Protocol):
         self.reading_since: float | None = None  # when the request being read (head or body) started
         self.keep_alive = True
         self.idle_since: float | None = None  # no request queued nor being read since then
+        self.linger_until: float | None = None  # our side is closed; the sweep closes the rest then
         self.write_paused = False
         self.write_stalled_since: float | None = None  # the client last read what we wrote (while paused)
         self._write_backlog = 0  # the transport's write buffer at the last sweep, while paused
@@ -354,9 +361,11 @@ class HttpProtocol(asyncio.Protocol):
         self._linger_close()
 
     def _linger_close(self) -> None:
-        # Closing with unread bytes from the client would make the kernel answer them with a reset,
-        # which can destroy the last response before the client reads it. End our side, and drop what
-        # still comes for a moment (or until the client closes).
+        """Close after the last response, in two steps (RFC 9112 9.6): closing with unread bytes from
+        the client, or with bytes still on their way, would make the kernel answer them with a reset,
+        which can destroy that response before the client reads it. So end our side, drop what still
+        comes, and close when the client does (on a `connection: close` answer it does at once), or
+        at the sweep after _LINGER_S."""
         transport = self.transport
         if transport.is_closing():
             return
@@ -364,11 +373,25 @@ class HttpProtocol(asyncio.Protocol):
             transport.close()
             return
         self._closing = True
+        self.idle_since = None
         if self._read_paused:
             self._read_paused = False
             transport.resume_reading()
         transport.write_eof()
-        self.loop.call_later(_LINGER_S, self.close)
+        self.linger_until = self.loop.time() + _LINGER_S
+        self._write_backlog = transport.get_write_buffer_size()
+
+    def linger_expired(self, now: float) -> None:
+        """The sweep, _LINGER_S after our side was closed: close, unless the client is still reading
+        the last response (then wait on); if it reads none of it, cut."""
+        backlog = self.transport.get_write_buffer_size()
+        if backlog == 0:
+            self.transport.close()
+        elif backlog < self._write_backlog:
+            self._write_backlog = backlog
+            self.linger_until = now + _LINGER_S
+        else:
+            self.transport.abort()
 
     def pause_reading(self) -> None:
         if not self._read_paused:
@@ -470,10 +493,7 @@ class HttpProtocol(asyncio.Protocol):
         if cycles and cycles[0] is cycle:
             cycles.popleft()
         if not cycle.keep_alive or not self.keep_alive:
-            if self._closing or self._read_paused:  # bytes may be unread: see _linger_close
-                self._linger_close()
-            else:
-                self.close()
+            self._linger_close()
             return
         # A response sent before its request's body was all read (an early error) leaves the rest of
         # that body to the parser, which drops it (on_body ignores complete cycles) and reads on.
