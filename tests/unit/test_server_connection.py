@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from switchboard.config import parse_config
-from switchboard.server.protocol import MAX_PIPELINE, HttpProtocol, ServerState
+from switchboard.server.protocol import HEAD_TIMEOUT_S, MAX_PIPELINE, HttpProtocol, ServerState
 
 _RESPONSE_HEAD = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n")
 
@@ -25,13 +25,17 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, bytes]] = []  # method, path, body
-        self.disconnects = 0
+        self.disconnects = 0  # receive() said http.disconnect, or the task was cancelled
         self.hold: asyncio.Event | None = None  # while set to an unset event, requests wait for it
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b""
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                self.disconnects += 1
+                raise
             if message["type"] == "http.disconnect":
                 self.disconnects += 1
                 return
@@ -123,12 +127,24 @@ async def test_several_good_requests_then_a_bad_one_are_answered_in_order() -> N
     assert got == [(200, b"/a"), (200, b"/b"), (200, b"/c"), got[3]] and got[3][0] == 400
 
 
-async def test_broken_chunk_framing_after_the_head_gets_a_400_and_the_app_a_disconnect() -> None:
+async def test_broken_chunk_framing_after_the_head_gets_a_400() -> None:
     app = Recorder()
     broken = b"POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
     got = await exchange(app, get("/before") + broken)
     assert [status for status, _ in got] == [200, 400] and got[0][1] == b"/before"
     assert [path for _, path, _ in app.seen] == ["/before"]  # the broken request never reached its end
+
+
+async def test_broken_chunk_framing_while_the_app_reads_the_body_gives_it_a_disconnect_not_a_500() -> None:
+    app = Recorder()
+    async with serving(app) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await asyncio.sleep(0.1)  # the app runs and has read "hello"
+        writer.write(b"zz\r\n")
+        raw = await until_closed(reader)
+        writer.close()
+    assert [status for status, _ in responses(raw)] == [400] and app.disconnects == 1 and not app.seen
 
 
 async def test_headers_too_large_after_a_good_request_get_the_answer_then_a_431() -> None:
@@ -162,6 +178,20 @@ async def test_bytes_that_arrive_before_the_close_do_not_turn_it_into_a_reset() 
     async with serving(busy) as (_, port):
         raw = await asyncio.to_thread(client, port)
     assert responses(raw) == [(200, b"ok")]
+
+
+async def test_a_body_that_stops_coming_gets_a_408_after_the_answers_before_it() -> None:
+    app = Recorder()
+    async with serving(app) as (state, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get("/first") + b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        await asyncio.sleep(0.1)  # the first is answered; the second's app waits for the rest of its body
+        state.sweep(asyncio.get_running_loop().time() + HEAD_TIMEOUT_S + 1)
+        raw = await until_closed(reader)
+        writer.close()
+    got = responses(raw)
+    assert [status for status, _ in got] == [200, 408] and b'"request_timeout"' in got[1][1]
+    assert app.disconnects == 1 and [path for _, path, _ in app.seen] == ["/first"]  # no 500 for the cut one
 
 
 # --- pipelining of any depth: back-pressure, never a drop
