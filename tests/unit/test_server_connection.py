@@ -299,6 +299,35 @@ async def test_a_client_that_never_reads_its_stream_is_cut_and_the_app_sees_a_di
     assert cancelled.is_set()
 
 
+async def test_a_client_that_never_reads_a_whole_answer_is_cut_after_it_went_idle() -> None:
+    written = asyncio.Event()
+
+    async def big_answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        body = b"x" * 32 * 1024 * 1024  # one send: all of it lands in the write buffer at once
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        written.set()
+
+    async with serving(big_answer, send_timeout_s=0.5) as (state, port):
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, get("/big"))
+        await asyncio.wait_for(written.wait(), 5)  # the response is complete: the connection is idle
+        for _ in range(50):  # the sweep, faster; the client reads nothing
+            await asyncio.sleep(0.1)
+            state.sweep(loop.time())
+            if not state.connections:
+                break
+        remaining = len(state.connections)
+        sock.close()
+    assert remaining == 0  # cut, and its 32 MB buffer freed; not left to a close that waits to flush
+
+
 def test_send_timeout_is_a_server_option_with_a_default() -> None:
     assert parse_config("server: {send_timeout_s: 5}\n").server.send_timeout_s == 5.0
     assert parse_config("server: {}\n").server.send_timeout_s == 60.0

@@ -122,3 +122,11 @@ def test_sweep_ends_a_lingering_close_unless_the_client_still_reads_the_last_res
     assert (done.closed, done.aborted) == (True, False)
     assert (reading.closed, reading.aborted) == (False, False)  # still lingering, for another while
     assert (stuck.closed, stuck.aborted) == (False, True)
+
+
+def test_sweep_cuts_an_idle_connection_whose_client_left_its_answer_unread() -> None:
+    state = ServerState(app=None, send_timeout_s=60.0)  # type: ignore[arg-type]
+    stuck = paused_writer(state, since=10.0, buffered=100_000)
+    next(iter(state.connections)).idle_since = 11.0  # the answer was written whole, then the connection idled
+    state.sweep(now=100.0)  # before the keep-alive timeout (75 s): only the send timeout applies
+    assert stuck.aborted

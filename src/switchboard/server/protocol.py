@@ -113,16 +113,16 @@ class ServerState:
         slow = now - HEAD_TIMEOUT_S
         unread = now - self.send_timeout_s
         for conn in list(self.connections):
-            if conn.idle_since is not None:
-                if conn.idle_since < limit:
-                    conn.close()
-                continue
-            if conn.linger_until is not None:
-                if conn.linger_until < now:
-                    conn.linger_expired(now)
-                continue
+            # A client that stopped reading, checked first: an answer written whole leaves the connection
+            # idle (or lingering) with that answer still in the write buffer, which a close would wait on.
             if conn.write_stalled_since is not None and conn.not_read_since(now, unread):
                 conn.send_timed_out()
+            elif conn.idle_since is not None:
+                if conn.idle_since < limit:
+                    conn.close()
+            elif conn.linger_until is not None:
+                if conn.linger_until < now:
+                    conn.linger_expired(now)
             elif conn.stalled_since(slow):
                 conn.timed_out()
 
