@@ -194,6 +194,12 @@ async def test_a_body_that_stops_coming_gets_a_408_after_the_answers_before_it()
     assert app.disconnects == 1 and [path for _, path, _ in app.seen] == ["/first"]  # no 500 for the cut one
 
 
+async def test_an_upgrade_request_is_answered_as_plain_http_then_the_connection_ends() -> None:
+    app = Recorder()
+    got = await exchange(app, get("/ws", "Connection: upgrade\r\nUpgrade: websocket\r\n") + b"\x81\x05hello")
+    assert got == [(200, b"/ws")]
+
+
 # --- pipelining of any depth: back-pressure, never a drop
 
 
