@@ -51,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else config.server.port,
         workers=max(1, args.workers),
         grace_s=config.server.shutdown_grace_s,
+        send_timeout_s=config.server.send_timeout_s,
     )
     app = _build_app(config)  # also validates what the YAML alone does not, before any worker starts
 

@@ -53,6 +53,9 @@ class ServerConfig:
     shutdown_grace_s: float = 30.0
     # Total time for one request across all attempts, retries and fallbacks (streams: until the first chunk).
     request_timeout_s: float = 600.0
+    # A client that reads nothing of its response for this long (the write buffer stays full) is cut, and
+    # the upstream request behind it is cancelled (as nginx's send_timeout).
+    send_timeout_s: float = 60.0
 
 
 @dataclass(slots=True)
@@ -335,6 +338,7 @@ def _read_server(s: _Section) -> ServerConfig:
         task_header=s.get("task_header", str, "x-openwebui-task").lower(),
         shutdown_grace_s=s.positive("shutdown_grace_s", float, 30.0, allow_zero=True),
         request_timeout_s=s.positive("request_timeout_s", float, 600.0),
+        send_timeout_s=s.positive("send_timeout_s", float, 60.0),
     )
     s.done()
     return cfg

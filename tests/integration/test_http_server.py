@@ -187,3 +187,37 @@ def test_server_still_serves_after_all_that(server: SwitchboardProcess) -> None:
         assert c.response()[0].status == 200
     finally:
         c.close()
+
+
+def test_a_request_with_connection_close_and_more_bytes_after_it_is_answered_then_closed(conn: Conn) -> None:
+    # Issue 11: llhttp's "data after Connection: close" used to drop the pending request.
+    conn.send(chat_request("Connection: close\r\n") + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    resp, body = conn.response()
+    assert resp.status == 200 and json.loads(body)["object"] == "chat.completion"
+    assert resp.getheader("connection") == "close" and conn.closed_by_server()
+
+
+def test_an_http_1_0_request_with_more_bytes_after_it_is_answered_then_closed(conn: Conn) -> None:
+    conn.send(b"GET /health HTTP/1.0\r\n\r\nGET /health HTTP/1.0\r\n\r\n")
+    resp, body = conn.response()
+    assert resp.status == 200 and json.loads(body) == {"status": "ok"} and conn.closed_by_server()
+
+
+def test_a_bad_request_pipelined_after_good_ones_is_answered_last_with_a_400(conn: Conn) -> None:
+    conn.send(chat_request("X-Request-Id: good-1\r\n") + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+              + b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
+    first, body = conn.response()
+    assert first.status == 200 and first.getheader("x-request-id") == "good-1" and json.loads(body)["choices"]
+    assert conn.response()[0].status == 200
+    resp, body = conn.response()
+    assert resp.status == 400 and json.loads(body)["error"]["code"] == "invalid_http_request"
+    assert conn.closed_by_server()
+
+
+def test_a_deep_pipeline_is_answered_in_full_and_in_order(conn: Conn) -> None:
+    depth = 100
+    conn.send(b"".join(f"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-Id: deep-{i}\r\n\r\n".encode()
+                       for i in range(depth)))
+    for i in range(depth):
+        resp, _ = conn.response()
+        assert (resp.status, resp.getheader("x-request-id")) == (200, f"deep-{i}")

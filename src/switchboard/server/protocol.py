@@ -9,15 +9,23 @@ gateway's requests are small and many:
   TCP segment for a typical completion): `http.response.start` is held until the first body message;
 - nothing per request that the gateway does not read (no access-log formatting, no proxy-header
   rewriting, no regex over response headers);
-- idle keep-alive connections are closed by a once-a-second sweep (`ServerState.sweep`) instead
-  of a timer armed and cancelled around every request.
+- the timeouts (idle keep-alive, a request too slow to arrive, a client that does not read what is
+  sent to it) are enforced by a once-a-second sweep (`ServerState.sweep`) instead of timers armed
+  and cancelled around every request.
 
-Also handled: pipelined requests (answered in order; reading pauses while one waits), request
+Also handled: pipelined requests of any depth (answered in order; reading pauses while one waits,
+and past MAX_PIPELINE requests queued what was read stays unparsed until answers go out), request
 bodies in any framing llhttp accepts (Content-Length or chunked) with read back-pressure,
-`Expect: 100-continue`, HEAD, HTTP/1.0 clients (a body without a length ends at close), write
-back-pressure (`send` waits for the transport to drain), client disconnects (`receive` returns
-`http.disconnect`; later `send`s are dropped), and malformed or oversized requests (an
-OpenAI-format error, then close).
+`Expect: 100-continue`, HEAD, HTTP/1.0 clients, write back-pressure (`send` waits for the transport
+to drain, up to the send timeout), client disconnects (`receive` returns `http.disconnect`; later
+`send`s are dropped), and malformed or oversized requests: the requests received whole before one
+still get their answers, in order, then an OpenAI-format error for it, then the connection closes
+(`_stop_parsing`). Bytes after a request that ends the connection (`Connection: close`, HTTP/1.0)
+are not an error: that request is answered, then the connection closes. A connection is closed
+after its last response in two steps (a lingering close, `_linger_close`), so that what the client
+still sends cannot turn into a reset that destroys that response. Only request bytes count as
+activity: the empty lines allowed between requests do not hold an idle connection open. A
+`#fragment` in the request target (never sent by a conforming client) is dropped.
 """
 
 from __future__ import annotations
@@ -43,9 +51,10 @@ ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 MAX_HEADER_BYTES = 64 * 1024  # request line + headers; more is answered with 431
 MAX_HEADERS = 128  # header lines per request; more is answered with 431
 HEAD_TIMEOUT_S = 30.0  # a request line + headers (or a body) that takes longer gets a 408
-MAX_PIPELINE = 32  # requests parsed ahead of their answer on one connection; more closes it
+MAX_PIPELINE = 32  # requests queued on one connection past which what was read waits unparsed
+_PIECE = 8 * 1024  # a longer read is parsed in pieces of this size, so a full pipeline stops between two
 _READ_SLACK = 256 * 1024  # the most one read from the socket can bring
-_LINGER_S = 2.0  # after an error response, how long what the client still sends is read and dropped
+_LINGER_S = 2.0  # after the last response, how long what the client still sends is read and dropped
 BODY_HIGH_WATER = 256 * 1024  # buffered, unread request body above which reading pauses
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 _DISCONNECT = {"type": "http.disconnect"}
@@ -76,11 +85,13 @@ def _error_bytes(status: int, message: str, code: str, date: bytes) -> bytes:
 
 class ServerState:
     """What the connections of one server process share: the app, the open connections, the
-    current `date` header, the keep-alive timeout, and whether the server is draining."""
+    current `date` header, the keep-alive and send timeouts, and whether the server is draining."""
 
-    def __init__(self, app: ASGIApp, keepalive_timeout_s: float = 75.0, root_path: str = "") -> None:
+    def __init__(self, app: ASGIApp, keepalive_timeout_s: float = 75.0, root_path: str = "",
+                 send_timeout_s: float = 60.0) -> None:
         self.app = app
         self.keepalive_timeout_s = keepalive_timeout_s
+        self.send_timeout_s = send_timeout_s
         self.root_path = root_path
         self.connections: set[HttpProtocol] = set()
         self.draining = False
@@ -94,14 +105,24 @@ class ServerState:
         self.date_header = b"date: " + formatdate(usegmt=True).encode() + b"\r\n"
 
     def sweep(self, now: float) -> None:
-        """Once a second: the `date` header, closing keep-alive connections idle too long, and a 408
-        for a request whose head, or body, has trickled in for longer than HEAD_TIMEOUT_S."""
+        """Once a second: the `date` header, closing keep-alive connections idle too long, a 408
+        for a request whose head, or body, has trickled in for longer than HEAD_TIMEOUT_S, and
+        cutting a connection whose client has read nothing of its response for `send_timeout_s`."""
         self.refresh_date()
         limit = now - self.keepalive_timeout_s
         slow = now - HEAD_TIMEOUT_S
+        unread = now - self.send_timeout_s
         for conn in list(self.connections):
-            if conn.idle_since is not None and conn.idle_since < limit:
-                conn.close()
+            # A client that stopped reading, checked first: an answer written whole leaves the connection
+            # idle (or lingering) with that answer still in the write buffer, which a close would wait on.
+            if conn.write_stalled_since is not None and conn.not_read_since(now, unread):
+                conn.send_timed_out()
+            elif conn.idle_since is not None:
+                if conn.idle_since < limit:
+                    conn.close()
+            elif conn.linger_until is not None:
+                if conn.linger_until < now:
+                    conn.linger_expired(now)
             elif conn.stalled_since(slow):
                 conn.timed_out()
 
@@ -118,9 +139,10 @@ class ServerState:
 
 
 class HttpProtocol(asyncio.Protocol):
-    __slots__ = ("_drain_waiter", "_expect_continue", "_head_read", "_header_bytes", "_headers", "_in_head", "_parsing",
-                 "_read_paused", "_rejected", "_url", "client", "cycles", "idle_since", "keep_alive", "loop", "parser",
-                 "reading_since", "server", "state", "transport", "write_paused")
+    __slots__ = ("_closing", "_drain_waiter", "_expect_continue", "_final", "_head_read", "_header_bytes", "_headers",
+                 "_in_head", "_parsing", "_read_paused", "_unparsed", "_url", "_write_backlog", "client", "cycles",
+                 "idle_since", "keep_alive", "linger_until", "loop", "parser", "reading_since", "server", "state",
+                 "transport", "write_paused", "write_stalled_since")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -135,11 +157,19 @@ class HttpProtocol(asyncio.Protocol):
         self._head_read = 0
         self._expect_continue = False
         self._in_head = False  # between a request's first byte and the end of its headers
-        self._rejected = False  # an error response was sent; the connection is closing
+        # No more requests are read on this connection (an error, or the last request ended it): what
+        # the client still sends is dropped, the queued requests are answered, then `_final` (an error
+        # response) if any, then the connection closes.
+        self._closing = False
+        self._final: bytes | None = None
+        self._unparsed: bytes | None = None  # read while MAX_PIPELINE requests were queued: parsed later
         self.reading_since: float | None = None  # when the request being read (head or body) started
         self.keep_alive = True
-        self.idle_since: float | None = None
+        self.idle_since: float | None = None  # no request queued nor being read since then
+        self.linger_until: float | None = None  # our side is closed; the sweep closes the rest then
         self.write_paused = False
+        self.write_stalled_since: float | None = None  # the client last read what we wrote (while paused)
+        self._write_backlog = 0  # the transport's write buffer at the last sweep, while paused
         self._read_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.server: tuple[str, int] | None = None
@@ -175,30 +205,53 @@ class HttpProtocol(asyncio.Protocol):
                 cycle.task.cancel()
         self.cycles.clear()
         self._parsing = None
+        self._unparsed = self._final = None
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._rejected:
-            return  # lingering after an error response: what the client still sends is dropped
-        self.idle_since = None
+        if self._closing:
+            return  # no more requests on this connection: what the client still sends is dropped
+        if self._unparsed is not None:  # the pipeline is full (reading is paused; this read was under way)
+            self._unparsed += data
+        elif len(data) <= _PIECE:
+            self._parse(data)
+        else:
+            self._parse_in_pieces(data)
+
+    def _parse_in_pieces(self, data: bytes) -> None:
+        """Parse a long read piece by piece, stopping between two pieces once MAX_PIPELINE requests
+        are queued: the rest waits, unparsed and with reading paused, until answers go out. (llhttp
+        cannot stop within what it is given, so a piece holds the few requests queued past the bound.)"""
+        view = memoryview(data)
+        for at in range(0, len(data), _PIECE):
+            if len(self.cycles) >= MAX_PIPELINE:
+                self._unparsed = bytes(view[at:])
+                self.pause_reading()
+                return
+            self._parse(view[at:at + _PIECE])
+            if self._closing:
+                return
+
+    def _parse(self, data: bytes | memoryview) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # Upgrades (WebSocket, h2c) are not offered: the request was answered as plain HTTP/1.1,
-            # and what follows it on this connection is not HTTP/1.1, so the connection ends with it.
-            self.keep_alive = False
+            # Upgrades (WebSocket, h2c) are not offered: the request is answered as plain HTTP/1.1, and
+            # what follows it on this connection is not HTTP/1.1, so the connection ends with it.
+            self._stop_parsing(None)
+            return
         except httptools.HttpParserError as exc:
             # httptools wraps an exception raised in a callback (ours) in its own.
-            cause = exc.__context__
-            if isinstance(cause, _HeadersTooLarge):
-                self._reject(431, f"Request line and headers exceed {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} "
-                                  "lines.", "headers_too_large")
-            elif isinstance(cause, _PipelineTooDeep):
-                self._rejected = True
-                self.transport.close()
+            if isinstance(exc.__context__, _HeadersTooLarge):
+                self._fail(431, f"Request line and headers exceed {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} lines.",
+                           "headers_too_large")
+            elif self.cycles and not self.cycles[-1].keep_alive and self._parsing is None:
+                # "Data after `Connection: close`" (or after an HTTP/1.0 request): the connection ends with
+                # the last request, so what follows is not a request of its own and gets no answer.
+                self._stop_parsing(None)
             else:
-                self._reject(400, f"Invalid HTTP request: {exc}", "invalid_http_request")
+                self._fail(400, f"Invalid HTTP request: {exc}", "invalid_http_request")
             return
         if self._in_head:
             # httptools joins the pieces of one header itself and calls on_header only when it is whole:
@@ -207,16 +260,19 @@ class HttpProtocol(asyncio.Protocol):
             # slack of one read.)
             self._head_read += len(data)
             if self._head_read > MAX_HEADER_BYTES + _READ_SLACK:
-                self._reject(431, f"Request line and headers exceed {MAX_HEADER_BYTES} bytes.", "headers_too_large")
+                self._fail(431, f"Request line and headers exceed {MAX_HEADER_BYTES} bytes.", "headers_too_large")
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.write_stalled_since = self.loop.time()
+        self._write_backlog = self.transport.get_write_buffer_size()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_stalled_since = None
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
@@ -237,34 +293,105 @@ class HttpProtocol(asyncio.Protocol):
         return self.reading_since is not None and self.reading_since < since and not self._read_paused
 
     def timed_out(self) -> None:
-        """A request too slow to arrive (the sweep): 408 if no response is under way, then close."""
-        self.reading_since = None
-        if self.cycles and self.cycles[0].response_started:
-            self.transport.close()
-            return
-        for cycle in self.cycles:
-            if cycle.task is not None:
-                cycle.task.cancel()
-        self.cycles.clear()
-        self._reject(408, f"The request took longer than {HEAD_TIMEOUT_S:g} s to arrive.", "request_timeout")
+        """A request too slow to arrive (the sweep): the requests before it are answered, then a 408."""
+        self._fail(408, f"The request took longer than {HEAD_TIMEOUT_S:g} s to arrive.", "request_timeout")
 
-    def _reject(self, status: int, message: str, code: str) -> None:
+    def not_read_since(self, now: float, since: float) -> bool:
+        """The sweep, while writing is paused: has the client read nothing of what we sent since then?
+        A shrinking write buffer is a client reading, however slowly (nginx's `send_timeout` counts
+        the same way: the time between two successful writes)."""
+        backlog = self.transport.get_write_buffer_size()
+        if backlog < self._write_backlog:
+            self.write_stalled_since = now
+        self._write_backlog = backlog
+        return self.write_stalled_since is not None and self.write_stalled_since < since
+
+    def send_timed_out(self) -> None:
+        """A client that stopped reading its response: cut the connection (what is buffered for it
+        goes too), so the app sees a disconnect and the work behind the response stops."""
+        log.info("closing a connection whose client read nothing for %g s", self.state.send_timeout_s)
+        self.write_stalled_since = None
+        self.transport.abort()
+
+    def _fail(self, status: int, message: str, code: str) -> None:
+        """The request being read is bad: answer it with this error, after the ones before it."""
+        self._stop_parsing(_error_bytes(status, message, code, self.state.date_header))
+
+    def _stop_parsing(self, final: bytes | None) -> None:
+        """No more requests are read on this connection. The requests received whole still get their
+        answers, in order; then `final` (the error response for the request that could not be read),
+        if any; then the connection closes."""
+        if self._closing:
+            return
+        self._closing = True
         self._in_head = False
-        if self._rejected or self.transport.is_closing():  # the parser fails again on what followed
-            return
-        self._rejected = True
-        if self.cycles:  # a response is under way: its bytes and ours cannot be told apart
-            self.transport.close()
-            return
-        self.transport.write(_error_bytes(status, message, code, self.state.date_header))
-        # Lingering close: closing with unread bytes from the client would make the kernel answer them
-        # with a reset, which can destroy the error response before the client reads it. Send it, end
-        # our side, and drop what still comes for a moment (or until the client closes).
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-            self.loop.call_later(_LINGER_S, self.close)
+        self.reading_since = None
+        self._unparsed = None
+        broken, self._parsing = self._parsing, None  # a request whose body broke off
+        if broken is not None:
+            if broken.response_complete:  # answered early already: the rest of its body needs no answer
+                final = None
+            elif broken.response_started and broken.head is None:
+                self.transport.close()  # part of its answer is out: it can be neither finished nor replaced
+                return
+            else:  # `final` answers it instead: its app sees a disconnect, and what it sends is dropped
+                broken.disconnected = True
+                if self.cycles and self.cycles[-1] is broken:
+                    self.cycles.pop()
+                if broken.task is not None:
+                    broken.task.cancel()
+                broken.wake()
+        if final is None and self.cycles and not self.cycles[-1].response_started:
+            self.cycles[-1].keep_alive = False  # the last answer says `connection: close`
+        if self._read_paused:  # read on, and drop, so that no unread bytes make the close a reset
+            self._read_paused = False
+            self.transport.resume_reading()
+        if self.cycles:
+            self._final = final  # written by response_done after the last answer
         else:
+            self._finish(final)
+
+    def _finish(self, final: bytes | None) -> None:
+        """Close after the last answer, with `final` (an error response) first if there is one."""
+        self._final = None
+        if self.transport.is_closing():
+            return
+        if final is not None:
+            self.transport.write(final)
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Close after the last response, in two steps (RFC 9112 9.6): closing with unread bytes from
+        the client, or with bytes still on their way, would make the kernel answer them with a reset,
+        which can destroy that response before the client reads it. So end our side, drop what still
+        comes, and close when the client does (on a `connection: close` answer it does at once), or
+        at the sweep after _LINGER_S."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        self._closing = True
+        self.idle_since = None
+        if self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+        transport.write_eof()
+        self.linger_until = self.loop.time() + _LINGER_S
+        self._write_backlog = transport.get_write_buffer_size()
+
+    def linger_expired(self, now: float) -> None:
+        """The sweep, _LINGER_S after our side was closed: close, unless the client is still reading
+        the last response (then wait on); if it reads none of it, cut."""
+        backlog = self.transport.get_write_buffer_size()
+        if backlog == 0:
             self.transport.close()
+        elif backlog < self._write_backlog:
+            self._write_backlog = backlog
+            self.linger_until = now + _LINGER_S
+        else:
+            self.transport.abort()
 
     def pause_reading(self) -> None:
         if not self._read_paused:
@@ -272,7 +399,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._read_paused and len(self.cycles) <= 1:
+        if self._read_paused and len(self.cycles) <= 1 and self._unparsed is None:
             self._read_paused = False
             self.transport.resume_reading()
 
@@ -286,6 +413,7 @@ class HttpProtocol(asyncio.Protocol):
         self._head_read = 0
         self._in_head = True
         self.reading_since = self.loop.time()
+        self.idle_since = None  # a request's first byte: the empty lines allowed before one do not count
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -300,18 +428,18 @@ class HttpProtocol(asyncio.Protocol):
         if self._header_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADERS:
             raise _HeadersTooLarge
         name = name.lower()
-        self._headers.append((name, value))
+        self._headers.append((name, value.rstrip()))  # llhttp drops the whitespace before a value, not after
         if name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if len(self.cycles) >= MAX_PIPELINE:
-            raise _PipelineTooDeep
         parser = self.parser
         http_version = parser.get_http_version()
         method = parser.get_method().decode("ascii")
         url = self._url
+        if 35 in url:  # "#": a fragment is the client's own (RFC 9110 4.2.5) and has no place in the path
+            url = url.partition(b"#")[0]
         if url[:1] != b"/":  # absolute-form or asterisk-form
             parsed = httptools.parse_url(url)
             raw_path, query = parsed.path or b"/", parsed.query or b""
@@ -361,25 +489,28 @@ class HttpProtocol(asyncio.Protocol):
 
     def response_done(self, cycle: RequestCycle) -> None:
         """The response to the first pending request is complete: go on to the next, or idle."""
-        if self.cycles and self.cycles[0] is cycle:
-            self.cycles.popleft()
+        cycles = self.cycles
+        if cycles and cycles[0] is cycle:
+            cycles.popleft()
         if not cycle.keep_alive or not self.keep_alive:
-            self.close()
+            self._linger_close()
             return
         # A response sent before its request's body was all read (an early error) leaves the rest of
         # that body to the parser, which drops it (on_body ignores complete cycles) and reads on.
-        if self.cycles:
-            self.cycles[0].start()
+        if cycles:
+            cycles[0].start()
+            if self._unparsed is not None and len(cycles) < MAX_PIPELINE:
+                held, self._unparsed = self._unparsed, None
+                self._parse_in_pieces(held)
+        elif self._closing:
+            self._finish(self._final)
+            return
         else:
             self.idle_since = self.loop.time()
         self.resume_reading()
 
 
 class _HeadersTooLarge(Exception):
-    pass
-
-
-class _PipelineTooDeep(Exception):
     pass
 
 

@@ -39,6 +39,7 @@ class ServeOptions:
     workers: int = 1
     grace_s: float = 30.0
     keepalive_s: float = 75.0
+    send_timeout_s: float = 60.0  # a client that reads nothing of its response for this long is cut
     backlog: int = 4096
 
 
@@ -153,7 +154,7 @@ class _Worker:
         lifespan = _Lifespan(self.app)
         if not await lifespan.startup():
             return EXIT_STARTUP_FAILED
-        state = ServerState(self.app, self.options.keepalive_s)
+        state = ServerState(self.app, self.options.keepalive_s, send_timeout_s=self.options.send_timeout_s)
         server = await loop.create_server(lambda: HttpProtocol(state), sock=self.sock, backlog=self.options.backlog)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
