@@ -97,7 +97,8 @@ def test_a_chat_answer_becomes_a_valid_response_object() -> None:
     req = _parse(input="hi", tools=TOOLS)
     response = response_from_chat(_chat_answer(
         content="Let me check.", reasoning_content="thinking...",
-        tool_calls=[{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}},
+        tool_calls=[{"id": "c1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}},
                     {"id": "c2", "type": "function", "function": {"name": "apply_patch",
                                                                   "arguments": '{"input":"*** Begin"}'}},
                     {"id": "c3", "type": "function", "function": {"name": "crm__lookup", "arguments": "{}"}}]),
@@ -107,7 +108,8 @@ def test_a_chat_answer_becomes_a_valid_response_object() -> None:
     assert kinds == ["reasoning", "message", "function_call", "custom_tool_call", "function_call"]
     assert response["output"][3]["input"] == "*** Begin" and response["output"][3]["call_id"] == "c2"
     assert response["output"][4]["name"] == "lookup" and response["output"][4]["namespace"] == "crm"
-    assert response["usage"] == {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0},
+    assert response["usage"] == {"input_tokens": 9,
+                                 "input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0},
                                  "output_tokens": 4,
                                  "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 13}
     assert response["status"] == "completed" and response["model"] == "m"

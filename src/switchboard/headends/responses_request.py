@@ -164,7 +164,8 @@ def _chat_tool(name: str, tool: dict[str, Any], custom: bool) -> dict[str, Any]:
     if custom:
         fmt = tool.get("format")
         if isinstance(fmt, dict) and fmt.get("type") == "grammar":
-            description += f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n{fmt.get('definition', '')}"
+            description += (f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n"
+                            f"{fmt.get('definition', '')}")
         parameters: dict[str, Any] = {"type": "object", "properties": {CUSTOM_INPUT: {
             "type": "string", "description": "The tool's raw input (free-form text)."}}, "required": [CUSTOM_INPUT],
             "additionalProperties": False}
@@ -302,7 +303,7 @@ def items_to_messages(items: list[dict[str, Any]], names: ToolNames,
             if kind == "custom_tool_call":
                 arguments = orjson.dumps({CUSTOM_INPUT: item.get("input") or ""}).decode()
             else:
-                arguments = item.get("arguments") if isinstance(item.get("arguments"), str) else "{}"
+                arguments = given if isinstance(given := item.get("arguments"), str) else "{}"
             call = {"id": item.get("call_id") or item.get("id") or f"call_{i}", "type": "function",
                     "function": {"name": name, "arguments": arguments}}
             last = messages[-1] if messages else None

@@ -42,9 +42,9 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
         return None
     prompt = usage.get("prompt_tokens") or 0
     completion = usage.get("completion_tokens") or 0
-    prompt_details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
-    completion_details = (usage.get("completion_tokens_details")
-                          if isinstance(usage.get("completion_tokens_details"), dict) else {})
+    prompt_details: dict[str, Any] = v if isinstance(v := usage.get("prompt_tokens_details"), dict) else {}
+    completion_details: dict[str, Any] = (
+        v if isinstance(v := usage.get("completion_tokens_details"), dict) else {})
     cache_write = prompt_details.get("cache_write_tokens") or usage.get("cache_write_tokens") or 0
     return {"input_tokens": prompt,
             "input_tokens_details": {"cached_tokens": prompt_details.get("cached_tokens") or 0,
@@ -66,7 +66,7 @@ def response_envelope(request: ResponsesRequest, response_id: str, created_at: i
                       output: list[dict[str, Any]], usage: dict[str, Any] | None = None,
                       error: dict[str, Any] | None = None, incomplete: dict[str, str] | None = None) -> dict[str, Any]:
     body = request.body
-    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    reasoning: dict[str, Any] = v if isinstance(v := body.get("reasoning"), dict) else {}
     envelope = {
         "id": response_id, "object": "response", "created_at": created_at, "status": status, "background": False,
         "error": error, "incomplete_details": incomplete, "instructions": body.get("instructions"),
@@ -77,7 +77,7 @@ def response_envelope(request: ResponsesRequest, response_id: str, created_at: i
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "service_tier": body.get("service_tier") or "default", "store": request.store,
         "temperature": body.get("temperature", 1.0),
-        "text": body.get("text") if isinstance(body.get("text"), dict) else {"format": {"type": "text"}},
+        "text": text if isinstance(text := body.get("text"), dict) else {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice", "auto"), "tools": [_echoed_tool(t) for t in body.get("tools") or ()],
         "top_p": body.get("top_p", 1.0), "truncation": body.get("truncation") or "disabled",
         "metadata": body.get("metadata") or {},
@@ -149,8 +149,8 @@ def response_from_chat(chat: dict[str, Any], request: ResponsesRequest, response
                        created_at: int) -> dict[str, Any]:
     """A `chat.completion` as the `response` object (choice 0)."""
     choices = chat.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    choice: dict[str, Any] = choices[0] if isinstance(choices[0], dict) else {}
+    message: dict[str, Any] = v if isinstance(v := choice.get("message"), dict) else {}
     output: list[dict[str, Any]] = []
     if reasoning := _reasoning_text(message):
         output.append(_reasoning_item(new_id("rs"), reasoning))
@@ -285,7 +285,7 @@ class ResponsesStreamEncoder:
 
     def _call_fragment(self, frag: dict[str, Any], out: list[bytes]) -> None:
         chat_index = frag.get("index", 0)
-        function = frag.get("function") if isinstance(frag.get("function"), dict) else {}
+        function: dict[str, Any] = v if isinstance(v := frag.get("function"), dict) else {}
         call = self.calls.get(chat_index)
         if call is None:
             self._close_reasoning(out)
@@ -331,7 +331,7 @@ class ResponsesStreamEncoder:
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
-                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                delta: dict[str, Any] = v if isinstance(v := choice.get("delta"), dict) else {}
                 thinking = delta.get("reasoning_content") or delta.get("reasoning")
                 if isinstance(thinking, str) and thinking:
                     self._reasoning_delta(thinking, out)
