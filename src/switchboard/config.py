@@ -25,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "ProviderConfig",
     "ProviderKey",
+    "ResponsesConfig",
     "RetryConfig",
     "ServerConfig",
     "load_config",
@@ -148,6 +149,23 @@ class McpServerConfig:
     timeout_s: float = 60.0
 
 
+HOSTED_TOOL_POLICIES = ("drop", "reject")
+
+
+@dataclass(slots=True)
+class ResponsesConfig:
+    """`responses:`: stored Responses API conversations and what the headend does with tools it cannot bridge."""
+
+    ttl_days: float = 30.0  # a stored response is readable and chainable this long, then purged
+    max_stored_bytes: int = 8 * 1024 * 1024  # bound on `store.stored_size(response)` for a response to be stored
+    hosted_tools: str = "drop"  # web_search, file_search...: "drop" (and name them in a header) or "reject" (400)
+    allowed_mcp_urls: list[str] = field(default_factory=list)  # `mcp` tool `server_url`s a client may name
+
+    @property
+    def ttl_s(self) -> float:
+        return self.ttl_days * 86400.0
+
+
 @dataclass(slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -163,6 +181,7 @@ class Config:
     shared_state_timeout_s: float = 0.25  # deadline of each shared-state call (`timeout_ms`)
     shared_state_on_failure: str = "open"  # store unreachable: "open" admits unchecked, "closed" answers 503
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     base_dir: Path = field(default_factory=Path.cwd)
     warnings: list[str] = field(default_factory=list)
 
@@ -507,6 +526,23 @@ def _read_prices(s: _Section) -> dict[str, dict[str, float]]:
     return prices
 
 
+def _read_responses(s: _Section) -> ResponsesConfig:
+    cfg = ResponsesConfig(
+        ttl_days=s.positive("ttl_days", float, 30.0),
+        max_stored_bytes=s.positive("max_stored_bytes", int, 8 * 1024 * 1024),
+        hosted_tools=s.get("hosted_tools", str, "drop"),
+        allowed_mcp_urls=s.str_list("allowed_mcp_urls", []) or [],
+    )
+    if cfg.hosted_tools not in HOSTED_TOOL_POLICIES:
+        raise s.error(s.items.get("hosted_tools"), "`responses.hosted_tools` must be `drop` or `reject`")
+    for url in cfg.allowed_mcp_urls:
+        if not url.startswith(("http://", "https://")):
+            raise s.error(s.items.get("allowed_mcp_urls"),
+                          f"`responses.allowed_mcp_urls` must list http:// or https:// URLs, got `{url}`")
+    s.done()
+    return cfg
+
+
 def parse_config(text: str, source: str = "switchboard.yaml", environ: dict[str, str] | None = None,
                  base_dir: Path | None = None) -> Config:
     env = dict(os.environ) if environ is None else environ
@@ -548,6 +584,7 @@ def parse_config(text: str, source: str = "switchboard.yaml", environ: dict[str,
         raise shared.error(shared.items.get("on_failure"), "`shared_state.on_failure` must be `open` or `closed`")
     shared.done()
     cfg.prices = _read_prices(root.section("prices"))
+    cfg.responses = _read_responses(root.section("responses"))
     root.done()
     _check_routes(cfg, source)
     return cfg

@@ -1,15 +1,15 @@
-"""Storage of virtual keys and the usage log: SQLite by default, PostgreSQL for shared deployments."""
+"""Storage of virtual keys, the usage log and stored responses: SQLite by default, PostgreSQL for shared deployments."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..config import ConfigError
-from .base import Store, UsageValues
-from .records import BUDGET_PERIODS, UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .base import Store, UsageValues, stored_size
+from .records import BUDGET_PERIODS, StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
 
-__all__ = ["BUDGET_PERIODS", "Store", "UsageQuery", "UsageRow", "UsageTotals", "UsageValues", "VirtualKey",
-           "build_store"]
+__all__ = ["BUDGET_PERIODS", "Store", "StoredResponse", "UsageQuery", "UsageRow", "UsageTotals", "UsageValues",
+           "VirtualKey", "build_store", "stored_size"]
 
 
 def build_store(url: str, base_dir: Path) -> Store:

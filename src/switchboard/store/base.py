@@ -1,4 +1,4 @@
-"""The store interface (keys and usage log) and what both backends share: schema migrations and SQL.
+"""The store interface (keys, usage log, stored responses) and what both backends share: migrations and SQL.
 
 A backend only runs statements; the SQL text, the migrations and the row mapping live here once.
 Placeholders are written `{}` and filled per dialect (`?` for SQLite, `$n` for PostgreSQL).
@@ -12,23 +12,35 @@ from typing import Any, Protocol
 
 import orjson
 
-from .records import KEY_FIELDS, UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .records import KEY_FIELDS, StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
 
 __all__ = [
     "KEY_COLUMNS",
     "MIGRATIONS",
+    "PURGE_BATCH",
+    "RESPONSE_CHAIN_SQL",
+    "RESPONSE_COLUMNS",
+    "RESPONSE_DELETE_SQL",
+    "RESPONSE_GET_SQL",
+    "RESPONSE_PURGE_SQL",
+    "RESPONSE_PUT_SQL",
     "TOTALS_SQL",
     "USAGE_COLUMNS",
     "Store",
     "UsageValues",
+    "chain_params",
     "key_from_row",
     "key_to_row",
     "key_update",
+    "response_from_row",
+    "response_to_row",
+    "stored_size",
     "totals_from_row",
     "usage_from_row",
     "usage_to_row",
     "usage_values",
     "usage_where",
+    "visible_params",
 ]
 
 UsageValues = tuple[Any, ...]
@@ -39,7 +51,11 @@ driver as they are); `UsageRow` is what reads return."""
 
 
 class Store(Protocol):
-    """Keys CRUD and the usage log. Every method is a coroutine; implementations are safe to share."""
+    """Keys CRUD, the usage log and stored responses. Every method is a coroutine; implementations are safe to share.
+
+    Stored responses are private to the key that created them: a response another key created, or one
+    past its `expires_at`, reads exactly like one that does not exist (never reveal which).
+    """
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -52,6 +68,33 @@ class Store(Protocol):
     async def insert_usage(self, rows: Sequence[UsageValues]) -> None: ...
     async def query_usage(self, query: UsageQuery) -> tuple[list[UsageRow], UsageTotals]: ...
     async def spend(self, key_id: str, since: float) -> float: ...
+
+    async def put_response(self, r: StoredResponse) -> None:
+        """Insert `r`; a row with the same id is replaced. The caller has checked its size (`stored_size`)."""
+        ...
+
+    async def get_response(self, response_id: str, key_id: str | None) -> StoredResponse | None:
+        """The response if it exists, has not expired and was created by `key_id`; otherwise None."""
+        ...
+
+    async def delete_response(self, response_id: str, key_id: str | None) -> bool:
+        """Delete the response if `get_response` would return it; whether it did."""
+        ...
+
+    async def response_chain(self, response_id: str, key_id: str | None,
+                             max_depth: int = 1000) -> list[StoredResponse] | None:
+        """The response and its ancestors via `previous_response_id`, oldest first, in one query.
+
+        None if `response_id` itself is not visible to `key_id` (missing, expired, another key's). An
+        ancestor that is missing, expired or another key's ends the chain there: the list then starts
+        after the gap, and its first element's `previous_response_id` is not None. At most `max_depth`
+        (>= 1) responses, the newest ones, are returned; the bound also ends a cycle made by replacing rows.
+        """
+        ...
+
+    async def purge_responses(self, now: float) -> int:
+        """Delete the responses expired at `now` (`expires_at <= now`), in batches; how many were deleted."""
+        ...
 
 
 # Each migration is (version, statements). Statements are idempotent so a crash mid-way is harmless;
@@ -90,6 +133,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ttft_ms {float})""",
         "CREATE INDEX IF NOT EXISTS sb_usage_ts ON sb_usage (ts)",
         "CREATE INDEX IF NOT EXISTS sb_usage_key_ts ON sb_usage (key_id, ts)",
+    ]),
+    # Stored Responses API turns. Numbered 10, not 2: other branches add 2..9; keep this list sorted.
+    (10, [
+        """CREATE TABLE IF NOT EXISTS sb_responses (
+            id TEXT PRIMARY KEY,
+            key_id TEXT,
+            created_at {float} NOT NULL,
+            expires_at {float} NOT NULL,
+            previous_response_id TEXT,
+            model TEXT NOT NULL,
+            items TEXT NOT NULL,
+            input_count INTEGER NOT NULL,
+            response TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS sb_responses_expires_at ON sb_responses (expires_at)",
     ]),
 ]
 
@@ -165,3 +222,79 @@ TOTALS_SQL = ("SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(co
 def totals_from_row(row: Sequence[Any]) -> UsageTotals:
     return UsageTotals(requests=int(row[0]), prompt_tokens=int(row[1]), completion_tokens=int(row[2]),
                        cost_usd=float(row[3]))
+
+
+# --------------------------------------------------------------------------------------------
+# Stored responses. `items` and `response` are JSON text (orjson). Visibility is one predicate used by
+# every read: the owner matches and the row has not expired. The owner is compared as
+# `COALESCE(key_id, '')` so that "no key" (auth disabled) is a plain value in both dialects; key ids
+# are never empty.
+
+RESPONSE_COLUMNS = ("id", "key_id", "created_at", "expires_at", "previous_response_id", "model", "items",
+                    "input_count", "response")
+_RESPONSE_LIST = ", ".join(RESPONSE_COLUMNS)
+_VISIBLE = "COALESCE(key_id, '') = {} AND expires_at > {}"
+
+RESPONSE_PUT_SQL = (
+    f"INSERT INTO sb_responses ({_RESPONSE_LIST}) VALUES ({', '.join(['{}'] * len(RESPONSE_COLUMNS))}) "
+    "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in RESPONSE_COLUMNS[1:]))
+"""Parameters: `response_to_row(r)`."""
+
+RESPONSE_GET_SQL = f"SELECT {_RESPONSE_LIST} FROM sb_responses WHERE id = {{}} AND {_VISIBLE}"
+"""Parameters: `visible_params(...)`."""
+
+RESPONSE_DELETE_SQL = f"DELETE FROM sb_responses WHERE id = {{}} AND {_VISIBLE}"
+"""Parameters: `visible_params(...)`."""
+
+RESPONSE_CHAIN_SQL = (
+    f"WITH RECURSIVE chain AS ("
+    f"SELECT 0 AS depth, {_RESPONSE_LIST} FROM sb_responses WHERE id = {{}} AND {_VISIBLE} "
+    f"UNION ALL "
+    f"SELECT chain.depth + 1, {', '.join('r.' + c for c in RESPONSE_COLUMNS)} "
+    f"FROM sb_responses r JOIN chain ON r.id = chain.previous_response_id "
+    f"WHERE chain.depth < {{}} AND COALESCE(r.key_id, '') = {{}} AND r.expires_at > {{}}) "
+    f"SELECT {_RESPONSE_LIST} FROM chain ORDER BY depth DESC")
+"""Parameters: `chain_params(...)`. One statement: the newest row, then each parent while it is visible."""
+
+PURGE_BATCH = 1000
+"""Rows deleted per purge statement: a big backlog never holds the database (or SQLite's one thread) long."""
+
+RESPONSE_PURGE_SQL = ("DELETE FROM sb_responses WHERE id IN "
+                      "(SELECT id FROM sb_responses WHERE expires_at <= {} LIMIT {})")
+"""Parameters: `(now, PURGE_BATCH)`; repeat while a batch deletes PURGE_BATCH rows."""
+
+
+def _owner(key_id: str | None) -> str:
+    return key_id or ""
+
+
+def visible_params(response_id: str, key_id: str | None, now: float) -> tuple[str, str, float]:
+    return response_id, _owner(key_id), float(now)
+
+
+def chain_params(response_id: str, key_id: str | None, now: float, max_depth: int) -> tuple[Any, ...]:
+    if max_depth < 1:
+        raise ValueError(f"max_depth must be >= 1, got {max_depth}")
+    owner = _owner(key_id)
+    return response_id, owner, float(now), max_depth - 1, owner, float(now)
+
+
+def stored_size(r: StoredResponse) -> int:
+    """Bytes the response takes in the store's JSON columns (`items` and `response`), as `put_response` writes them.
+
+    Serialises both (orjson: about a millisecond per MiB); the headend compares it with
+    `responses.max_stored_bytes` before `put_response`.
+    """
+    return len(orjson.dumps(r.items)) + len(orjson.dumps(r.response))
+
+
+def response_to_row(r: StoredResponse) -> tuple[Any, ...]:
+    return (r.id, r.key_id, float(r.created_at), float(r.expires_at), r.previous_response_id, r.model,
+            orjson.dumps(r.items).decode(), int(r.input_count), orjson.dumps(r.response).decode())
+
+
+def response_from_row(row: Sequence[Any]) -> StoredResponse:
+    (id_, key_id, created_at, expires_at, previous, model, items, input_count, response) = row
+    return StoredResponse(id=id_, key_id=key_id, created_at=float(created_at), expires_at=float(expires_at),
+                          previous_response_id=previous, model=model, items=orjson.loads(items),
+                          input_count=int(input_count), response=orjson.loads(response))

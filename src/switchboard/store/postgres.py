@@ -15,17 +15,27 @@ from typing import TYPE_CHECKING, Any
 from .base import (
     KEY_COLUMNS,
     MIGRATIONS,
+    PURGE_BATCH,
+    RESPONSE_CHAIN_SQL,
+    RESPONSE_DELETE_SQL,
+    RESPONSE_GET_SQL,
+    RESPONSE_PURGE_SQL,
+    RESPONSE_PUT_SQL,
     TOTALS_SQL,
     USAGE_COLUMNS,
     UsageValues,
+    chain_params,
     key_from_row,
     key_to_row,
     key_update,
+    response_from_row,
+    response_to_row,
     totals_from_row,
     usage_from_row,
     usage_where,
+    visible_params,
 )
-from .records import UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .records import StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
 
 if TYPE_CHECKING:
     import asyncpg
@@ -53,6 +63,18 @@ def _q(sql: str, start: int = 1) -> str:
 
 def _placeholders(n: int) -> str:
     return ", ".join(f"${i}" for i in range(1, n + 1))
+
+
+def _affected(status: str) -> int:
+    """The row count of a command status such as `DELETE 3`."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+_PUT_RESPONSE = _q(RESPONSE_PUT_SQL)
+_GET_RESPONSE = _q(RESPONSE_GET_SQL)
+_DELETE_RESPONSE = _q(RESPONSE_DELETE_SQL)
+_RESPONSE_CHAIN = _q(RESPONSE_CHAIN_SQL)
+_PURGE_RESPONSES = _q(RESPONSE_PURGE_SQL)
 
 
 class PostgresStore:
@@ -136,3 +158,28 @@ class PostgresStore:
         value = await self.pool.fetchval(
             "SELECT COALESCE(SUM(cost_usd), 0) FROM sb_usage WHERE key_id = $1 AND ts >= $2", key_id, since)
         return float(value)
+
+    async def put_response(self, r: StoredResponse) -> None:
+        await self.pool.execute(_PUT_RESPONSE, *response_to_row(r))
+
+    async def get_response(self, response_id: str, key_id: str | None) -> StoredResponse | None:
+        row = await self.pool.fetchrow(_GET_RESPONSE, *visible_params(response_id, key_id, time.time()))
+        return response_from_row(tuple(row)) if row is not None else None
+
+    async def delete_response(self, response_id: str, key_id: str | None) -> bool:
+        status = await self.pool.execute(_DELETE_RESPONSE, *visible_params(response_id, key_id, time.time()))
+        return _affected(status) > 0
+
+    async def response_chain(self, response_id: str, key_id: str | None,
+                             max_depth: int = 1000) -> list[StoredResponse] | None:
+        """See `Store.response_chain`: one recursive query; a missing/expired/foreign ancestor ends the chain."""
+        rows = await self.pool.fetch(_RESPONSE_CHAIN, *chain_params(response_id, key_id, time.time(), max_depth))
+        return [response_from_row(tuple(r)) for r in rows] if rows else None
+
+    async def purge_responses(self, now: float) -> int:
+        total = 0
+        while True:
+            deleted = _affected(await self.pool.execute(_PURGE_RESPONSES, float(now), PURGE_BATCH))
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total

@@ -1,13 +1,14 @@
-"""The rows the store keeps: virtual API keys, usage log rows, usage queries and their totals.
+"""The rows the store keeps: virtual API keys, usage log rows, usage queries and their totals, stored responses.
 
-Plain dataclasses shared by both backends, the access layer, the admin API and the CLI.
+Plain dataclasses shared by both backends, the access layer, the admin API, the CLI and the Responses headend.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["BUDGET_PERIODS", "KEY_FIELDS", "UsageQuery", "UsageRow", "UsageTotals", "VirtualKey"]
+__all__ = ["BUDGET_PERIODS", "KEY_FIELDS", "StoredResponse", "UsageQuery", "UsageRow", "UsageTotals", "VirtualKey"]
 
 BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
 
@@ -100,3 +101,21 @@ class UsageTotals:
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens, "cost_usd": round(self.cost_usd, 10)}
+
+
+@dataclass(slots=True)
+class StoredResponse:
+    """One turn of a Responses API conversation, kept for `previous_response_id`, retrieve and input_items.
+
+    A conversation is the chain of these linked by `previous_response_id`; each row holds only its own turn.
+    """
+
+    id: str  # "resp_..."
+    key_id: str | None  # the key that created it (None when auth is disabled); only that key may read it
+    created_at: float  # unix seconds
+    expires_at: float  # created_at + ttl; invisible from then on, purged later
+    previous_response_id: str | None
+    model: str
+    items: list[dict[str, Any]]  # this turn's input items followed by its output items (Responses item objects)
+    input_count: int  # how many of `items` are input items
+    response: dict[str, Any]  # the full Response object as returned to the client

@@ -19,17 +19,27 @@ from typing import Any, TypeVar
 from .base import (
     KEY_COLUMNS,
     MIGRATIONS,
+    PURGE_BATCH,
+    RESPONSE_CHAIN_SQL,
+    RESPONSE_DELETE_SQL,
+    RESPONSE_GET_SQL,
+    RESPONSE_PURGE_SQL,
+    RESPONSE_PUT_SQL,
     TOTALS_SQL,
     USAGE_COLUMNS,
     UsageValues,
+    chain_params,
     key_from_row,
     key_to_row,
     key_update,
+    response_from_row,
+    response_to_row,
     totals_from_row,
     usage_from_row,
     usage_where,
+    visible_params,
 )
-from .records import UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .records import StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
 
 __all__ = ["SqliteStore"]
 
@@ -50,6 +60,13 @@ _INSERT_FULL = _insert_sql(_ROWS_PER_INSERT)
 
 def _q(sql: str) -> str:
     return sql.replace("{}", "?")
+
+
+_PUT_RESPONSE = _q(RESPONSE_PUT_SQL)
+_GET_RESPONSE = _q(RESPONSE_GET_SQL)
+_DELETE_RESPONSE = _q(RESPONSE_DELETE_SQL)
+_RESPONSE_CHAIN = _q(RESPONSE_CHAIN_SQL)
+_PURGE_RESPONSES = _q(RESPONSE_PURGE_SQL)
 
 
 class SqliteStore:
@@ -171,3 +188,34 @@ class SqliteStore:
         sql = "SELECT COALESCE(SUM(cost_usd), 0) FROM sb_usage WHERE key_id = ? AND ts >= ?"
         row = await self._run(lambda c: c.execute(sql, (key_id, since)).fetchone())
         return float(row[0])
+
+    async def put_response(self, r: StoredResponse) -> None:
+        row = response_to_row(r)  # serialised now: the row is a snapshot even if the caller changes `r` later
+        await self._run(lambda c: c.execute(_PUT_RESPONSE, row))
+
+    async def get_response(self, response_id: str, key_id: str | None) -> StoredResponse | None:
+        params = visible_params(response_id, key_id, time.time())
+        row = await self._run(lambda c: c.execute(_GET_RESPONSE, params).fetchone())
+        return response_from_row(row) if row is not None else None
+
+    async def delete_response(self, response_id: str, key_id: str | None) -> bool:
+        params = visible_params(response_id, key_id, time.time())
+        deleted: int = await self._run(lambda c: c.execute(_DELETE_RESPONSE, params).rowcount)
+        return deleted > 0
+
+    async def response_chain(self, response_id: str, key_id: str | None,
+                             max_depth: int = 1000) -> list[StoredResponse] | None:
+        """See `Store.response_chain`: one recursive query; a missing/expired/foreign ancestor ends the chain."""
+        params = chain_params(response_id, key_id, time.time(), max_depth)
+        rows = await self._run(lambda c: c.execute(_RESPONSE_CHAIN, params).fetchall())
+        return [response_from_row(r) for r in rows] if rows else None
+
+    async def purge_responses(self, now: float) -> int:
+        # One job per batch: key lookups queued on the same worker thread run between batches.
+        params = (float(now), PURGE_BATCH)
+        total = 0
+        while True:
+            deleted: int = await self._run(lambda c: c.execute(_PURGE_RESPONSES, params).rowcount)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
