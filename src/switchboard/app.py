@@ -22,6 +22,7 @@ from .gateway import Gateway
 from .gc_tuning import tune_gc_for_serving
 from .headends import anthropic, embeddings, openai_chat, openai_completions
 from .headends.models import ModelCatalog
+from .headends.responses import ResponsesApi
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .request_record import RequestRecord
@@ -226,7 +227,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> SwitchboardApp
     AccessLog().install(gateway)
     routes: list[Route] = [
         *openai_chat.ROUTES, *openai_completions.ROUTES, *embeddings.ROUTES, *anthropic.ROUTES,
-        *ModelCatalog(gateway).routes(), *AdminApi(gateway.access, gateway.auth).routes(),
+        *ResponsesApi(gateway).routes(), *ModelCatalog(gateway).routes(), *AdminApi(gateway.access, gateway.auth).routes(),
         PlainRoute("GET", "/metrics", metrics.handle),
     ]
     app = SwitchboardApp(gateway, routes)

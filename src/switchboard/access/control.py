@@ -27,6 +27,7 @@ from ..request_record import RequestRecord
 from ..shared_state import SharedState, SharedStateUnavailable, build_shared_state
 from ..store import Store, UsageValues, VirtualKey
 from ..store import build_store as _build_store
+from ..store.response_purger import ResponsePurger
 from ..store.usage_writer import UsageWriter
 from .auth import Principal
 from .budgets import Budgets, cost_of
@@ -67,6 +68,7 @@ class AccessControl:
         self.limiter = RateLimiter(config, self.state)
         self.budgets = Budgets(self.state, self.store)
         self.usage = UsageWriter(self.store)
+        self.purger = ResponsePurger(self.store)  # stored Responses API turns past `responses.ttl_days`
         self.prices = config.prices
         self._pending: dict[str, set[asyncio.Task[None]]] = {}
 
@@ -90,12 +92,14 @@ class AccessControl:
         await self.store.open()
         await self.state.start()
         self.usage.start()
+        self.purger.start()
 
     async def aclose(self) -> None:
         tasks = [t for group in self._pending.values() for t in group]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         try:
+            await self.purger.aclose()
             await self.usage.aclose()
         finally:
             await self.state.aclose()

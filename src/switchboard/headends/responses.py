@@ -30,9 +30,6 @@ __all__ = ["ResponsesApi"]
 
 log = logging.getLogger("switchboard.responses")
 
-_DAY_S = 86_400.0
-
-
 def _not_found(what: str, response_id: str, param: str | None = None) -> GatewayError:
     return GatewayError(404, f"{what} with id '{response_id[:128]}' not found.", "invalid_request_error",
                         param=param, code="not_found" if param is None else "previous_response_not_found",
@@ -98,7 +95,7 @@ class ResponsesApi:
                      response: dict[str, Any]) -> None:
         now = time.time()
         stored = StoredResponse(id=response["id"], key_id=key_id, created_at=now,
-                                expires_at=now + self.config.ttl_days * _DAY_S,
+                                expires_at=now + self.config.ttl_s,
                                 previous_response_id=req.previous_response_id, model=req.model,
                                 items=[*inputs, *response["output"]], input_count=len(inputs), response=response)
         size = stored_size(stored)
