@@ -327,7 +327,7 @@ class Response:
             headers: dict[str, str] = {}
             for name, value in self._raw_headers:
                 key = name.decode("latin-1")
-                text = value.decode("latin-1")
+                text = value.rstrip(b" \t").decode("latin-1")
                 headers[key] = f"{headers[key]}, {text}" if key in headers else text
             self._headers = headers
         return self._headers
@@ -337,12 +337,14 @@ class Response:
         decoding all of them (an OpenAI answer carries twenty-odd)."""
         for key, value in self._raw_headers:
             if key == name:
-                return value.decode("latin-1")
+                return value.rstrip(b" \t").decode("latin-1")
         return None
 
     @property
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """The headers as received, in order: (lowercase name, value) pairs."""
+        """The headers as received, in order: (lowercase name, value) pairs. llhttp drops the whitespace
+        before a value but keeps any after it, which is not part of the value (RFC 9110 5.5):
+        `header()` and `headers` strip it."""
         return self._raw_headers
 
     async def read(self) -> bytes:
