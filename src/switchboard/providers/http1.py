@@ -501,6 +501,8 @@ class HTTP1Client:
 
     def __init__(self, connect_timeout: float = 10.0, keepalive_s: float = 30.0, max_idle_per_origin: int = 256,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, user_agent: str = "switchboard") -> None:
+        if max_idle_per_origin < 1 or max_response_bytes < 1:
+            raise ValueError("max_idle_per_origin and max_response_bytes must be at least 1")
         self.connect_timeout = connect_timeout
         self.keepalive_s = keepalive_s
         self.max_idle = max_idle_per_origin
