@@ -16,6 +16,7 @@ __all__ = ["DEFAULT_MAX_EVENT_BYTES", "DONE", "PING", "EventTooLarge", "SSEDecod
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024  # see ProviderConfig.max_event_bytes
+_SHORT_LINE = 4096  # a line not ended after this many bytes is gathered in a list (SSEDecoder.feed)
 
 
 def data_frame(obj: Any) -> bytes:
@@ -39,79 +40,85 @@ class SSEDecoder:
     """Incremental SSE parser: feed it bytes as they arrive (any split), get complete events.
 
     Linear in the bytes fed, however they are split: only a fed piece is scanned for line ends,
-    never what came before it; a line spread over several pieces is kept as a list of them and
-    joined once, when its end arrives. An event whose data lines (with any line still unfinished)
-    pass `max_event_bytes` raises `EventTooLarge`: memory stays bounded by the limit.
+    never what came before it. A line spread over several pieces is extended by copying while it
+    is short (the common case, and cheapest); past `_SHORT_LINE` its pieces are kept in a list and
+    joined once, when its end arrives.
+
+    An event (its bytes from the blank line before it to the one that ends it) larger than
+    `max_event_bytes` raises `EventTooLarge`: when it ends, or at the end of the piece that took
+    the event under way past the limit, so memory stays bounded by the limit and one piece.
     """
 
-    __slots__ = ("_data", "_event", "_line", "_line_bytes", "_size", "max_event_bytes")
+    __slots__ = ("_buffer", "_data", "_event", "_pending", "_pieces", "_size", "max_event_bytes")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
-        self._line: list[bytes] = []  # the pieces of a line whose end has not arrived yet
-        self._line_bytes = 0
+        self._buffer = b""  # the start of a line whose end has not arrived yet
+        self._pieces: list[bytes] = []  # the rest of that line, once it is long
+        self._pending = 0  # bytes in _buffer and _pieces, while the line is long
+        self._size = 0  # bytes of the event under way
         self._event: str | None = None
         self._data: list[str] = []
-        self._size = 0  # bytes of the current event's data lines
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
-        events: list[tuple[str | None, str]] = []
-        search = 0  # where the scan for a line end starts: bytes before it hold none
-        if self._line:
-            end = chunk.find(b"\n")
-            if end < 0:  # the line goes on
-                self._line.append(chunk)
-                self._line_bytes += len(chunk)
-                if self._size + self._line_bytes > self.max_event_bytes:
-                    raise self._too_large()
-                return events
-            pieces = self._line
-            search = self._line_bytes
-            pieces.append(chunk)
-            data = b"".join(pieces)  # the line's pieces and this chunk, copied once
-            self._line = []
-        else:
+        buffer = self._buffer
+        if not buffer:
             data = chunk
+            search = 0
+        elif len(buffer) < 4096:  # (_SHORT_LINE, as a constant)
+            data = buffer + chunk  # a short line: one small copy beats a list
+            search = len(buffer)  # (the bytes before hold no line end)
+        else:  # a long line: its pieces are gathered, and joined once its end arrives
+            if not self._pieces:
+                self._pending = len(buffer)
+            self._pieces.append(chunk)
+            search = self._pending
+            self._pending += len(chunk)
+            if chunk.find(b"\n") < 0:
+                self._size += len(chunk)
+                if self._size > self.max_event_bytes:
+                    raise self._too_large()
+                return []
+            data = b"".join((buffer, *self._pieces))
+            self._pieces = []
+        events: list[tuple[str | None, str]] = []
         start = 0
-        size = self._size
-        while (end := data.find(b"\n", search)) >= 0:
+        last = search - self._size  # where the event under way began, as an offset in data (search is where chunk is)
+        end = data.find(b"\n", search)
+        while end >= 0:
             line = data[start:end]
-            start = search = end + 1
+            start = end + 1
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:
                 if self._data:
-                    if size > self.max_event_bytes:
+                    if start - last > self.max_event_bytes:
                         raise self._too_large()
                     events.append((self._event, "\n".join(self._data)))
                 self._event, self._data = None, []
-                size = 0
+                last = start
             elif line.startswith(b"data:"):
-                value = line[6:] if line.startswith(b"data: ") else line[5:]
-                size += len(value)
-                self._data.append(value.decode("utf-8"))
+                value = line[5:]
+                self._data.append((value[1:] if value.startswith(b" ") else value).decode("utf-8"))
             elif line.startswith(b"event:"):
                 self._event = line[6:].strip().decode("utf-8")
             # comments (":") and other fields (id, retry) are ignored
-        self._size = size
-        if start < len(data):
-            rest = data[start:]
-            self._line = [rest]
-            self._line_bytes = len(rest)
-            if size + len(rest) > self.max_event_bytes:
-                raise self._too_large()
-        elif size > self.max_event_bytes:
+            end = data.find(b"\n", start)
+        size = len(data) - last
+        if size > self.max_event_bytes:
             raise self._too_large()
+        self._size = size
+        self._buffer = data[start:]  # (the same bytes, no copy, when no line ended)
         return events
 
     def finish(self) -> list[tuple[str | None, str]]:
         """The stream ended: an event not followed by a blank line still counts."""
-        events = self.feed(b"\n") if self._line else []
+        events = self.feed(b"\n") if self._buffer else []
         if self._data:
             events.append((self._event, "\n".join(self._data)))
             self._event, self._data = None, []
         return events
 
     def _too_large(self) -> EventTooLarge:
-        self._line, self._data = [], []  # give the memory back at once
+        self._buffer, self._pieces, self._data = b"", [], []  # give the memory back at once
         return EventTooLarge(f"a stream event exceeds {self.max_event_bytes} bytes")

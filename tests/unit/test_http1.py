@@ -191,7 +191,7 @@ async def test_large_body_flow_control(client: HTTP1Client) -> None:
 async def test_response_headers_by_name_and_all_together(client: HTTP1Client) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nX-Request-Id: r7\r\nVary: Accept\r\nvary: Origin\r\n"
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Request-Id: r7 \t\r\nVary: Accept\r\nvary:  Origin\t\r\n"
                      b"Content-Length: 2\r\n\r\nok")
         await writer.drain()
 
@@ -432,7 +432,7 @@ async def test_idle_connections_are_reaped_on_a_timer() -> None:
             async def one() -> bytes:
                 return await (await upstream.client.request("POST", url, {}, b"x", read_timeout=2)).read()
 
-            assert await asyncio.gather(one(), one(), one()) == [b"ok"] * 3
+            assert list(await asyncio.gather(one(), one(), one())) == [b"ok"] * 3
             for _ in range(100):  # one closed at once (two idle at most), the others when idle for 0.2 s
                 if len(eofs) == 3:
                     break

@@ -64,6 +64,18 @@ class _Unsolicited(Exception):
     """Raised from a parser callback: the server started a second response to one request."""
 
 
+class _Discard(list[tuple[bytes, bytes]]):
+    """Where the parser's header callback puts a chunked body's trailers: nowhere (they are never
+    response headers, and an endless series of them must not grow memory). Swapped in once the head
+    is complete, so the callback itself needs no check per header."""
+
+    def append(self, item: tuple[bytes, bytes]) -> None:
+        pass
+
+
+_TRAILERS = _Discard()
+
+
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection carrying one response at a time."""
 
@@ -82,13 +94,13 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.disarm()
         self.status = 0
-        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.raw_headers: list[tuple[bytes, bytes]] = []  # where on_header appends
+        self.headers = self.raw_headers  # the response's headers, once complete
         self.framed = False  # a Content-Length or Transfer-Encoding header was seen
         self.content_length: bytes | None = None
         self.head_read = 0  # bytes received before the (final) response's headers were complete
         self.headers_done = False
         self.complete = False
-        self.got_bytes = False
         self.error: BaseException | None = None
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
@@ -106,7 +118,6 @@ class _Connection(asyncio.Protocol):
         if self.pooled:
             self.close()  # unsolicited bytes (a 408, garbage): they would be read as the next answer
             return
-        self.got_bytes = True
         if not self.headers_done:
             self.head_read += len(data)
         try:
@@ -142,8 +153,6 @@ class _Connection(asyncio.Protocol):
             raise _Unsolicited
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.headers_done:
-            return  # a chunked body's trailer: never a response header
         name = name.lower()
         self.raw_headers.append((name, value))
         if name == b"content-length":
@@ -164,6 +173,8 @@ class _Connection(asyncio.Protocol):
             self.framed = False
             self.content_length = None
             return
+        self.headers = self.raw_headers
+        self.raw_headers = _TRAILERS
         # Asked now: llhttp forgets the message's keep-alive flag once the message is complete.
         self.keep_alive = self.parser.should_keep_alive()
         self.body_until_close = not self.framed and self.status not in (204, 304)
@@ -317,7 +328,7 @@ class Response:
         self._deadline = deadline
         self._released = False
         self.status = conn.status
-        self._raw_headers = conn.raw_headers  # names lowercased by the parser callback
+        self._raw_headers = conn.headers  # names lowercased by the parser callback
         self._headers: dict[str, str] | None = None
 
     @property
@@ -327,7 +338,7 @@ class Response:
             headers: dict[str, str] = {}
             for name, value in self._raw_headers:
                 key = name.decode("latin-1")
-                text = value.decode("latin-1")
+                text = value.rstrip(b" \t").decode("latin-1")
                 headers[key] = f"{headers[key]}, {text}" if key in headers else text
             self._headers = headers
         return self._headers
@@ -337,19 +348,23 @@ class Response:
         decoding all of them (an OpenAI answer carries twenty-odd)."""
         for key, value in self._raw_headers:
             if key == name:
-                return value.decode("latin-1")
+                return value.rstrip(b" \t").decode("latin-1")
         return None
 
     @property
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """The headers as received, in order: (lowercase name, value) pairs."""
+        """The headers as received, in order: (lowercase name, value) pairs. llhttp drops the whitespace
+        before a value but keeps any after it, which is not part of the value (RFC 9110 5.5):
+        `header()` and `headers` strip it."""
         return self._raw_headers
 
     async def read(self) -> bytes:
         """The whole body, at most the client's `max_response_bytes` (else UpstreamResponseTooLarge)."""
         conn = self._conn
-        limit = self._origin.max_response_bytes
-        if conn.content_length is not None and int(conn.content_length) > limit:
+        origin = self._origin
+        limit = origin.max_response_bytes
+        length = conn.content_length  # (parsed only when it may be over: as many digits as the limit)
+        if length is not None and len(length) >= origin.limit_digits and int(length) > limit:
             self.close()
             raise _body_too_large(limit)
         parts: list[bytes] = []
@@ -421,6 +436,7 @@ class _Origin:
                  max_idle: int, max_response_bytes: int, watchdog: _Watchdog) -> None:
         self.watchdog = watchdog
         self.max_response_bytes = max_response_bytes
+        self.limit_digits = len(str(max_response_bytes))
         self.host = host
         self.port = port
         self.tls = ssl.create_default_context() if scheme == "https" else None
@@ -485,6 +501,8 @@ class HTTP1Client:
 
     def __init__(self, connect_timeout: float = 10.0, keepalive_s: float = 30.0, max_idle_per_origin: int = 256,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, user_agent: str = "switchboard") -> None:
+        if max_idle_per_origin < 1 or max_response_bytes < 1:
+            raise ValueError("max_idle_per_origin and max_response_bytes must be at least 1")
         self.connect_timeout = connect_timeout
         self.keepalive_s = keepalive_s
         self.max_idle = max_idle_per_origin
@@ -550,7 +568,7 @@ class HTTP1Client:
                 await conn.wait(read_timeout, deadline)
         except UpstreamConnectionError as exc:
             conn.close()
-            if conn.reused and not conn.got_bytes:
+            if conn.reused and not conn.head_read:  # not a byte of the response arrived
                 raise UpstreamConnectionClosed(f"a reused connection closed before any response byte ({exc})") from exc
             raise
         except BaseException:
