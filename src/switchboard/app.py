@@ -227,7 +227,8 @@ def create_app(config: Config, gateway: Gateway | None = None) -> SwitchboardApp
     AccessLog().install(gateway)
     routes: list[Route] = [
         *openai_chat.ROUTES, *openai_completions.ROUTES, *embeddings.ROUTES, *anthropic.ROUTES,
-        *ResponsesApi(gateway).routes(), *ModelCatalog(gateway).routes(), *AdminApi(gateway.access, gateway.auth).routes(),
+        *ResponsesApi(gateway).routes(), *ModelCatalog(gateway).routes(),
+        *AdminApi(gateway.access, gateway.auth).routes(),
         PlainRoute("GET", "/metrics", metrics.handle),
     ]
     app = SwitchboardApp(gateway, routes)
