@@ -120,3 +120,15 @@ def test_negative_tokens_are_refused_like_counter_inc(tmp_path: Path) -> None:
         metrics.observe(record)
     with pytest.raises(ValueError):
         Counter("t", "T.", registry=None).inc(-1)
+
+
+def test_upstream_wire_failures_have_their_error_class() -> None:
+    from switchboard.errors import GatewayError
+    from switchboard.observability.metrics import error_class
+
+    def err(code: str) -> GatewayError:
+        return GatewayError(502, "x", "api_error", code=code)
+
+    assert error_class(err("upstream_connection_closed")) == "connection"
+    for code in ("upstream_headers_too_large", "upstream_response_too_large", "upstream_event_too_large"):
+        assert error_class(err(code)) == "invalid_response"

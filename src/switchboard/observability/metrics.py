@@ -48,9 +48,10 @@ def error_class(err: GatewayError) -> str:
         return "queue_full"
     if err.status in (408, 504) or code == "upstream_timeout":
         return "timeout"
-    if code == "upstream_connection_error":
+    if code in ("upstream_connection_error", "upstream_connection_closed"):
         return "connection"
-    if code in ("upstream_invalid_response", "upstream_stream_truncated"):
+    if code in ("upstream_invalid_response", "upstream_stream_truncated", "upstream_headers_too_large",
+                "upstream_response_too_large", "upstream_event_too_large"):
         return "invalid_response"
     if err.status == 429:
         return "rate_limit"
