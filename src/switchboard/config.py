@@ -108,6 +108,9 @@ class ProviderConfig:
     list_models: bool = False
     drop_params: list[str] = field(default_factory=list)
     forward_unknown_params: bool = True
+    # `/v1/responses` to this provider: "native" passes the request through (an upstream that speaks
+    # the Responses API: api.openai.com by default), "bridge" translates it to chat completions.
+    responses: str = "bridge"
     headers: dict[str, str] = field(default_factory=dict)
     # Upstream transport bounds (providers/http1.py, sse.py): memory held per response, pooled connections.
     max_response_bytes: int = 128 * 1024 * 1024  # a non-stream answer larger fails with 502
@@ -442,6 +445,7 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
         list_models=s.get("list_models", bool, False),
         drop_params=s.str_list("drop_params", []) or [],
         forward_unknown_params=s.get("forward_unknown_params", bool, not is_openai_com),
+        responses=_responses_mode(s, "native" if is_openai_com and ptype == "openai" else "bridge"),
         headers=s.str_map("headers"),
         max_response_bytes=s.positive("max_response_bytes", int, 128 * 1024 * 1024),
         max_event_bytes=s.positive("max_event_bytes", int, 16 * 1024 * 1024),
@@ -455,6 +459,13 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
     )
     s.done()
     return cfg
+
+
+def _responses_mode(s: _Section, default: str) -> str:
+    mode: str = s.get("responses", str, default)
+    if mode not in ("native", "bridge"):
+        raise s.error(s.items.get("responses"), f"`{s.path}.responses` must be `native` or `bridge`, got `{mode}`")
+    return mode
 
 
 FALLBACK_CONDITIONS = ("context_window", "content_filter", "rate_limit", "server_error", "timeout", "connection")

@@ -24,11 +24,13 @@ __all__ = [
     "Chunk",
     "HubStream",
     "JSONObject",
+    "ResponsesCall",
     "UpstreamResult",
     "UpstreamStream",
     "Usage",
     "milliseconds",
     "usage_from",
+    "usage_from_responses",
 ]
 
 JSONObject = dict[str, Any]
@@ -67,6 +69,27 @@ def milliseconds(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 10_000) / 10
 
 
+def usage_from_responses(raw: Any) -> Usage | None:
+    """The usage of a Responses API `response` object (input/output tokens)."""
+    if not isinstance(raw, dict):
+        return None
+    p = raw.get("input_tokens") or 0
+    c = raw.get("output_tokens") or 0
+    t = raw.get("total_tokens") or (p + c)
+    if not all(isinstance(v, int) for v in (p, c, t)):
+        return None
+    return Usage(p, c, t)
+
+
+@dataclass(slots=True)
+class ResponsesCall:
+    """A Responses API request for the router: as a native upstream gets it, and bridged to chat."""
+
+    model: str
+    body: dict[str, Any]  # the Responses body to pass through (any stored history already expanded)
+    chat: ChatRequest  # the same request as a chat completion, for every other target
+
+
 def usage_from(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
@@ -89,6 +112,8 @@ class UpstreamResult:
     raw: bytes | None = None
     # Response headers the router decided (who answered, upstream request id); set by the router.
     headers: dict[str, str] = field(default_factory=dict)
+    # A Responses API call answered natively: `body` is a `response` object, not a chat completion.
+    native: bool = False
 
 
 class UpstreamStream(Protocol):

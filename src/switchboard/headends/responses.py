@@ -19,12 +19,20 @@ from typing import Any
 from ..asgi import JSONResponse, Request, Response, StreamResponse
 from ..errors import GatewayError, bad_request
 from ..gateway import Gateway
+from ..hub import ResponsesCall
 from ..request_record import RequestRecord
 from ..routes import ApiRoute
 from ..store import StoredResponse, stored_size
 from .relay import relay
 from .responses_request import ResponsesRequest, parse_responses_request, to_hub
-from .responses_response import ResponsesStreamEncoder, new_id, response_from_chat
+from .responses_response import (
+    BRIDGED_PREFIX,
+    NativeResponsesEncoder,
+    ResponsesStreamEncoder,
+    bridged_response_id,
+    new_id,
+    response_from_chat,
+)
 
 __all__ = ["ResponsesApi"]
 
@@ -47,6 +55,19 @@ def _with_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _native_body(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body for an upstream that speaks Responses. A conversation this gateway stored (bridged ids,
+    which that upstream never saw) goes as input items instead of `previous_response_id`; reasoning
+    items are left out (the upstream cannot verify summaries it did not write)."""
+    if not req.previous_response_id or not req.previous_response_id.startswith(BRIDGED_PREFIX):
+        return req.body
+    replay = [{k: v for k, v in item.items() if k not in ("id", "status")}
+              for item in history if item.get("type") != "reasoning"]
+    body = {k: v for k, v in req.body.items() if k != "previous_response_id"}
+    body["input"] = [*replay, *req.input_items]
+    return body
+
+
 class ResponsesApi:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
@@ -65,28 +86,36 @@ class ResponsesApi:
         req = parse_responses_request(await request.json_object(), self.config.hosted_tools)
         record.stream = req.stream
         await gw.admit(request, req.model, record)
+        native = gw.router.native_responses(req.model)
         history: list[dict[str, Any]] = []
-        if req.previous_response_id:
-            chain = await self.store.response_chain(req.previous_response_id, record.key_id)
-            if chain is None:
-                raise _not_found("Previous response", req.previous_response_id, "previous_response_id")
-            for stored in chain:
+        previous = req.previous_response_id
+        if previous:
+            chain = await self.store.response_chain(previous, record.key_id)
+            if chain is None and (not native or previous.startswith(BRIDGED_PREFIX)):
+                raise _not_found("Previous response", previous, "previous_response_id")
+            for stored in chain or ():
                 history.extend(stored.items)
         known = {str(item["id"]): item for item in history if item.get("id")}
-        hub = to_hub(req, history, known)
-        response_id, created_at = new_id("resp"), int(time.time())
+        call = ResponsesCall(req.model, _native_body(req, history) if native else req.body, to_hub(req, history, known))
+        response_id, created_at = bridged_response_id(), int(time.time())
         inputs = _with_ids(req.input_items)
         extra = {"x-switchboard-dropped-tools": ", ".join(req.dropped_tools)} if req.dropped_tools else {}
 
         async def keep(response: dict[str, Any]) -> None:
             await self._store(req, record.key_id, inputs, response)
 
+        before_end = keep if req.store else None
         if req.stream:
-            stream = await gw.router.open_chat_stream(hub, record, request.headers)
-            encoder = ResponsesStreamEncoder(req, response_id, created_at, keep if req.store else None)
+            stream, passed = await gw.router.open_responses_stream(call, record, request.headers)
+            encoder = (NativeResponsesEncoder(req.model, record, before_end) if passed
+                       else ResponsesStreamEncoder(req, response_id, created_at, before_end))
             return relay(stream, record, encoder, gw.finish, headers=extra or None)
-        result = await gw.router.chat(hub, record, request.headers)
-        response = response_from_chat(result.body, req, response_id, created_at)
+        result = await gw.router.responses(call, record, request.headers)
+        if result.native:
+            response = result.body
+            response["model"] = req.model
+        else:
+            response = response_from_chat(result.body, req, response_id, created_at)
         if req.store:
             await keep(response)
         return JSONResponse(response, headers={**result.headers, **extra})

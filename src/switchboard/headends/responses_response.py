@@ -26,15 +26,26 @@ from typing import Any
 import orjson
 
 from ..errors import GatewayError
-from ..hub import Chunk
+from ..hub import Chunk, usage_from_responses
+from ..request_record import RequestRecord
 from ..sse import event_frame
 from .responses_request import CUSTOM_INPUT, ResponsesRequest, ToolNames
 
-__all__ = ["ResponsesStreamEncoder", "failure", "new_id", "response_envelope", "response_from_chat", "responses_usage"]
+__all__ = ["BRIDGED_PREFIX", "NativeResponsesEncoder", "ResponsesStreamEncoder", "bridged_response_id", "failure",
+           "new_id", "response_envelope", "response_from_chat", "responses_usage"]
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
+
+
+# The ids of responses this gateway made (bridged): a native upstream never saw them, so a follow-up
+# routed there gets the stored conversation as its input instead of `previous_response_id`.
+BRIDGED_PREFIX = "resp_sb"
+
+
+def bridged_response_id() -> str:
+    return BRIDGED_PREFIX + secrets.token_hex(23)
 
 
 def responses_usage(usage: Any) -> dict[str, Any] | None:
@@ -369,3 +380,59 @@ class ResponsesStreamEncoder:
         self.final = failed
         out.append(self._event("response.failed", {"response": failed}))
         return b"".join(out)
+
+
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_FIRST_TOKEN = frozenset({"response.output_text.delta", "response.function_call_arguments.delta",
+                          "response.custom_tool_call_input.delta", "response.refusal.delta"})
+
+
+class NativeResponsesEncoder:
+    """A native upstream's Responses events, passed on with the public model name in their response
+    objects. The terminal event is held back until `before_end` (storing) has run."""
+
+    def __init__(self, model: str, record: RequestRecord, before_end: Store | None = None) -> None:
+        self.model = model
+        self.record = record
+        self.before_end = before_end
+        self.sequence = -1
+        self.response: dict[str, Any] | None = None  # the latest response object seen
+        self.terminal: dict[str, Any] | None = None
+
+    def encode(self, batch: list[Chunk]) -> bytes:
+        out: list[bytes] = []
+        for event in batch:
+            kind = event.get("type")
+            if not isinstance(kind, str):
+                continue
+            response = event.get("response")
+            if isinstance(response, dict):
+                response["model"] = self.model
+                self.response = response
+            if isinstance(event.get("sequence_number"), int):
+                self.sequence = event["sequence_number"]
+            if kind in _FIRST_TOKEN:
+                self.record.mark_first_token()
+            if kind in _TERMINAL:
+                self.terminal = event
+                continue
+            out.append(event_frame(kind, event))
+        return b"".join(out)
+
+    async def end(self) -> bytes:
+        terminal = self.terminal
+        if terminal is None:  # the upstream stream guarantees a terminal event; be safe anyway
+            return self.error(GatewayError(502, "The upstream Responses stream ended without a final event.",
+                                           "api_error", code="upstream_stream_truncated"))
+        response: dict[str, Any] = r if isinstance(r := terminal.get("response"), dict) else {}
+        self.record.usage = usage_from_responses(response.get("usage"))
+        if self.before_end is not None and terminal["type"] != "response.failed":
+            await self.before_end(response)
+        return event_frame(str(terminal["type"]), terminal)
+
+    def error(self, err: GatewayError) -> bytes:
+        response = dict(self.response or {"object": "response", "model": self.model, "output": []})
+        response.update(status="failed", error=failure(err))
+        self.sequence += 1
+        return event_frame("response.failed", {"type": "response.failed", "sequence_number": self.sequence,
+                                               "response": response})

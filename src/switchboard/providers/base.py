@@ -26,6 +26,7 @@ __all__ = [
     "EmbeddingsProvider",
     "HttpUpstream",
     "ModelLister",
+    "ResponsesProvider",
     "SSEChunkStream",
     "connection_error",
 ]
@@ -59,6 +60,17 @@ class CompletionsProvider(Protocol):
 @runtime_checkable
 class EmbeddingsProvider(Protocol):
     async def embeddings(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult: ...
+
+
+@runtime_checkable
+class ResponsesProvider(Protocol):
+    """An upstream that speaks the Responses API itself: requests pass through unchanged."""
+
+    def speaks_responses(self) -> bool: ...
+
+    async def responses(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult: ...
+
+    async def open_responses_stream(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamStream: ...
 
 
 @runtime_checkable
@@ -182,8 +194,9 @@ class SSEChunkStream:
 
     `convert(event, data)` returns a chunk dict, a list of chunks (one upstream event may carry
     several hub chunks, e.g. Anthropic's message_delta: finish reason and usage), None to skip, or
-    raises StopAsyncIteration when the stream's proper terminator arrives. Ending without a
-    terminator is an error.
+    raises StopAsyncIteration when the stream's proper terminator arrives (`StopAsyncIteration(chunk)`:
+    the terminator is itself a chunk to pass on, as a Responses stream's `response.completed`).
+    Ending without a terminator is an error.
 
     Iterate it chunk by chunk, or with `batches()`: the chunks of all the events that arrived in
     one network read, so a relay can write them to its client at once (one send, one syscall).
@@ -260,8 +273,10 @@ class SSEChunkStream:
         for event, data in events:
             try:
                 chunk = self._convert(event, data)
-            except StopAsyncIteration:
+            except StopAsyncIteration as stop:
                 self._finished = True
+                if stop.args:
+                    batch.append(stop.args[0])
                 break
             except GatewayError as failure:  # an error event from the upstream
                 return batch, failure

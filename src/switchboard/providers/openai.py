@@ -52,6 +52,22 @@ def to_openai_body(config: ProviderConfig, body: dict[str, Any], model: str, end
     return out
 
 
+_RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _responses_event(event: str | None, data: str) -> dict[str, Any] | None:
+    """One event of a native Responses stream, passed on as it came; the terminal one ends the stream."""
+    obj = orjson.loads(data)
+    if not isinstance(obj, dict):
+        return None
+    kind = obj.get("type")
+    if kind in _RESPONSES_TERMINAL:
+        raise StopAsyncIteration(obj)
+    if kind == "error":
+        raise upstream_error(502, {"error": obj}, "upstream")
+    return obj
+
+
 def _openai_event(event: str | None, data: str) -> dict[str, Any] | None:
     if data == "[DONE]":
         raise StopAsyncIteration
@@ -92,7 +108,8 @@ class OpenAIProvider:
         body, raw = await self.http.read_json_raw(resp)
         return UpstreamResult(body, request_id, raw)
 
-    async def _stream(self, path: str, body: dict[str, Any], key: str | None) -> UpstreamStream:
+    async def _stream(self, path: str, body: dict[str, Any], key: str | None,
+                      parse: Any = _openai_event) -> UpstreamStream:
         resp = await self.http.post(self._base + path, body, self._headers(key), True, self._secrets)
         if not resp.headers.get("content-type", "").startswith("text/event-stream"):
             # Some servers answer errors with 200 + JSON even for stream requests.
@@ -104,7 +121,8 @@ class OpenAIProvider:
 
         def convert(event: str | None, data: str) -> dict[str, Any] | None:
             try:
-                return _openai_event(event, data)
+                result: dict[str, Any] | None = parse(event, data)
+                return result
             except GatewayError as err:
                 err.message = f"Upstream provider `{self.name}` failed mid-stream: {err.message}"
                 raise
@@ -134,6 +152,18 @@ class OpenAIProvider:
 
     async def embeddings(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
         return await self._complete("/embeddings", to_openai_body(self.config, body, model, "embeddings"), key)
+
+    # -- the Responses API, natively (`responses: native`; api.openai.com by default)
+    def speaks_responses(self) -> bool:
+        return self.config.responses == "native"
+
+    async def responses(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
+        out = {**body, "model": model}
+        out.pop("stream", None)
+        return await self._complete("/responses", out, key)
+
+    async def open_responses_stream(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamStream:
+        return await self._stream("/responses", {**body, "model": model, "stream": True}, key, _responses_event)
 
     async def list_models(self, key: str | None) -> list[dict[str, Any]]:
         data = await self.http.get_json(self._base + "/models", self._headers(key), self._secrets)

@@ -5,6 +5,8 @@ they never see a provider, a deployment or a key. One entry point per kind of ca
 
     chat / open_chat_stream                  chat completions (every chat headend: OpenAI, Anthropic...)
     completions / open_completions_stream    legacy text completions
+    responses / open_responses_stream        the Responses API: native where the provider speaks it,
+                                             else bridged to chat (agents included)
     embeddings
     count_tokens                             Anthropic token counting
 
@@ -28,9 +30,17 @@ from ..agents.definitions import AgentDefinition
 from ..agents.service import AgentService
 from ..config import Config
 from ..errors import GatewayError
-from ..hub import ChatRequest, HubStream, UpstreamResult, UpstreamStream, usage_from
+from ..hub import (
+    ChatRequest,
+    HubStream,
+    ResponsesCall,
+    UpstreamResult,
+    UpstreamStream,
+    usage_from,
+    usage_from_responses,
+)
 from ..providers.anthropic_count import TokenCounters
-from ..providers.base import ChatProvider, CompletionsProvider, EmbeddingsProvider
+from ..providers.base import ChatProvider, CompletionsProvider, EmbeddingsProvider, ResponsesProvider
 from ..request_record import RequestRecord
 from .deployment import Deployment, Outcome, Route
 from .engine import Engine, RouterEvent, deadline_exceeded
@@ -133,6 +143,53 @@ class Router(Engine):
                                                                 record, headers))
         return await self._stream(
             model, record.routed, lambda d: _completions_capable(d).open_completions_stream(body, d.model, d.key_value))
+
+    # -- the Responses API
+    @staticmethod
+    def _native(provider: ChatProvider) -> bool:
+        return isinstance(provider, ResponsesProvider) and provider.speaks_responses()
+
+    def native_responses(self, model: str) -> bool:
+        """Whether a route of `model` passes Responses requests through to an upstream that speaks them."""
+        return self._agent(model) is None and any(self._native(self.providers[r.provider]) for r in self.routes(model))
+
+    async def responses(self, call: ResponsesCall, record: RequestRecord,
+                        headers: Mapping[str, str]) -> UpstreamResult:
+        """A non-stream Responses call: `native` results are `response` objects, others chat completions."""
+        if not self.native_responses(call.model):
+            return await self.chat(call.chat, record, headers)
+
+        async def native(d: Deployment) -> UpstreamResult:
+            assert isinstance(d.provider, ResponsesProvider)
+            result = await d.provider.responses(call.body, d.model, d.key_value)
+            result.native = True
+            return result
+
+        def attempt(d: Deployment) -> Awaitable[UpstreamResult]:
+            if self._native(d.provider):
+                return native(d)
+            return d.provider.chat(call.chat, d.model, d.key_value)
+
+        result, outcome = await self.execute(call.model, attempt, observe=record.routed, self_bounded=True)
+        self._answered(result, outcome, record)
+        if result.native:
+            record.usage = usage_from_responses(result.body.get("usage"))
+        return result
+
+    async def open_responses_stream(self, call: ResponsesCall, record: RequestRecord,
+                                    headers: Mapping[str, str]) -> tuple[HubStream, bool]:
+        """A Responses stream, and whether it is native (Responses events) or bridged (chat chunks)."""
+        if not self.native_responses(call.model):
+            return await self.open_chat_stream(call.chat, record, headers), False
+
+        def open_stream(d: Deployment) -> Awaitable[UpstreamStream]:
+            if self._native(d.provider):
+                assert isinstance(d.provider, ResponsesProvider)
+                return d.provider.open_responses_stream(call.body, d.model, d.key_value)
+            return d.provider.open_chat_stream(call.chat, d.model, d.key_value)
+
+        stream = await self._stream(call.model, record.routed, open_stream)
+        return stream, self._native(stream.outcome.deployment.provider)
 
     # -- embeddings and token counting
     async def embeddings(self, body: dict[str, Any], model: str, record: RequestRecord) -> UpstreamResult:

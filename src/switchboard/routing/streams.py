@@ -65,6 +65,10 @@ class RoutedStream:
         self._outcome = outcome
         self._closed = False
 
+    @property
+    def outcome(self) -> Outcome:
+        return self._outcome
+
     def rest(self) -> AsyncIterator[list[Chunk]]:
         return self._batches
 
