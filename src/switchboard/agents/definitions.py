@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, ConfigError, _load_nodes, _Node, _Section
+from ..config import Config, ConfigError, _load_nodes, _plain, _Section
 from ..openai_fields import CHAT_FIELDS
 
 __all__ = ["AgentDefinition", "AgentRegistry", "ToolRef", "load_agents", "parse_agent"]
@@ -115,14 +115,6 @@ def parse_agent(name: str, text: str, source: str, config: Config,
                            description=description, max_in_flight=max_in_flight, queue=queue,
                            defaults=defaults, path=source)
 
-
-def _plain(node: _Node) -> Any:
-    value = node.value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _agent_files(directory: Path) -> list[Path]:
