@@ -16,4 +16,8 @@ def build_provider(config: ProviderConfig) -> ChatProvider:
         from .anthropic import AnthropicProvider
 
         return AnthropicProvider(config)
+    if config.type == "azure":
+        from .azure import AzureProvider
+
+        return AzureProvider(config)
     raise ValueError(f"unknown provider type {config.type!r}")
