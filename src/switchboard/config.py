@@ -31,7 +31,7 @@ __all__ = [
     "parse_config",
 ]
 
-PROVIDER_TYPES = ("openai", "anthropic", "azure")
+PROVIDER_TYPES = ("openai", "anthropic", "azure", "bedrock")
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 
 
