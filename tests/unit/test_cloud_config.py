@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -63,3 +64,35 @@ def test_bedrock_without_botocore_is_a_config_error_naming_the_extra() -> None:
             "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.startswith("ConfigError") and "pip install 'switchboard[bedrock]'" in out
+
+
+@pytest.mark.parametrize(("preset", "base_url"), [
+    ("gemini", "https://generativelanguage.googleapis.com/v1beta/openai"), ("groq", "https://api.groq.com/openai/v1"),
+    ("mistral", "https://api.mistral.ai/v1"), ("deepseek", "https://api.deepseek.com"),
+    ("together", "https://api.together.xyz/v1"), ("fireworks", "https://api.fireworks.ai/inference/v1"),
+    ("openrouter", "https://openrouter.ai/api/v1"), ("xai", "https://api.x.ai/v1"),
+    ("ollama", "http://localhost:11434/v1"), ("vllm", "http://localhost:8000/v1"),
+    ("lmstudio", "http://localhost:1234/v1")])
+def test_preset_base_urls(preset: str, base_url: str) -> None:
+    p = provider(f"type: openai\npreset: {preset}")
+    assert (p.preset, p.base_url, p.key_header) == (preset, base_url, "authorization")
+
+
+def test_explicit_values_win_over_the_preset() -> None:
+    p = provider("type: openai\npreset: mistral")
+    assert p.forward_unknown_params is False and p.stream_usage is False
+    assert p.rename_params == {"max_completion_tokens": "max_tokens", "seed": "random_seed"}
+    assert "messages[].name" in p.drop_params
+    p = provider("type: openai\npreset: mistral\nbase_url: https://eu.example.com/v1\nforward_unknown_params: true\n"
+                 "stream_usage: true\ndrop_params: [seed]\nrename_params: {}")
+    assert p.base_url == "https://eu.example.com/v1" and p.forward_unknown_params is True and p.stream_usage is True
+    assert p.drop_params == ["seed"] and p.rename_params == {}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("type: openai\npreset: nope", "unknown preset `nope` (one of deepseek, fireworks, gemini"),
+    ("type: anthropic\npreset: groq", "`providers.p.preset` applies to `type: openai` providers only"),
+])
+def test_preset_errors(body: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        provider(body)

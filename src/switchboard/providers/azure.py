@@ -34,6 +34,7 @@ from ..hub import ChatRequest, UpstreamResult, UpstreamStream
 from .base import HttpUpstream, SSEChunkStream
 from .http1 import Response
 from .openai import _openai_event, to_openai_body
+from .quirks import Quirks
 
 __all__ = ["AzureContentFilterError", "AzureProvider"]
 
@@ -121,6 +122,7 @@ class AzureProvider:
         self._query = f"?api-version={quote(version, safe='')}" if version else ""
         self._stream_usage = config.stream_usage and (version is None or version >= _STREAM_OPTIONS_SINCE)
         self._secrets = tuple(k.value for k in config.keys)
+        self._quirks = Quirks.of(config)
         self._bearer = config.key_header == "authorization"
         self._urls: dict[tuple[str, str], tuple[str, str]] = {}
         self._headers_by_key: dict[str | None, dict[str, str]] = {}
@@ -162,7 +164,7 @@ class AzureProvider:
     def _body(self, body: dict[str, Any], model: str, path: str, endpoint: str,
               stream: bool) -> tuple[str, dict[str, Any]]:
         url, deployment = self._target(model, path)
-        out = to_openai_body(self.config, body, deployment, endpoint, stream)
+        out = to_openai_body(self.config, body, deployment, endpoint, stream, self._quirks)
         if endpoint == "chat" and "data_sources" in body and "data_sources" not in self.config.drop_params:
             out["data_sources"] = body["data_sources"]  # Azure's own extension ("On Your Data")
         if not stream:
