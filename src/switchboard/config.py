@@ -32,7 +32,7 @@ __all__ = [
     "parse_config",
 ]
 
-PROVIDER_TYPES = ("openai", "anthropic")
+PROVIDER_TYPES = ("openai", "anthropic", "azure", "bedrock")
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 
 
@@ -122,6 +122,20 @@ class ProviderConfig:
     default_max_tokens: int = 4096
     max_tokens_by_model: dict[str, int] = field(default_factory=dict)
     drop_unsupported: bool = False
+    # Upstream quirks (`type: openai`; a `preset` fills them in, see providers/presets.py)
+    preset: str | None = None
+    key_header: str = "authorization"  # the header carrying the key: "authorization" (Bearer) or a header name
+    unsupported_params: list[str] = field(default_factory=list)  # set: 400 naming it, or dropped (drop_unsupported)
+    rename_params: dict[str, str] = field(default_factory=dict)  # client field -> the upstream's name for it
+    stream_usage: bool = True  # ask for the usage chunk with stream_options.include_usage
+    # Azure OpenAI (`type: azure`): api_version set -> deployment URLs; unset -> the v1 API
+    api_version: str | None = None
+    deployments: dict[str, str] = field(default_factory=dict)  # model name -> deployment name
+    # AWS Bedrock (`type: bedrock`); no keys and no access key: the standard AWS credential sources
+    region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
     line: int = 0
 
 
@@ -414,7 +428,16 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
     ptype = s.get("type", str, required=True)
     if ptype not in PROVIDER_TYPES:
         raise s.error(s.items.get("type"), f"`providers.{name}.type` must be one of {', '.join(PROVIDER_TYPES)}")
-    base_url = (s.get("base_url", str) or DEFAULT_BASE_URLS[ptype]).rstrip("/")
+    preset = _apply_preset(s, ptype)
+    region = s.get("region", str)
+    if ptype == "bedrock" and not region:
+        raise s.error(None, f"`providers.{name}.region` is required for a bedrock provider (e.g. us-east-1)")
+    default_url = f"https://bedrock-runtime.{region}.amazonaws.com" if ptype == "bedrock" else \
+        DEFAULT_BASE_URLS.get(ptype)
+    if default_url is None and not s.get("base_url", str):
+        raise s.error(None, f"`providers.{name}.base_url` is required (your resource's endpoint, "
+                            "https://NAME.openai.azure.com)")
+    base_url = (s.get("base_url", str) or default_url or "").rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise s.error(s.items.get("base_url"), f"`providers.{name}.base_url` must be an http(s) URL")
     keys: list[ProviderKey] = []
@@ -445,7 +468,8 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
     cooldown = CooldownConfig(failures=c.positive("failures", int, 3, allow_zero=True),
                               seconds=c.positive("seconds", float, 30.0))
     c.done()
-    is_openai_com = "api.openai.com" in base_url
+    # Strict upstreams reject fields they do not know: api.openai.com and Azure OpenAI.
+    is_openai_com = "api.openai.com" in base_url or ptype == "azure"
     max_tokens_by_model: dict[str, int] = {}
     mnode = s.node("max_tokens_by_model")
     if mnode is not None and mnode.value is not None:
@@ -477,8 +501,21 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
         default_max_tokens=s.positive("default_max_tokens", int, 4096),
         max_tokens_by_model=max_tokens_by_model,
         drop_unsupported=s.get("drop_unsupported", bool, False),
+        preset=preset,
+        key_header=s.get("key_header", str, "api-key" if ptype == "azure" else "authorization").lower(),
+        unsupported_params=s.str_list("unsupported_params", []) or [],
+        rename_params=s.str_map("rename_params"),
+        stream_usage=s.get("stream_usage", bool, True),
+        api_version=s.get("api_version", str),
+        deployments=s.str_map("deployments"),
+        region=region,
+        aws_access_key_id=s.get("aws_access_key_id", str) or None,
+        aws_secret_access_key=s.get("aws_secret_access_key", str) or None,
+        aws_session_token=s.get("aws_session_token", str) or None,
         line=node.line,
     )
+    if bool(cfg.aws_access_key_id) != bool(cfg.aws_secret_access_key):
+        raise s.error(None, f"`providers.{name}` needs both `aws_access_key_id` and `aws_secret_access_key`")
     s.done()
     return cfg
 
@@ -488,6 +525,32 @@ def _responses_mode(s: _Section, default: str) -> str:
     if mode not in ("native", "bridge"):
         raise s.error(s.items.get("responses"), f"`{s.path}.responses` must be `native` or `bridge`, got `{mode}`")
     return mode
+
+
+def _apply_preset(s: _Section, ptype: str) -> str | None:
+    """`preset: NAME` (type openai): the preset's values for the keys the provider does not set itself."""
+    preset: str | None = s.get("preset", str)
+    if preset is None:
+        return None
+    from .providers.presets import PRESETS  # pure data; imported here, as the providers package imports us
+
+    node = s.items["preset"]
+    if ptype != "openai":
+        raise s.error(node, f"`{s.key('preset')}` applies to `type: openai` providers only")
+    if preset not in PRESETS:
+        raise s.error(node, f"`{s.key('preset')}`: unknown preset `{preset}` (one of {', '.join(sorted(PRESETS))})")
+
+    def wrap(value: Any) -> _Node:
+        if isinstance(value, dict):
+            return _Node({k: wrap(v) for k, v in value.items()}, node.line)
+        if isinstance(value, list | tuple):
+            return _Node([wrap(v) for v in value], node.line)
+        return _Node(value, node.line)
+
+    for key, value in PRESETS[preset].items():
+        if key not in s.items:  # what the config says itself wins
+            s.items[key] = wrap(value)
+    return preset
 
 
 FALLBACK_CONDITIONS = ("context_window", "content_filter", "rate_limit", "server_error", "timeout", "connection")

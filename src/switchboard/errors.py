@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 __all__ = [
     "GatewayError",
     "bad_request",
@@ -105,11 +107,15 @@ def upstream_error(
     err_type: str | None = None
     param: str | None = None
     code: str | None = None
+    if isinstance(body, list) and len(body) == 1:
+        body = body[0]  # Google's APIs (Gemini's OpenAI endpoint) wrap the error object in a list
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict):
             raw = err.get("message")
             message = raw if isinstance(raw, str) else None
+            if isinstance(raw, dict | list) and raw:  # Mistral's validation errors: a detail object
+                message = orjson.dumps(raw).decode()[:2000]
             err_type = err.get("type") if isinstance(err.get("type"), str) else None
             param = err.get("param") if isinstance(err.get("param"), str) else None
             raw_code = err.get("code")

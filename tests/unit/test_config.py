@@ -56,7 +56,7 @@ def test_missing_master_key_disables_auth() -> None:
     ("server: {port: 80, colour: red}\n", ":1: unknown key `server.colour`"),
     (BASE + "  other: {rout: openai/x}\n", ":12: unknown key `models.other.rout` (did you mean `route`?)"),
     (BASE.replace("weight: 0.7", "weight: heavy"), ":7: `providers.openai.keys[0].weight` must be float"),
-    (BASE.replace("type: openai", "type: bedrock"), ":4: `providers.openai.type` must be one of"),
+    (BASE.replace("type: openai", "type: vertex"), ":4: `providers.openai.type` must be one of"),
     (BASE + "  x: {route: nowhere/m}\n", "names unknown provider `nowhere`"),
     (BASE + "  x: {route: justaname}\n", "must be `provider/model`"),
     ("server: {port: [1]}\n", "`server.port` must be int"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import ProviderConfig
+from ..config import ConfigError, ProviderConfig
 from .base import ChatProvider
 from .openai import OpenAIProvider
 
@@ -16,4 +16,17 @@ def build_provider(config: ProviderConfig) -> ChatProvider:
         from .anthropic import AnthropicProvider
 
         return AnthropicProvider(config)
+    if config.type == "azure":
+        from .azure import AzureProvider
+
+        return AzureProvider(config)
+    if config.type == "bedrock":
+        try:
+            from .bedrock import BedrockProvider
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("botocore"):
+                raise
+            raise ConfigError(f"provider `{config.name}`: type bedrock needs botocore, the `bedrock` extra: "
+                              "pip install 'switchboard[bedrock]'") from None
+        return BedrockProvider(config)
     raise ValueError(f"unknown provider type {config.type!r}")

@@ -16,6 +16,7 @@ from ..errors import GatewayError, upstream_error
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
 from ..openai_fields import CHAT_FIELDS, COMPLETION_FIELDS, EMBEDDING_FIELDS
 from .base import HttpUpstream, SSEChunkStream
+from .quirks import Quirks
 
 __all__ = ["OpenAIProvider", "to_openai_body"]
 
@@ -27,8 +28,9 @@ _SPEC_FIELDS = {
 
 
 def to_openai_body(config: ProviderConfig, body: dict[str, Any], model: str, endpoint: str,
-                   stream: bool = False) -> dict[str, Any]:
-    """The body to send upstream: the client's, minus what this provider must not receive."""
+                   stream: bool = False, quirks: Quirks | None = None) -> dict[str, Any]:
+    """The body to send upstream: the client's, minus what this provider must not receive (and with
+    the upstream's `quirks` applied, see quirks.py)."""
     out = dict(body)
     out["model"] = model
     for name in config.drop_params:
@@ -49,6 +51,8 @@ def to_openai_body(config: ProviderConfig, body: dict[str, Any], model: str, end
         options = out.get("stream_options")
         base = options if isinstance(options, dict) else {}
         out["stream_options"] = {**base, "include_usage": True}
+    if quirks is not None:
+        quirks.apply(out, endpoint, stream)
     return out
 
 
@@ -74,8 +78,10 @@ def _openai_event(event: str | None, data: str) -> dict[str, Any] | None:
     obj = orjson.loads(data)
     if not isinstance(obj, dict):
         return None
-    if "error" in obj and not obj.get("choices"):
-        # OpenAI-compatible servers report a failure inside the stream this way.
+    if "error" in obj and (not obj.get("choices") or any(
+            isinstance(c, dict) and c.get("finish_reason") == "error" for c in obj["choices"])):
+        # OpenAI-compatible servers report a failure inside the stream this way (OpenRouter with a
+        # choice whose finish_reason is "error").
         raise upstream_error(502, obj, "upstream")
     return obj
 
@@ -89,6 +95,8 @@ class OpenAIProvider:
         self.http = HttpUpstream(config)
         self._base = config.base_url
         self._secrets = tuple(k.value for k in config.keys)
+        self._quirks = Quirks.of(config)
+        self._key_header = None if config.key_header == "authorization" else config.key_header
 
     async def start(self) -> None:
         await self.http.start()
@@ -99,7 +107,10 @@ class OpenAIProvider:
     def _headers(self, key: str | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.config.headers}
         if key:
-            headers["Authorization"] = f"Bearer {key}"
+            if self._key_header is None:
+                headers["Authorization"] = f"Bearer {key}"
+            else:
+                headers[self._key_header] = key
         return headers
 
     async def _complete(self, path: str, body: dict[str, Any], key: str | None) -> UpstreamResult:
@@ -132,26 +143,28 @@ class OpenAIProvider:
     def chat(self, request: ChatRequest, model: str, key: str | None) -> Awaitable[UpstreamResult]:
         # A plain function handing back the call's coroutine: one coroutine level less to resume on
         # every wait for the upstream (the router awaits what this returns).
-        body = to_openai_body(self.config, request.body, model, "chat")
+        body = to_openai_body(self.config, request.body, model, "chat", quirks=self._quirks)
         body.pop("stream", None)
         body.pop("stream_options", None)
         return self._complete("/chat/completions", body, key)
 
     async def open_chat_stream(self, request: ChatRequest, model: str, key: str | None) -> UpstreamStream:
-        body = to_openai_body(self.config, request.body, model, "chat", True)
+        body = to_openai_body(self.config, request.body, model, "chat", True, self._quirks)
         return await self._stream("/chat/completions", body, key)
 
     async def completions(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
-        out = to_openai_body(self.config, body, model, "completions")
+        out = to_openai_body(self.config, body, model, "completions", quirks=self._quirks)
         out.pop("stream", None)
         out.pop("stream_options", None)
         return await self._complete("/completions", out, key)
 
     async def open_completions_stream(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamStream:
-        return await self._stream("/completions", to_openai_body(self.config, body, model, "completions", True), key)
+        return await self._stream("/completions", to_openai_body(self.config, body, model, "completions", True,
+                                                                 self._quirks), key)
 
     async def embeddings(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
-        return await self._complete("/embeddings", to_openai_body(self.config, body, model, "embeddings"), key)
+        return await self._complete("/embeddings", to_openai_body(self.config, body, model, "embeddings",
+                                                                  quirks=self._quirks), key)
 
     # -- the Responses API, natively (`responses: native`; api.openai.com by default)
     def speaks_responses(self) -> bool:
