@@ -18,6 +18,7 @@ __all__ = [
     "internal_error",
     "model_not_found",
     "redact_secrets",
+    "unencodable_request",
     "upstream_error",
 ]
 
@@ -67,6 +68,31 @@ class GatewayError(Exception):
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, "invalid_request_error", param=param, code=code)
+
+
+# The JSON encoder writes at most this many levels of nested arrays and objects (the decoder reads
+# more), so a request nested deeper cannot be forwarded.
+MAX_JSON_DEPTH = 254
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    if value.__class__ is not dict and value.__class__ is not list:
+        return False
+    if levels <= 0:
+        return True
+    return any(_deeper_than(child, levels - 1) for child in (value.values() if value.__class__ is dict else value))
+
+
+def unencodable_request(body: Any, exc: Exception, where: str | None = None) -> GatewayError:
+    """The 400 for a request the JSON encoder could not write (`exc`): its body came from the client.
+    Names `where`, else the top-level field of `body` nested too deeply to be written."""
+    param = where
+    if param is None and isinstance(body, dict):
+        param = next((name for name, value in body.items() if _deeper_than(value, MAX_JSON_DEPTH - 1)), None)
+    if param is None:
+        return bad_request(f"The request cannot be forwarded as JSON: {exc}.", code="invalid_value")
+    return bad_request(f"Invalid '{param}': arrays and objects nest deeper than the {MAX_JSON_DEPTH} levels a "
+                       "request can be forwarded with.", param=param, code="invalid_value")
 
 
 def model_not_found(model: str) -> GatewayError:

@@ -6,7 +6,8 @@ and always forwarded). Ordered as in the official API reference.
 
 from __future__ import annotations
 
-__all__ = ["CHAT_FIELDS", "COMPLETION_FIELDS", "EMBEDDING_FIELDS"]
+__all__ = ["CHAT_FIELDS", "CHAT_INTEGER_RANGES", "COMPLETION_FIELDS", "COMPLETION_INTEGER_RANGES", "EMBEDDING_FIELDS",
+           "EMBEDDING_INTEGER_RANGES", "INT64_MAX", "INT64_MIN"]
 
 # Every OpenAI chat parameter (ordered as in the API reference). `user` and `metadata` are looser
 # than the spec because real clients send objects there (Open WebUI, Vapi).
@@ -77,4 +78,29 @@ EMBEDDING_FIELDS: dict[str, str] = {
     "encoding_format": "string",
     "dimensions": "integer",
     "user": "any",
+}
+
+# The ranges of the integer parameters (inclusive). An integer parameter without an entry may hold
+# any 64-bit signed integer: no upstream takes more, and a value past 64 bits cannot even be
+# encoded again. The bounds are the API reference's where it states one that holds for every
+# OpenAI-compatible server (a token count is never negative, `n` is at most 128); an upstream's
+# own tighter limits (its context size, its top_logprobs maximum) stay the upstream's to enforce.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+CHAT_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "max_completion_tokens": (1, INT64_MAX),
+    "max_tokens": (1, INT64_MAX),
+    "n": (1, 128),
+    "top_logprobs": (0, INT64_MAX),
+}
+
+COMPLETION_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "best_of": (1, INT64_MAX),
+    "logprobs": (0, INT64_MAX),
+    "max_tokens": (0, INT64_MAX),  # 0 with `echo: true` scores a prompt without generating
+    "n": (1, 128),
+}
+
+EMBEDDING_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "dimensions": (1, INT64_MAX),
 }

@@ -43,6 +43,13 @@ def _error(status: int, message: str, etype: str = "invalid_request_error", code
     return web.json_response(body, status=status, headers=headers)
 
 
+def _check_n(n: Any) -> web.Response | None:
+    """OpenAI's limit on `n` (a fake that looped over any `n` would never answer)."""
+    if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 128:
+        return None
+    return _error(400, f"Invalid 'n': expected an integer from 1 to 128, got {n}.", code="invalid_value")
+
+
 class FakeOpenAI(ThreadedServer):
     def __init__(self) -> None:
         super().__init__()
@@ -87,6 +94,8 @@ class FakeOpenAI(ThreadedServer):
         if fault is not None:
             return fault
         n = body.get("n") or 1
+        if (bad_n := _check_n(n)) is not None:
+            return bad_n
         created = int(time.time())
         cid = f"chatcmpl-fake{len(self.requests)}"
         if not body.get("stream"):
@@ -192,6 +201,8 @@ class FakeOpenAI(ThreadedServer):
         else:
             prompts = list(prompt)
         n = body.get("n") or 1
+        if (bad_n := _check_n(n)) is not None:
+            return bad_n
         created = int(time.time())
         cid = f"cmpl-fake{len(self.requests)}"
         texts = [(p, i) for p in range(len(prompts)) for i in range(n)]
@@ -225,6 +236,9 @@ class FakeOpenAI(ThreadedServer):
         inputs = body.get("input")
         items = [inputs] if isinstance(inputs, str) else list(inputs or [])
         dims = body.get("dimensions") or 4
+        if not isinstance(dims, int) or not 1 <= dims <= 3072:  # as OpenAI: at most the model's size
+            return _error(400, f"Invalid 'dimensions': expected an integer from 1 to 3072, got {dims}.",
+                          code="invalid_value")
         data = []
         for i, _ in enumerate(items):
             vector = [round(0.25 * (i + 1) + 0.5 * d, 4) for d in range(dims)]

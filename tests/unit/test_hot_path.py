@@ -23,7 +23,7 @@ from switchboard.routing.router import Deployment, Router
 def _reference_is(value: Any, kind: str) -> bool:
     """The straightforward reading of a JSON type name, which the compiled checks must agree with."""
     if value is None:
-        return kind == "null"
+        return kind in ("null", "any")
     if kind == "null":
         return False
     if isinstance(value, bool) and kind not in ("boolean", "any"):

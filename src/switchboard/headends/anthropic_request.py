@@ -21,18 +21,19 @@ from typing import Any
 
 import orjson
 
-from ..errors import GatewayError, bad_request
+from ..errors import GatewayError, bad_request, unencodable_request
 from ..hub import ChatRequest
-from .validation import check_fields
+from ..openai_fields import INT64_MAX
+from .validation import FieldSpec, check_spec, model_name_problem
 
 __all__ = ["COUNT_TOKENS_DROPPED", "parse_messages_request", "to_hub_body"]
 
-_TOP_FIELDS = {
+_TOP_SPEC = FieldSpec({
     "model": "string", "max_tokens": "integer", "messages": "array", "system": "string|array",
     "metadata": "object|null", "stop_sequences": "array|null", "stream": "boolean|null",
     "temperature": "number|null", "top_p": "number|null", "top_k": "integer|null",
     "tools": "array|null", "tool_choice": "object|null", "output_config": "object|null",
-}
+}, {"max_tokens": (1, INT64_MAX), "top_k": (0, INT64_MAX)})  # integral floats become ints, sizes stay in 64 bits
 
 # Fields of a Messages request that the count_tokens endpoint does not take.
 COUNT_TOKENS_DROPPED = ("max_tokens", "stream", "metadata", "stop_sequences", "temperature", "top_p", "top_k",
@@ -74,6 +75,13 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
             raise bad_request(f"{where}.{i}: each content block must be an object with a string 'type'",
                               param=f"{where}.{i}", code="invalid_type")
     return content
+
+
+def _json_text(value: Any, where: str) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:  # nested deeper than the encoder writes
+        raise unencodable_request(value, exc, where) from exc
 
 
 def _text(block: dict[str, Any], where: str) -> str:
@@ -133,7 +141,7 @@ def _tool_result(block: dict[str, Any], where: str) -> tuple[dict[str, Any], lis
             elif part["type"] == "image":
                 images.append(_image_part(part, f"{where}.content.{i}"))
             else:
-                texts.append(orjson.dumps(part).decode())  # e.g. search results: keep them readable
+                texts.append(_json_text(part, f"{where}.content.{i}"))  # e.g. search results: keep them readable
     text = "\n".join(texts)
     if block.get("is_error") is True:
         # OpenAI has no error flag on tool results; the model must still see that the call failed.
@@ -177,7 +185,7 @@ def _assistant_message(blocks: list[dict[str, Any]], where: str) -> dict[str, An
             name = _require(block, "name", str, here)
             arguments = _require(block, "input", dict, here)
             calls.append({"id": call_id, "type": "function",
-                          "function": {"name": name, "arguments": orjson.dumps(arguments).decode()}})
+                          "function": {"name": name, "arguments": _json_text(arguments, f"{here}.input")}})
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:
@@ -246,11 +254,12 @@ def _check_top_level(raw: dict[str, Any], require_max_tokens: bool) -> None:
         raise _missing("max_tokens")
     if "messages" not in raw:
         raise _missing("messages")
-    check_fields(raw, _TOP_FIELDS)
+    check_spec(raw, _TOP_SPEC)
     if not raw["model"]:
         raise _invalid("model", "must be a non-empty string")
-    if "max_tokens" in raw and raw["max_tokens"] < 1:
-        raise _invalid("max_tokens", "Input should be greater than or equal to 1")
+    model = raw["model"]
+    if not (model.isascii() and model.isprintable()) and (problem := model_name_problem(model)) is not None:
+        raise _invalid("model", problem)
     stops = raw.get("stop_sequences")
     if stops is not None and not all(isinstance(s, str) for s in stops):
         raise bad_request("stop_sequences: Input should be a list of strings", param="stop_sequences",
@@ -288,7 +297,7 @@ def to_hub_body(raw: dict[str, Any], require_max_tokens: bool = True) -> dict[st
             messages.append(assistant)
     body: dict[str, Any] = {"model": raw["model"], "messages": messages}
     if "max_tokens" in raw:
-        body["max_completion_tokens"] = int(raw["max_tokens"])
+        body["max_completion_tokens"] = raw["max_tokens"]
     for name in ("temperature", "top_p", "top_k"):
         if raw.get(name) is not None:
             body[name] = raw[name]

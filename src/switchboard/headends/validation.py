@@ -10,10 +10,22 @@ import functools
 from typing import Any
 
 from ..errors import bad_request
-from ..openai_fields import CHAT_FIELDS, COMPLETION_FIELDS, EMBEDDING_FIELDS
+from ..openai_fields import (
+    CHAT_FIELDS,
+    CHAT_INTEGER_RANGES,
+    COMPLETION_FIELDS,
+    COMPLETION_INTEGER_RANGES,
+    EMBEDDING_FIELDS,
+    EMBEDDING_INTEGER_RANGES,
+    INT64_MAX,
+    INT64_MIN,
+)
 
 __all__ = [
+    "FieldSpec",
     "check_fields",
+    "check_spec",
+    "model_name_problem",
     "validate_chat",
     "validate_completion",
     "validate_embedding",
@@ -32,7 +44,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 
 def _is(value: Any, kind: str) -> bool:
     if value is None:
-        return kind == "null"
+        return kind in ("null", "any")
     if kind == "null":
         return False
     if isinstance(value, bool) and kind not in ("boolean", "any"):
@@ -52,10 +64,10 @@ def _kinds(kinds: str) -> tuple[tuple[type, ...], bool, bool, bool, bool]:
 
 def _fits(value: Any, kinds: str) -> bool:
     types, null_ok, any_ok, bool_ok, integral_ok = _kinds(kinds)
-    if value is None:
-        return null_ok
     if any_ok:
         return True
+    if value is None:
+        return null_ok
     if value.__class__ is bool:
         return bool_ok
     if isinstance(value, types):
@@ -68,42 +80,73 @@ _EXACT_CLASSES: dict[str, tuple[type, ...]] = {
     "null": (_NONE_TYPE,), "string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,),
     "object": (dict,), "array": (list,),
 }
-# id(spec) -> (spec, {field: classes a value may have exactly}).
-_COMPILED: dict[int, tuple[dict[str, str], dict[str, frozenset[type]]]] = {}
+_NO_RANGES: dict[str, tuple[int, int]] = {}
+_INT64 = (INT64_MIN, INT64_MAX)
 
 
-def _exact_classes(spec: dict[str, str]) -> dict[str, frozenset[type]]:
-    """For each field of `spec`, the classes that pass without further thought (what orjson makes);
-    anything else (an integral float for an integer, a subclass) goes to `_fits`. Specs are module
-    constants, compiled on first use; the entry keeps the spec alive, so its id cannot be reused."""
-    entry = _COMPILED.get(id(spec))
-    if entry is not None and entry[0] is spec:
-        return entry[1]
+class FieldSpec:
+    """A field spec compiled once, at import: `kinds` maps a field to its allowed JSON types (e.g.
+    "number|null"), `ranges` bounds integer fields (those without an entry hold any 64-bit signed
+    integer). For each field, `exact` holds the classes that pass without further thought (what
+    orjson makes); an integer field's ints are not among them: they take the slow branch, which
+    also checks the range."""
+
+    __slots__ = ("exact", "kinds", "ranges")
+
+    def __init__(self, kinds: dict[str, str], ranges: dict[str, tuple[int, int]] = _NO_RANGES) -> None:
+        self.kinds = kinds
+        self.ranges = {name: ranges.get(name, _INT64) for name, spec in kinds.items() if "integer" in spec.split("|")}
+        # "any" adds no class: such a field always goes to the slow branch
+        self.exact = {name: frozenset(c for k in spec.split("|") for c in _EXACT_CLASSES.get(k, ())
+                                      if not (c is int and name in self.ranges))
+                      for name, spec in kinds.items()}
+
+
+# id(kinds) -> its compiled form, for callers of `check_fields` with a plain spec (the entry keeps
+# the spec alive, so its id cannot be reused).
+_COMPILED: dict[int, FieldSpec] = {}
+
+
+def _compiled(kinds: dict[str, str]) -> FieldSpec:
+    entry = _COMPILED.get(id(kinds))
+    if entry is not None and entry.kinds is kinds:
+        return entry
     if len(_COMPILED) >= 128:
         _COMPILED.clear()
-    compiled = {name: frozenset(c for k in kinds.split("|") for c in _EXACT_CLASSES.get(k, ()))
-                for name, kinds in spec.items()}  # "any" adds no class: such a field always goes to _fits
-    _COMPILED[id(spec)] = (spec, compiled)
-    return compiled
+    entry = _COMPILED[id(kinds)] = FieldSpec(kinds)
+    return entry
 
 
-def _well_typed(body: dict[str, Any], spec: dict[str, str]) -> bool:
-    """The fast check of `check_fields`, without building any error text."""
+def _well_typed(body: dict[str, Any], spec: FieldSpec) -> bool:
+    """The fast check of `check_spec`, without building any error text. False also for an
+    integral float in an integer field, which `check_spec` turns into an int."""
     # The body has a few fields, the spec dozens: walk the body.
-    exact = _exact_classes(spec)
+    exact = spec.exact
     for name, value in body.items():
         classes = exact.get(name)
-        if classes is not None and value.__class__ not in classes and not _fits(value, spec[name]):
-            return False
+        if classes is None or value.__class__ in classes:
+            continue
+        bounds = spec.ranges.get(name)
+        if bounds is None:
+            if not _fits(value, spec.kinds[name]):
+                return False
+        elif value.__class__ is not int or not bounds[0] <= value <= bounds[1]:
+            return False  # a float (integral or not), a bool, an int out of range, a wrong type
     return True
 
 
-def check_fields(body: dict[str, Any], spec: dict[str, str], prefix: str = "") -> None:
-    """`spec` maps a field to allowed JSON types, e.g. "number|null"."""
+def check_fields(body: dict[str, Any], kinds: dict[str, str], prefix: str = "") -> None:
+    """`check_spec` with a plain spec (field -> allowed JSON types), compiled on first use."""
+    check_spec(body, _compiled(kinds), prefix)
+
+
+def check_spec(body: dict[str, Any], spec: FieldSpec, prefix: str = "") -> None:
+    """A 400 naming the first field (in spec order) of a wrong type or out of its range. An
+    integral float in an integer field (`2.0`, `1e3`) is accepted and becomes an int, so every
+    upstream receives an integer."""
     if _well_typed(body, spec):
         return
-    # On a failure, report the first bad field in spec order.
-    for name, kinds in spec.items():
+    for name, kinds in spec.kinds.items():
         if name not in body:
             continue
         value = body[name]
@@ -111,6 +154,23 @@ def check_fields(body: dict[str, Any], spec: dict[str, str], prefix: str = "") -
             want = " or ".join(kinds.split("|"))
             raise bad_request(f"Invalid type for '{prefix}{name}': expected {want}, got {_json_type(value)}.",
                               param=f"{prefix}{name}", code="invalid_type")
+        bounds = spec.ranges.get(name)
+        if bounds is None or value is None or value.__class__ is bool or not isinstance(value, int | float):
+            continue
+        if value < bounds[0]:
+            raise bad_request(f"Invalid '{prefix}{name}': integer below minimum value. Expected a value >= "
+                              f"{bounds[0]}, but got {_number(value)} instead.", param=f"{prefix}{name}",
+                              code="integer_below_min_value")
+        if value > bounds[1]:
+            raise bad_request(f"Invalid '{prefix}{name}': integer above maximum value. Expected a value <= "
+                              f"{bounds[1]}, but got {_number(value)} instead.", param=f"{prefix}{name}",
+                              code="integer_above_max_value")
+        if isinstance(value, float):
+            body[name] = int(value)
+
+
+def _number(value: int | float) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() and abs(value) < 1e30 else str(value)
 
 
 def _json_type(value: Any) -> str:
@@ -131,8 +191,24 @@ def _json_type(value: Any) -> str:
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _PLAIN_ROLES = frozenset(_ROLES) - {"tool"}  # the roles whose messages need no checks beyond their fields
-_MESSAGE_FIELDS = {"role": "string", "content": "string|array|null", "name": "string", "tool_call_id": "string",
-                   "tool_calls": "array|null", "function_call": "object|null", "refusal": "string|null"}
+_MESSAGE_SPEC = FieldSpec({"role": "string", "content": "string|array|null", "name": "string",
+                           "tool_call_id": "string", "tool_calls": "array|null", "function_call": "object|null",
+                           "refusal": "string|null"})
+_CHAT_SPEC = FieldSpec(CHAT_FIELDS, CHAT_INTEGER_RANGES)
+_COMPLETION_SPEC = FieldSpec(COMPLETION_FIELDS, COMPLETION_INTEGER_RANGES)
+_EMBEDDING_SPEC = FieldSpec(EMBEDDING_FIELDS, EMBEDDING_INTEGER_RANGES)
+
+
+def model_name_problem(model: str) -> str | None:
+    """Why `model` cannot be a model name, or None. The name is echoed in a response header
+    (x-switchboard-model), so it must be printable and fit in Latin-1: no CR/LF, no NUL."""
+    if model.isascii() and model.isprintable():
+        return None
+    if not model.isprintable():
+        return "a model name must not contain control or other non-printable characters"
+    if max(model) > "\xff":
+        return "a model name must be written in Latin-1 characters (it is echoed in a response header)"
+    return None
 
 
 def _require_model(body: dict[str, Any]) -> str:
@@ -141,6 +217,8 @@ def _require_model(body: dict[str, Any]) -> str:
         raise bad_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     if not isinstance(model, str) or not model:
         raise bad_request("Invalid type for 'model': expected a non-empty string.", param="model", code="invalid_type")
+    if not (model.isascii() and model.isprintable()) and (problem := model_name_problem(model)) is not None:
+        raise bad_request(f"Invalid 'model': {problem}.", param="model", code="invalid_value")
     return model
 
 
@@ -150,6 +228,16 @@ def _check_stop(stop: Any, param: str = "stop") -> None:
                           code="invalid_type")
 
 
+def _check_logit_bias(biases: dict[str, Any]) -> None:
+    """Each bias is a number from -100 to 100 (the API reference's range, which every server takes)."""
+    for bias in biases.values():
+        if bias.__class__ is bool or not isinstance(bias, int | float) or not -100 <= bias <= 100:
+            shown = "a boolean" if bias.__class__ is bool else _number(bias) if isinstance(bias, int | float) \
+                else _json_type(bias)
+            raise bad_request(f"Invalid 'logit_bias': each bias must be a number from -100 to 100, got {shown}.",
+                              param="logit_bias", code="invalid_value")
+
+
 def _check_stream_options(body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if isinstance(options, dict) and "include_usage" in options and not isinstance(options["include_usage"], bool):
@@ -157,10 +245,17 @@ def _check_stream_options(body: dict[str, Any]) -> None:
                           param="stream_options.include_usage", code="invalid_type")
 
 
-def _check_n(body: dict[str, Any]) -> None:
-    n = body.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n < 1:
-        raise bad_request("Invalid value for 'n': must be at least 1.", param="n", code="invalid_value")
+def _check_tool_choice(choice: dict[str, Any]) -> None:
+    """An object `tool_choice` names its type, and a function choice names the function."""
+    kind = choice.get("type")
+    if not isinstance(kind, str):
+        raise bad_request("Missing required parameter: 'tool_choice.type'.", param="tool_choice.type",
+                          code="missing_required_parameter")
+    if kind == "function":
+        function = choice.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise bad_request("Missing required parameter: 'tool_choice.function.name'.",
+                              param="tool_choice.function.name", code="missing_required_parameter")
 
 
 def validate_chat(body: dict[str, Any]) -> str:
@@ -169,7 +264,7 @@ def validate_chat(body: dict[str, Any]) -> str:
     if "messages" not in body:
         raise bad_request("Missing required parameter: 'messages'.", param="messages",
                           code="missing_required_parameter")
-    check_fields(body, CHAT_FIELDS)
+    check_spec(body, _CHAT_SPEC)
     messages = body["messages"]
     if not messages:
         raise bad_request("Invalid 'messages': empty array. Expected an array with minimum length 1.",
@@ -177,9 +272,9 @@ def validate_chat(body: dict[str, Any]) -> str:
     for i, message in enumerate(messages):
         # The common case, a dict with a role among the known ones, well-typed fields and content,
         # is settled without building the error texts (`where`) the checks below need.
-        if message.__class__ is dict and message.get("role") in _PLAIN_ROLES \
+        if message.__class__ is dict and (role := message.get("role")).__class__ is str and role in _PLAIN_ROLES \
                 and message.get("content").__class__ is str and "tool_calls" not in message \
-                and _well_typed(message, _MESSAGE_FIELDS):
+                and _well_typed(message, _MESSAGE_SPEC):
             continue
         where = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -188,7 +283,7 @@ def validate_chat(body: dict[str, Any]) -> str:
         if role is None:
             raise bad_request(f"Missing required parameter: '{where}.role'.", param=f"{where}.role",
                               code="missing_required_parameter")
-        check_fields(message, _MESSAGE_FIELDS, where + ".")
+        check_spec(message, _MESSAGE_SPEC, where + ".")
         if role not in _ROLES:
             raise bad_request(f"Invalid value: '{role}'. Supported values are: {', '.join(repr(r) for r in _ROLES)}.",
                               param=f"{where}.role", code="invalid_value")
@@ -221,9 +316,12 @@ def validate_chat(body: dict[str, Any]) -> str:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise bad_request(f"Missing required parameter: '{where}.function.name'.",
                                   param=f"{where}.function.name", code="missing_required_parameter")
+    if (choice := body.get("tool_choice")).__class__ is dict:
+        _check_tool_choice(choice)
     _check_stop(body.get("stop"))
     _check_stream_options(body)
-    _check_n(body)
+    if (biases := body.get("logit_bias")).__class__ is dict:
+        _check_logit_bias(biases)
     rf = body.get("response_format")
     if isinstance(rf, dict) and not isinstance(rf.get("type"), str):
         raise bad_request("Missing required parameter: 'response_format.type'.", param="response_format.type",
@@ -235,7 +333,7 @@ def validate_completion(body: dict[str, Any]) -> str:
     model = _require_model(body)
     if "prompt" not in body:
         raise bad_request("Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter")
-    check_fields(body, COMPLETION_FIELDS)
+    check_spec(body, _COMPLETION_SPEC)
     prompt = body["prompt"]
     if isinstance(prompt, list) and prompt:
         first = prompt[0]
@@ -250,7 +348,8 @@ def validate_completion(body: dict[str, Any]) -> str:
                               param="prompt", code="invalid_type")
     _check_stop(body.get("stop"))
     _check_stream_options(body)
-    _check_n(body)
+    if (biases := body.get("logit_bias")).__class__ is dict:
+        _check_logit_bias(biases)
     return model
 
 
@@ -258,7 +357,7 @@ def validate_embedding(body: dict[str, Any]) -> str:
     model = _require_model(body)
     if "input" not in body:
         raise bad_request("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
-    check_fields(body, EMBEDDING_FIELDS)
+    check_spec(body, _EMBEDDING_SPEC)
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise bad_request(f"Invalid value for 'encoding_format': '{fmt}'. Supported values are: 'float' and 'base64'.",

@@ -156,7 +156,7 @@ def _data_url(url: str, where: str) -> tuple[str, str]:
     media_type, data = match.group(1).lower(), match.group(2).strip()
     try:
         binascii.a2b_base64(data[:64])  # a cheap sanity check; the upstream decodes the rest
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: a character outside ASCII
         raise bad_request(f"Invalid base64 data in '{where}'.", param=where, code="invalid_value") from exc
     return media_type, data
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 
 from ..config import ProviderConfig
-from ..errors import GatewayError, upstream_error
+from ..errors import GatewayError, unencodable_request, upstream_error
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
 from ..sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 from .http1 import HTTP1Client, Response, UpstreamConnectionClosed, UpstreamResponseTooLarge
@@ -134,7 +134,11 @@ class HttpUpstream:
         """
         timeout = self.config.timeout_s
         try:
-            resp = await self.client.request("POST", url, headers, orjson.dumps(payload), read_timeout=timeout,
+            data = orjson.dumps(payload)
+        except orjson.JSONEncodeError as exc:  # the client's body nests deeper than the encoder writes
+            raise unencodable_request(payload, exc) from exc
+        try:
+            resp = await self.client.request("POST", url, headers, data, read_timeout=timeout,
                                              total_timeout=None if stream else timeout)
         except OSError as exc:  # TimeoutError and UpstreamConnectionError are OSErrors
             raise connection_error(self.name, exc) from exc
