@@ -7,7 +7,9 @@ gateways under test get one provider per prefix:
 - `/sse/v1/chat/completions`: a fixed `text/event-stream` body (role chunk, content chunks, finish
   chunk, usage chunk, `data: [DONE]`);
 - `/slow/v1/...` and `/slowsse/v1/...`: the same two after 50 ms (`echo_sleep` from Debian's
-  libnginx-mod-http-echo), so a gateway's cost shows up as lost concurrency rather than CPU.
+  libnginx-mod-http-echo), so a gateway's cost shows up as lost concurrency rather than CPU;
+- `/nginx_status`: nginx's stub_status, read by `accepted()` (connections accepted so far), so a
+  run can tell how many upstream connections a gateway opened (its client's pooling at work).
 
 The config is generated into a temp dir and nginx runs as a non-daemon child of the benchmark.
 """
@@ -122,6 +124,7 @@ http {{
             {sleep}
             echo -n {sse};
         }}
+        location = /nginx_status {{ stub_status; }}
         location / {{ return 404 '{{"error":{{"message":"no such path","type":"invalid_request_error"}}}}'; }}
     }}
 }}
@@ -170,6 +173,17 @@ class Upstream:
                                          preexec_fn=cpus.for_load())
         _wait_port(self.port, self.proc)
         return self
+
+    def accepted(self) -> int:
+        """Connections nginx accepted so far (stub_status): how many a gateway opened to its upstream."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"GET /nginx_status HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        body = raw.partition(b"\r\n\r\n")[2].decode()
+        # "Active connections: N \nserver accepts handled requests\n A H R \n..."
+        return int(body.splitlines()[2].split()[0])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
