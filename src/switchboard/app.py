@@ -14,10 +14,12 @@ import re
 import secrets
 
 from .access.admin import AdminApi
+from .access.auth import bearer_token
 from .asgi import JSONResponse, Receive, Request, Response, Scope, Send, StreamResponse, send_response, send_stream
 from .body_memory import BodyMemory
 from .config import Config, load_config
 from .errors import GatewayError, internal_error
+from .facades import Facade, Facades
 from .gateway import Gateway
 from .gc_tuning import tune_gc_for_serving
 from .headends import anthropic, embeddings, openai_chat, openai_completions
@@ -27,6 +29,7 @@ from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .request_record import RequestRecord
 from .routes import ApiRoute, ErrorRenderer, PlainHandler, PlainRoute, Route
+from .routing.limits import Lease
 
 __all__ = ["SwitchboardApp", "app_from_env", "create_app"]
 
@@ -72,6 +75,7 @@ class SwitchboardApp:
         self.max_body = gateway.config.server.max_body_bytes
         self.body_memory = BodyMemory(gateway.config.server.max_body_memory_bytes,
                                       gateway.config.server.max_body_memory_per_key_bytes)
+        self.facades = Facades(gateway.config)
         self.shutting_down = False
         # Request ids: a random prefix per process and a counter, unique across workers and restarts
         # without reading the OS's random source on every request.
@@ -142,9 +146,17 @@ class SwitchboardApp:
             return
         # The request is handled right here rather than one coroutine further down: every wait for
         # the upstream resumes each coroutine of the chain, so each level costs on every request.
-        path = self._strip_prefix(scope["path"])
+        path = scope["path"]
+        facade: Facade | None = None
+        if self.facades.all:
+            server = scope.get("server")
+            facade, path = self.facades.for_request(server[1] if server else None, path)
+        path = self._strip_prefix(path)
+        if len(path) > 1 and path[-1] == "/":  # `/api/chat/completions/`, as some clients post
+            path = path.rstrip("/") or "/"
         method = scope["method"]
         request = Request(scope, receive, path, "", self.max_body, self.body_memory)
+        request.facade = facade
         incoming = request.headers.get("x-request-id")
         if incoming is not None and _valid_request_id(incoming):
             request_id = incoming
@@ -155,25 +167,39 @@ class SwitchboardApp:
         route = self._api_route(method, api_path, request)
         renderer = route.error_renderer if route is not None else None
         record: RequestRecord | None = None
+        lease: Lease | None = None
         try:
             if route is not None:
                 endpoint = route.path if "{" not in route.path else route.path.partition("/{")[0]
                 record = RequestRecord(request_id=request_id, endpoint=endpoint)
                 # Who is calling, from the headers alone: no body is read for a caller without a valid key.
-                await self.gateway.authenticate(request, record)
+                if facade is not None:
+                    record.facade = facade.name
+                    request.endpoint = endpoint
+                    await self._facade_caller(facade, request, record)
+                    if facade.limiter is not None:
+                        lease = facade.limiter.try_acquire() or await facade.limiter.acquire()
+                else:
+                    await self.gateway.authenticate(request, record)
                 response = await route.handler(self.gateway, request, record)
-            elif (plain := self.plain_routes.get((method, path))) is not None:
+            elif ((facade is None or path in _FACADE_PLAIN)
+                  and (plain := self.plain_routes.get((method, path))) is not None):
                 response = await plain(request)
-            elif (plain := self._param_route(method, path, request)) is not None:
+            elif facade is None and (plain := self._param_route(method, path, request)) is not None:
                 response = await plain(request)
             else:
                 response = self._not_found(method, path, api_path)
+                # Seen in the access log: an operator sees a client calling a route this gateway lacks.
+                record = RequestRecord(request_id=request_id, endpoint="(unknown)", path=scope["path"][:256],
+                                       error_type="unknown_url" if response.status == 404 else "method_not_allowed")
         except GatewayError as err:
             response = _error_response(err, request_id, renderer)
             if record is not None:
                 record.error_type = err.type
         except asyncio.CancelledError:
             request.release_body()
+            if lease is not None:
+                lease.release()
             if record is not None:
                 record.status, record.error_type = 499, "client_disconnected"
                 self.gateway.finish(record)
@@ -186,6 +212,8 @@ class SwitchboardApp:
         request.release_body()
         if record is not None and record.headers:
             response.headers = {**record.headers, **response.headers}
+        if lease is not None:
+            _release_when_done(lease, response)
         if isinstance(response, StreamResponse):
             await send_stream(send, receive, response, request_id)
             return
@@ -193,6 +221,14 @@ class SwitchboardApp:
             record.status = response.status
             self.gateway.finish(record)
         await send_response(send, response, request_id)
+
+    async def _facade_caller(self, facade: Facade, request: Request, record: RequestRecord) -> None:
+        principal = self.facades.principal(facade, bearer_token(request.headers))
+        if principal is None:  # the gateway's own keys
+            await self.gateway.authenticate(request, record)
+            return
+        record.key_id = principal.key_id
+        request.principal = principal
 
     def _not_found(self, method: str, path: str, api_path: str) -> Response:
         allowed = [m for (m, p) in self.api_routes if p == api_path] + [m for (m, p) in self.plain_routes if p == path]
@@ -206,6 +242,24 @@ class SwitchboardApp:
             return response
         return _error_response(GatewayError(404, f"Unknown request URL: {method} {path}.", "invalid_request_error",
                                             code="unknown_url", retryable=False))
+
+
+_FACADE_PLAIN = frozenset({"/health", "/ready"})  # the plain routes a facade serves too
+
+
+def _release_when_done(lease: Lease, response: Response | StreamResponse) -> None:
+    """A facade's slot is held until the response is over: a stream's end, or now."""
+    if not isinstance(response, StreamResponse):
+        lease.release()
+        return
+    closing = response.on_close
+
+    def closed(exc: BaseException | None) -> None:
+        lease.release()
+        if closing is not None:
+            closing(exc)
+
+    response.on_close = closed
 
 
 def _error_response(err: GatewayError, request_id: str = "", renderer: ErrorRenderer | None = None) -> Response:

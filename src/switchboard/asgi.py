@@ -18,6 +18,7 @@ import orjson
 from .access.auth import Principal
 from .body_memory import BodyMemory
 from .errors import GatewayError, bad_request
+from .facades import Facade
 from .sse import PING
 
 __all__ = ["JSONResponse", "Receive", "Request", "Response", "Scope", "Send", "StreamResponse", "send_response"]
@@ -35,8 +36,8 @@ def _too_large(limit: int) -> GatewayError:
 
 
 class Request:
-    __slots__ = ("_body", "_held", "body_memory", "headers", "max_body", "method", "path", "principal", "query",
-                 "receive", "request_id", "scope", "state")
+    __slots__ = ("_body", "_held", "body_memory", "endpoint", "facade", "headers", "max_body", "method", "path",
+                 "principal", "query", "receive", "request_id", "scope", "state")
 
     def __init__(self, scope: Scope, receive: Receive, path: str, request_id: str, max_body: int,
                  body_memory: BodyMemory | None = None) -> None:
@@ -53,6 +54,8 @@ class Request:
         self.max_body = max_body
         self.body_memory = body_memory
         self.principal: Principal | None = None  # set by authentication, before the body is read
+        self.facade: Facade | None = None  # the facade the request came through, if any
+        self.endpoint = ""  # the API route (set for facade requests, whose bodies the facade shapes)
         self._body: bytes | bytearray | None = None
         self._held = 0  # bytes of body_memory this request holds
         self.state: dict[str, Any] = {}
@@ -116,6 +119,8 @@ class Request:
             self.release_body()
         if not isinstance(data, dict):
             raise bad_request("The request body must be a JSON object.")
+        if self.facade is not None:
+            self.facade.shape(data, self.endpoint)
         return data
 
     def release_body(self) -> None:

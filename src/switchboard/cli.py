@@ -52,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=max(1, args.workers),
         grace_s=config.server.shutdown_grace_s,
         send_timeout_s=config.server.send_timeout_s,
+        extra_ports=tuple(f.port for f in config.facades.values() if f.port is not None),
     )
     app = _build_app(config)  # also validates what the YAML alone does not, before any worker starts
 

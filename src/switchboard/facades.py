@@ -27,6 +27,7 @@ from .routing.limits import Limiter
 
 __all__ = ["Facade", "Facades"]
 
+_STREAMING = frozenset({"/chat/completions", "/completions", "/messages", "/responses"})
 # The request field that names the output bound, per API (for `limits.max_tokens`).
 _INTEGER_FIELDS = frozenset({"max_tokens", "max_completion_tokens", "max_output_tokens", "n"})
 
@@ -53,12 +54,12 @@ class Facade:
         if not self.allows(model):
             raise model_not_found(model)
 
-    def shape(self, body: dict[str, Any]) -> None:
+    def shape(self, body: dict[str, Any], endpoint: str) -> None:
         """The request body as this facade serves it: model, stream, defaults, limits."""
         config = self.config
         if config.model is not None and (config.pin_model or not body.get("model")):
             body["model"] = config.model
-        if config.stream is not None and "stream" not in body:
+        if config.stream is not None and "stream" not in body and endpoint in _STREAMING:
             body["stream"] = config.stream
         for name, value in config.defaults.items():
             if name not in body:

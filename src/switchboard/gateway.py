@@ -103,6 +103,8 @@ class Gateway:
         principal = request.principal
         assert principal is not None, "authenticate() runs before the handler"
         record.model = model
+        if request.facade is not None:
+            request.facade.check_model(model)
         self.auth.check_model(principal, model)
         if self.access.needs_admission(principal, model):
             await self.access.admit(principal, model, record)

@@ -51,6 +51,8 @@ class RequestRecord:
     headers: dict[str, str] = field(default_factory=dict)
     admission: object | None = None  # what access control admitted (access.control.Admission)
     agent: str | None = None  # the agent that answered, when the model is one
+    facade: str | None = None  # the facade the request came through
+    path: str | None = None  # the URL path, for requests no route took (404/405)
     turns: list[Turn] | None = None  # an agent's model calls, in order
 
     def routed(self, outcome: Outcome) -> None:

@@ -61,14 +61,15 @@ class ModelCatalog:
         return out
 
     async def list(self, gw: Gateway, request: Request, record: RequestRecord) -> Response:
-        principal = _principal(request)
-        models = [m for m in await self.all_models() if principal.may_use(m["id"])]
+        principal, facade = _principal(request), request.facade
+        models = [m for m in await self.all_models()
+                  if principal.may_use(m["id"]) and (facade is None or facade.allows(m["id"]))]
         return JSONResponse({"object": "list", "data": models})
 
     async def retrieve(self, gw: Gateway, request: Request, record: RequestRecord) -> Response:
         principal = _principal(request)
         model_id: str = request.state["path_params"]["id"]
-        if not principal.may_use(model_id):
+        if not principal.may_use(model_id) or (request.facade is not None and not request.facade.allows(model_id)):
             raise model_not_found(model_id)
         for model in await self.all_models():
             if model["id"] == model_id:

@@ -64,6 +64,10 @@ def access_entry(record: RequestRecord) -> dict[str, Any]:
         "attempts": record.attempts,
         "fallback": record.fallback,
     }
+    if record.facade is not None:
+        entry["facade"] = record.facade
+    if record.path is not None:  # a URL no route took
+        entry["path"] = bounded(record.path)
     if record.agent is not None:  # an agent's request: every model call it made
         entry["agent"] = record.agent
         entry["turns"] = [{"provider": t.provider, "model": t.model, "attempts": t.attempts, "fallback": t.fallback}

@@ -41,6 +41,7 @@ class ServeOptions:
     keepalive_s: float = 75.0
     send_timeout_s: float = 60.0  # a client that reads nothing of its response for this long is cut
     backlog: int = 4096
+    extra_ports: tuple[int, ...] = ()  # more listeners on the same host (facades on ports of their own)
 
 
 def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -64,24 +65,28 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
 def serve(options: ServeOptions, build_app: Callable[[], ASGIApp], app: ASGIApp | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status. `build_app` makes each worker's app (called
     in the worker, after fork); `app`, if given, is used as is when there is a single worker."""
-    try:
-        sock = bind_socket(options.host, options.port, options.backlog)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
-        return 1
+    socks: list[socket.socket] = []
+    for port in (options.port, *options.extra_ports):
+        try:
+            socks.append(bind_socket(options.host, port, options.backlog))
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", options.host, port, exc)
+            for sock in socks:
+                sock.close()
+            return 1
     if options.workers <= 1:
-        return run_worker(app if app is not None else build_app(), sock, options)
-    return _Supervisor(options, build_app, sock).run()
+        return run_worker(app if app is not None else build_app(), socks, options)
+    return _Supervisor(options, build_app, socks).run()
 
 
-def run_worker(app: ASGIApp, sock: socket.socket, options: ServeOptions) -> int:
+def run_worker(app: ASGIApp, socks: list[socket.socket], options: ServeOptions) -> int:
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if sys.platform != "win32":
         import uvloop
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(_Worker(app, sock, options).run())
+        return runner.run(_Worker(app, socks, options).run())
 
 
 class _Lifespan:
@@ -131,9 +136,9 @@ class _Lifespan:
 
 
 class _Worker:
-    def __init__(self, app: ASGIApp, sock: socket.socket, options: ServeOptions) -> None:
+    def __init__(self, app: ASGIApp, socks: list[socket.socket], options: ServeOptions) -> None:
         self.app = app
-        self.sock = sock
+        self.socks = socks
         self.options = options
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
@@ -155,16 +160,21 @@ class _Worker:
         if not await lifespan.startup():
             return EXIT_STARTUP_FAILED
         state = ServerState(self.app, self.options.keepalive_s, send_timeout_s=self.options.send_timeout_s)
-        server = await loop.create_server(lambda: HttpProtocol(state), sock=self.sock, backlog=self.options.backlog)
+        servers = [await loop.create_server(lambda: HttpProtocol(state), sock=sock, backlog=self.options.backlog)
+                   for sock in self.socks]
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
-        host, port = self.sock.getsockname()[:2]
+        host, port = self.socks[0].getsockname()[:2]
         log.info("Switchboard listening on http://%s:%d (process %d)", host, port, os.getpid())
+        for sock in self.socks[1:]:
+            host, port = sock.getsockname()[:2]
+            log.info("Switchboard also listening on http://%s:%d (a facade's port)", host, port)
         sweeper = loop.create_task(self._sweep(state))
         await self.stop.wait()
         log.info("Shutting down: no new connections; waiting up to %.1f s for requests in flight",
                  self.options.grace_s)
-        server.close()
+        for server in servers:
+            server.close()
         state.drain()
         await self._drain(state)
         sweeper.cancel()
@@ -201,10 +211,10 @@ class _Worker:
 class _Supervisor:
     """The parent of several workers: forks them, restarts one that dies, stops them on a signal."""
 
-    def __init__(self, options: ServeOptions, build_app: Callable[[], ASGIApp], sock: socket.socket) -> None:
+    def __init__(self, options: ServeOptions, build_app: Callable[[], ASGIApp], socks: list[socket.socket]) -> None:
         self.options = options
         self.build_app = build_app
-        self.sock = sock
+        self.socks = socks
         self.children: dict[int, float] = {}  # pid -> start time
         self.stopping = False
 
@@ -215,7 +225,7 @@ class _Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             status = 1
             try:
-                status = run_worker(self.build_app(), self.sock, self.options)
+                status = run_worker(self.build_app(), self.socks, self.options)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
             finally:
@@ -263,5 +273,6 @@ class _Supervisor:
             time.sleep(0.5 if lived > 10 else 2.0)  # a worker that keeps crashing is not restarted in a tight loop
             if not self.stopping:  # a stop signal may have come during the pause
                 self._spawn()
-        self.sock.close()
+        for sock in self.socks:
+            sock.close()
         return status
