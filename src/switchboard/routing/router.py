@@ -82,20 +82,24 @@ class Router(Engine):
     def _agent(self, model: str) -> AgentDefinition | None:
         return self.agents.get(model) if self.agents is not None else None
 
-    def _task(self, headers: Mapping[str, str]) -> bool:
-        return bool(headers.get(self.task_header))
+    def _resolve(self, hub: ChatRequest, record: RequestRecord,
+                 headers: Mapping[str, str]) -> tuple[AgentService | None, AgentDefinition | None, ChatRequest]:
+        """(the agent service and the agent that answers, or Nones; the request to route). A task
+        request to an agent (Open WebUI's titles, tags) goes to the agent's plain model instead."""
+        agent = self._agent(hub.model)
+        if agent is None or self.agents is None:
+            return None, None, hub
+        if headers.get(self.task_header):
+            return None, None, self.agents.plain_request(agent, hub)
+        record.agent = agent.name
+        return self.agents, agent, hub
 
     # -- chat
     async def chat(self, hub: ChatRequest, record: RequestRecord, headers: Mapping[str, str]) -> UpstreamResult:
         """A non-stream chat completion (`chat.completion` body) from a route or an agent."""
-        agent = self._agent(hub.model)
-        if agent is not None:
-            assert self.agents is not None
-            if self._task(headers):
-                hub = self.agents.plain_request(agent, hub)
-            else:
-                record.agent = agent.name
-                return await self.agents.chat(agent, hub, record, self._deadline(agent.name), self._turn_stream)
+        agents, agent, hub = self._resolve(hub, record, headers)
+        if agents is not None and agent is not None:
+            return await agents.chat(agent, hub, record, self._deadline(agent.name), self._turn_stream)
         # self_bounded: a non-stream call ends within its provider's timeouts (providers/base.py HttpUpstream.post).
         result, outcome = await self.execute(hub.model, lambda d: d.provider.chat(hub, d.model, d.key_value),
                                              observe=record.routed, self_bounded=True)
@@ -104,15 +108,9 @@ class Router(Engine):
     async def open_chat_stream(self, hub: ChatRequest, record: RequestRecord,
                                headers: Mapping[str, str]) -> HubStream:
         """A chat completion stream whose first chunks have arrived, from a route or an agent."""
-        agent = self._agent(hub.model)
-        if agent is not None:
-            assert self.agents is not None
-            if self._task(headers):
-                hub = self.agents.plain_request(agent, hub)
-            else:
-                record.agent = agent.name
-                return await self.agents.open_stream(agent, hub, record, self._deadline(agent.name),
-                                                     self._turn_stream)
+        agents, agent, hub = self._resolve(hub, record, headers)
+        if agents is not None and agent is not None:
+            return await agents.open_stream(agent, hub, record, self._deadline(agent.name), self._turn_stream)
         return await self._stream(hub.model, record.routed,
                                   lambda d: d.provider.open_chat_stream(hub, d.model, d.key_value))
 
