@@ -21,6 +21,7 @@ from .http1 import HTTP1Client, Response, UpstreamConnectionClosed, UpstreamResp
 
 __all__ = [
     "TRANSPORT_ERROR_CODES",
+    "BatchedChunkStream",
     "ChatProvider",
     "CompletionsProvider",
     "EmbeddingsProvider",
@@ -193,7 +194,36 @@ class HttpUpstream:
         return upstream_error(resp.status, body, self.name, secrets, resp.headers)
 
 
-class SSEChunkStream:
+class BatchedChunkStream:
+    """An upstream stream read a network read at a time: `_source` yields the hub chunks of each read.
+
+    Iterate it chunk by chunk, or with `batches()` (the chunks of one read together, so a relay writes
+    them to its client at once); both views share one position. Subclasses set `_source` and
+    `_pending` (a deque) in their constructor.
+    """
+
+    _pending: collections.deque[dict[str, Any]]
+    _source: AsyncIterator[list[dict[str, Any]]]
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            while self._pending:
+                yield self._pending.popleft()
+            try:
+                self._pending.extend(await self._source.__anext__())
+            except StopAsyncIteration:
+                return
+
+    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+        if self._pending:
+            held = list(self._pending)
+            self._pending.clear()
+            yield held
+        async for batch in self._source:
+            yield batch
+
+
+class SSEChunkStream(BatchedChunkStream):
     """An upstream SSE response turned into hub chunks by `convert` (None skips an event).
 
     `convert(event, data)` returns a chunk dict, a list of chunks (one upstream event may carry
@@ -220,22 +250,6 @@ class SSEChunkStream:
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
         self._source = self._read_batches()
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            while self._pending:
-                yield self._pending.popleft()
-            try:
-                self._pending.extend(await self._source.__anext__())
-            except StopAsyncIteration:
-                return
-
-    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
-        if self._pending:
-            held = list(self._pending)
-            self._pending.clear()
-            yield held
-        async for batch in self._source:
-            yield batch
 
     async def _read_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         decoder = SSEDecoder(self._max_event_bytes)

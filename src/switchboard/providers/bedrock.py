@@ -33,7 +33,7 @@ from botocore.session import Session
 from ..config import ConfigError, ProviderConfig
 from ..errors import GatewayError
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
-from .base import HttpUpstream, connection_error
+from .base import BatchedChunkStream, HttpUpstream, connection_error
 from .bedrock_convert import (
     ConverseStreamConverter,
     bedrock_error,
@@ -178,7 +178,7 @@ class BedrockProvider:
         return EventStreamChunkStream(resp, self.name, converter, self.config.max_event_bytes, request_id)
 
 
-class EventStreamChunkStream:
+class EventStreamChunkStream(BatchedChunkStream):
     """A ConverseStream response (AWS binary event-stream frames) turned into hub chunks.
 
     Like `SSEChunkStream`: iterate it chunk by chunk, or with `batches()` (the chunks of all the
@@ -199,22 +199,6 @@ class EventStreamChunkStream:
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
         self._source = self._read_batches()
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            while self._pending:
-                yield self._pending.popleft()
-            try:
-                self._pending.extend(await self._source.__anext__())
-            except StopAsyncIteration:
-                return
-
-    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
-        if self._pending:
-            held = list(self._pending)
-            self._pending.clear()
-            yield held
-        async for batch in self._source:
-            yield batch
 
     def _chunks(self, message: EventStreamMessage) -> list[dict[str, Any]]:
         headers = message.headers
