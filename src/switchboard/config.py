@@ -1,14 +1,17 @@
 """Loading and validating `switchboard.yaml`.
 
 Owns: `${VAR}` / `${VAR:-default}` expansion, the typed config objects the rest of the gateway
-reads, and errors that name the offending key and its line. Unknown keys are errors.
+reads, and errors that name the offending key and its line. Unknown keys are errors. Reading goes
+on past an error, so one run reports every error of a file (`ConfigError.errors`), in line order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,46 @@ DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https:
 
 
 class ConfigError(Exception):
-    """A config problem, with the key path and line it concerns in the message."""
+    """A config problem, with the key path and line it concerns in the message (`file:line: message`).
+
+    `errors` lists every problem found in one file (the message is those lines joined), `line` is
+    the line of the first one (0: no line).
+    """
+
+    def __init__(self, message: str, line: int = 0, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.errors = errors if errors is not None else [message]
+
+
+class _Problems:
+    """The errors found so far in one file: reading goes on past one, so a run reports them all."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+
+    def add(self, error: ConfigError) -> None:
+        if all(str(error) != str(seen) for seen in self.found):
+            self.found.append(error)
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Run one entry's reading; an error is recorded and reading goes on with the next entry."""
+        try:
+            yield
+        except ConfigError as exc:
+            self.add(exc)
+
+    def raise_any(self, by_line: bool = True) -> None:
+        """Raise what was found, if anything: one error as is, several as one `ConfigError` listing them."""
+        if not self.found:
+            return
+        # stable: errors of one line keep their reading order; without `by_line` (several files), reading order
+        ordered = sorted(self.found, key=lambda e: e.line or 1 << 30) if by_line else self.found
+        if len(ordered) == 1:
+            raise ordered[0]
+        messages = [m for e in ordered for m in e.errors]
+        raise ConfigError("\n".join(messages), ordered[0].line, messages)
 
 
 @dataclass(slots=True)
@@ -212,6 +254,10 @@ class Config:
     models: dict[str, ModelConfig] = field(default_factory=dict)
     agents_dir: str | None = None
     agents_hot_reload: bool = False
+    # `switchboard serve --agent FILE [--concurrency N]` (no YAML key): serve this one agent file, in place of
+    # `agents.dir`; N, if given, is its max_in_flight whatever its front matter says.
+    agent_file: Path | None = None
+    agent_max_in_flight: int | None = None
     mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
     store_url: str = "sqlite:///switchboard.db"
     shared_state_url: str | None = None
@@ -251,12 +297,27 @@ def _expand(text: str, environ: dict[str, str]) -> str:
     return _VAR.sub(sub, text)
 
 
-def _load_nodes(text: str, source: str, environ: dict[str, str]) -> _Node:
+def _yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
+    """`file:line: invalid YAML (column N): what`, from PyYAML's marks (0-based)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = exc.problem or "syntax error"
+        if exc.context and exc.context_mark is not None and exc.context_mark.line != mark.line:
+            what += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        elif exc.context:
+            what = f"{exc.context}: {what}"
+        return ConfigError(f"{source}:{mark.line + 1}: invalid YAML (column {mark.column + 1}): {what}",
+                           mark.line + 1)
+    return ConfigError(f"{source}: invalid YAML: {exc}")
+
+
+def _load_nodes(text: str, source: str, environ: dict[str, str], problems: _Problems | None = None) -> _Node:
+    """The YAML tree with lines; a duplicate key is an error (recorded in `problems` if given: the first wins)."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+        raise _yaml_error(exc, source) from None
     finally:
         loader.dispose()
     if root is None:
@@ -266,15 +327,18 @@ def _load_nodes(text: str, source: str, environ: dict[str, str]) -> _Node:
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             out: dict[str, _Node] = {}
-            key_lines: dict[str, int] = {}
             for key_node, value_node in node.value:
                 key = convert(key_node).value
                 if not isinstance(key, str):
                     key = str(key)
                 if key in out:
-                    raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: duplicate key `{key}`")
+                    duplicate = ConfigError(f"{source}:{key_node.start_mark.line + 1}: duplicate key `{key}`",
+                                            key_node.start_mark.line + 1)
+                    if problems is None:
+                        raise duplicate
+                    problems.add(duplicate)
+                    continue
                 out[key] = convert(value_node)
-                key_lines[key] = key_node.start_mark.line + 1
             return _Node(out, line)
         if isinstance(node, yaml.SequenceNode):
             return _Node([convert(item) for item in node.value], line)
@@ -299,12 +363,17 @@ def _load_nodes(text: str, source: str, environ: dict[str, str]) -> _Node:
 
 
 class _Section:
-    """Reads one mapping, checking types; `done()` rejects keys nobody read."""
+    """Reads one mapping, checking types; `done()` rejects keys nobody read.
 
-    def __init__(self, node: _Node, path: str, source: str) -> None:
+    With `problems`, a wrong value of an optional key is recorded there and its default used, so
+    reading goes on; errors that leave nothing to go on with (a required key, a non-mapping) raise.
+    """
+
+    def __init__(self, node: _Node, path: str, source: str, problems: _Problems | None = None) -> None:
         self.source = source
         self.path = path
         self.line = node.line
+        self.problems = problems
         if node.value is None:
             node = _Node({}, node.line)
         if not isinstance(node.value, dict):
@@ -314,7 +383,17 @@ class _Section:
 
     def error(self, node: _Node | None, message: str) -> ConfigError:
         line = node.line if node is not None else self.line
-        return ConfigError(f"{self.source}:{line}: {message}")
+        return ConfigError(f"{self.source}:{line}: {message}", line)
+
+    def report(self, node: _Node | None, message: str) -> None:
+        """An error after which reading can go on: recorded (raised when there is no `problems`)."""
+        error = self.error(node, message)
+        if self.problems is None:
+            raise error
+        self.problems.add(error)
+
+    def sub(self, node: _Node, path: str) -> _Section:
+        return _Section(node, path, self.source, self.problems)
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
@@ -338,7 +417,11 @@ class _Section:
             value = float(value)
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
-            raise self.error(node, f"`{self.key(name)}` must be {names}, got {type(value).__name__}")
+            message = f"`{self.key(name)}` must be {names}, got {type(value).__name__}"
+            if required:
+                raise self.error(node, message)
+            self.report(node, message)
+            return default
         return value
 
     def str_list(self, name: str, default: list[str] | None = None) -> list[str] | None:
@@ -348,44 +431,52 @@ class _Section:
         if isinstance(node.value, str):
             return [node.value]
         if not isinstance(node.value, list) or not all(isinstance(i.value, str) for i in node.value):
-            raise self.error(node, f"`{self.key(name)}` must be a list of strings")
+            self.report(node, f"`{self.key(name)}` must be a list of strings")
+            return default
         return [i.value for i in node.value]
 
     def str_map(self, name: str) -> dict[str, str]:
         node = self.node(name)
         if node is None or node.value is None:
             return {}
-        sub = _Section(node, self.key(name), self.source)
+        sub = self.sub(node, self.key(name))
         out: dict[str, str] = {}
         for k, v in sub.items.items():
             if v.value is None:
                 continue
             if not isinstance(v.value, str | int | float | bool):
-                raise sub.error(v, f"`{sub.key(k)}` must be a string")
+                sub.report(v, f"`{sub.key(k)}` must be a string")
+                continue
             out[k] = str(v.value)
         return out
 
     def section(self, name: str) -> _Section:
         node = self.node(name)
-        return _Section(node if node is not None else _Node({}, self.line), self.key(name), self.source)
+        return self.sub(node if node is not None else _Node({}, self.line), self.key(name))
 
     def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False) -> Any:
         value = self.get(name, kind, default)
         if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-            raise self.error(self.items.get(name), f"`{self.key(name)}` must be {'>= 0' if allow_zero else '> 0'}")
+            self.report(self.items.get(name), f"`{self.key(name)}` must be {'>= 0' if allow_zero else '> 0'}")
+            return default
         return value
 
-    def done(self) -> None:
+    def done(self, also_known: Iterable[str] = ()) -> None:
+        """Every key nobody read is an error (with the closest key that exists, if one is close; keys
+        valid here but not read, such as an agent file's chat parameters, are `also_known`)."""
+        known = sorted({*self.seen, *also_known})
         for name, node in self.items.items():
             if name not in self.seen:
-                raise self.error(node, f"unknown key `{self.key(name)}`")
+                typo = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean `{typo[0]}`?)" if typo else ""
+                self.report(node, f"unknown key `{self.key(name)}`{hint}")
 
 
 def _read_server(s: _Section) -> ServerConfig:
     prefixes = s.str_list("path_prefixes", []) or []
     for p in prefixes:
         if not p.startswith("/") or (p.endswith("/") and p != "/"):
-            raise s.error(s.items.get("path_prefixes"), f"path prefix `{p}` must start with / and not end with /")
+            s.report(s.items.get("path_prefixes"), f"path prefix `{p}` must start with / and not end with /")
     cfg = ServerConfig(
         host=s.get("host", str, "127.0.0.1"),
         port=s.get("port", int, 8080),
@@ -402,29 +493,29 @@ def _read_server(s: _Section) -> ServerConfig:
     return cfg
 
 
-def _read_auth(s: _Section, warnings: list[str]) -> AuthConfig:
+def _read_auth(s: _Section, warnings: list[str], problems: _Problems) -> AuthConfig:
     master = s.get("master_key", str) or None
     keys: list[ClientKeyConfig] = []
     node = s.node("keys")
     if node is not None and node.value is not None:
         if not isinstance(node.value, list):
-            raise s.error(node, "`auth.keys` must be a list")
-        for i, item in enumerate(node.value):
-            k = _Section(item, f"auth.keys[{i}]", s.source)
-            value = k.get("value", str, required=True)
-            name = k.get("name", str, f"key{i}")
-            models = k.str_list("models", ["*"]) or []
-            k.done()
-            if not value:
-                warnings.append(f"{s.source}:{item.line}: auth key `{name}` has an empty value; skipped")
-                continue
-            keys.append(ClientKeyConfig(name=name, value=value, models=models))
+            s.report(node, "`auth.keys` must be a list")
+        for i, item in enumerate(node.value if isinstance(node.value, list) else []):
+            with problems.guard():
+                k = s.sub(item, f"auth.keys[{i}]")
+                value = k.get("value", str, required=True)
+                name = k.get("name", str, f"key{i}")
+                models = k.str_list("models", ["*"]) or []
+                k.done()
+                if not value:
+                    warnings.append(f"{s.source}:{item.line}: auth key `{name}` has an empty value; skipped")
+                    continue
+                keys.append(ClientKeyConfig(name=name, value=value, models=models))
     s.done()
     return AuthConfig(master_key=master, keys=keys)
 
 
-def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> ProviderConfig:
-    s = _Section(node, f"providers.{name}", source)
+def _read_provider(name: str, s: _Section, warnings: list[str], problems: _Problems) -> ProviderConfig:
     ptype = s.get("type", str, required=True)
     if ptype not in PROVIDER_TYPES:
         raise s.error(s.items.get("type"), f"`providers.{name}.type` must be one of {', '.join(PROVIDER_TYPES)}")
@@ -439,24 +530,26 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
                             "https://NAME.openai.azure.com)")
     base_url = (s.get("base_url", str) or default_url or "").rstrip("/")
     if not base_url.startswith(("http://", "https://")):
-        raise s.error(s.items.get("base_url"), f"`providers.{name}.base_url` must be an http(s) URL")
+        s.report(s.items.get("base_url"), f"`providers.{name}.base_url` must be an http(s) URL")
     keys: list[ProviderKey] = []
     knode = s.node("keys")
     if knode is not None and knode.value is not None:
         if not isinstance(knode.value, list):
-            raise s.error(knode, f"`providers.{name}.keys` must be a list")
-        for i, item in enumerate(knode.value):
+            s.report(knode, f"`providers.{name}.keys` must be a list")
+        for i, item in enumerate(knode.value if isinstance(knode.value, list) else []):
             if isinstance(item.value, str):
                 item = _Node({"value": item}, item.line)
-            k = _Section(item, f"providers.{name}.keys[{i}]", source)
-            value = k.get("value", str, "")
-            weight = k.positive("weight", float, 1.0)
-            models = k.str_list("models")
-            k.done()
-            if not value:
-                warnings.append(f"{source}:{item.line}: providers.{name}.keys[{i}] is empty (unset variable?); skipped")
-                continue
-            keys.append(ProviderKey(value=value, weight=weight, models=models, id=f"{name}#{i}"))
+            with problems.guard():
+                k = s.sub(item, f"providers.{name}.keys[{i}]")
+                value = k.get("value", str, "")
+                weight = k.positive("weight", float, 1.0)
+                models = k.str_list("models")
+                k.done()
+                if not value:
+                    warnings.append(
+                        f"{s.source}:{item.line}: providers.{name}.keys[{i}] is empty (unset variable?); skipped")
+                    continue
+                keys.append(ProviderKey(value=value, weight=weight, models=models, id=f"{name}#{i}"))
     r = s.section("retries")
     retries = RetryConfig(
         max=r.positive("max", int, 2, allow_zero=True),
@@ -471,12 +564,10 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
     # Strict upstreams reject fields they do not know: api.openai.com and Azure OpenAI.
     is_openai_com = "api.openai.com" in base_url or ptype == "azure"
     max_tokens_by_model: dict[str, int] = {}
-    mnode = s.node("max_tokens_by_model")
-    if mnode is not None and mnode.value is not None:
-        ms = _Section(mnode, f"providers.{name}.max_tokens_by_model", source)
-        for model_name in list(ms.items):
-            max_tokens_by_model[model_name] = ms.positive(model_name, int, 4096)
-        ms.done()
+    ms = s.section("max_tokens_by_model")
+    for model_name in list(ms.items):
+        max_tokens_by_model[model_name] = ms.positive(model_name, int, 4096)
+    ms.done()
     cfg = ProviderConfig(
         name=name,
         type=ptype,
@@ -512,7 +603,7 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
         aws_access_key_id=s.get("aws_access_key_id", str) or None,
         aws_secret_access_key=s.get("aws_secret_access_key", str) or None,
         aws_session_token=s.get("aws_session_token", str) or None,
-        line=node.line,
+        line=s.line,
     )
     if bool(cfg.aws_access_key_id) != bool(cfg.aws_secret_access_key):
         raise s.error(None, f"`providers.{name}` needs both `aws_access_key_id` and `aws_secret_access_key`")
@@ -523,7 +614,8 @@ def _read_provider(name: str, node: _Node, source: str, warnings: list[str]) -> 
 def _responses_mode(s: _Section, default: str) -> str:
     mode: str = s.get("responses", str, default)
     if mode not in ("native", "bridge"):
-        raise s.error(s.items.get("responses"), f"`{s.path}.responses` must be `native` or `bridge`, got `{mode}`")
+        s.report(s.items.get("responses"), f"`{s.path}.responses` must be `native` or `bridge`, got `{mode}`")
+        return default
     return mode
 
 
@@ -556,20 +648,20 @@ def _apply_preset(s: _Section, ptype: str) -> str | None:
 FALLBACK_CONDITIONS = ("context_window", "content_filter", "rate_limit", "server_error", "timeout", "connection")
 
 
-def _read_model(name: str, node: _Node, source: str) -> ModelConfig:
+def _read_model(name: str, node: _Node, root: _Section) -> ModelConfig:
     if isinstance(node.value, str):  # shorthand `alias: provider/model`
         return ModelConfig(name=name, route=node.value, line=node.line)
-    s = _Section(node, f"models.{name}", source)
+    s = root.sub(node, f"models.{name}")
     fallback_on = s.str_list("fallback_on", []) or []
     for cond in fallback_on:
         if cond not in FALLBACK_CONDITIONS:
-            raise s.error(s.items.get("fallback_on"), f"`models.{name}.fallback_on`: unknown condition `{cond}` "
-                          f"(one of {', '.join(FALLBACK_CONDITIONS)})")
+            s.report(s.items.get("fallback_on"), f"`models.{name}.fallback_on`: unknown condition `{cond}` "
+                     f"(one of {', '.join(FALLBACK_CONDITIONS)})")
     cfg = ModelConfig(
         name=name,
         route=s.get("route", str, required=True),
         fallbacks=s.str_list("fallbacks", []) or [],
-        fallback_on=fallback_on,
+        fallback_on=[cond for cond in fallback_on if cond in FALLBACK_CONDITIONS],
         max_in_flight=s.positive("max_in_flight", int, None),
         queue=s.positive("queue", int, None, allow_zero=True),
         timeout_s=s.positive("timeout_s", float, None),
@@ -582,27 +674,32 @@ def _read_model(name: str, node: _Node, source: str) -> ModelConfig:
     return cfg
 
 
-def _read_mcp(s: _Section) -> dict[str, McpServerConfig]:
+def read_mcp_server(name: str, m: _Section) -> McpServerConfig:
+    """One MCP server's keys (`mcp.servers.<name>`, or an agent file's `mcp.<name>`)."""
+    cfg = McpServerConfig(
+        name=name,
+        command=m.get("command", str),
+        args=[str(a) for a in (m.str_list("args", []) or [])],
+        env=m.str_map("env"),
+        cwd=m.get("cwd", str),
+        url=m.get("url", str),
+        headers=m.str_map("headers"),
+        timeout_s=m.positive("timeout_s", float, 60.0),
+    )
+    if bool(cfg.command) == bool(cfg.url):
+        raise m.error(None, f"`{m.path}` needs exactly one of `command` (stdio) or `url` (HTTP)")
+    m.done()
+    return cfg
+
+
+def _read_mcp(s: _Section, problems: _Problems) -> dict[str, McpServerConfig]:
     servers: dict[str, McpServerConfig] = {}
     srv = s.section("servers")
     for name in list(srv.items):
         node = srv.node(name)
         assert node is not None
-        m = _Section(node, f"mcp.servers.{name}", s.source)
-        cfg = McpServerConfig(
-            name=name,
-            command=m.get("command", str),
-            args=[str(a) for a in (m.str_list("args", []) or [])],
-            env=m.str_map("env"),
-            cwd=m.get("cwd", str),
-            url=m.get("url", str),
-            headers=m.str_map("headers"),
-            timeout_s=m.positive("timeout_s", float, 60.0),
-        )
-        if bool(cfg.command) == bool(cfg.url):
-            raise m.error(node, f"`mcp.servers.{name}` needs exactly one of `command` (stdio) or `url` (HTTP)")
-        m.done()
-        servers[name] = cfg
+        with problems.guard():
+            servers[name] = read_mcp_server(name, srv.sub(node, f"mcp.servers.{name}"))
     srv.done()
     s.done()
     return servers
@@ -630,81 +727,110 @@ def _read_responses(s: _Section) -> ResponsesConfig:
         allowed_mcp_urls=s.str_list("allowed_mcp_urls", []) or [],
     )
     if cfg.hosted_tools not in HOSTED_TOOL_POLICIES:
-        raise s.error(s.items.get("hosted_tools"), "`responses.hosted_tools` must be `drop` or `reject`")
+        s.report(s.items.get("hosted_tools"), "`responses.hosted_tools` must be `drop` or `reject`")
     for url in cfg.allowed_mcp_urls:
         if not url.startswith(("http://", "https://")):
-            raise s.error(s.items.get("allowed_mcp_urls"),
-                          f"`responses.allowed_mcp_urls` must list http:// or https:// URLs, got `{url}`")
+            s.report(s.items.get("allowed_mcp_urls"),
+                     f"`responses.allowed_mcp_urls` must list http:// or https:// URLs, got `{url}`")
     s.done()
     return cfg
 
 
 def parse_config(text: str, source: str = "switchboard.yaml", environ: dict[str, str] | None = None,
                  base_dir: Path | None = None) -> Config:
+    """The config of `text`; every error found is in the one `ConfigError` raised (`errors`, by line)."""
     env = dict(os.environ) if environ is None else environ
-    root = _Section(_load_nodes(text, source, env), "", source)
+    problems = _Problems()
+    root = _Section(_load_nodes(text, source, env, problems), "", source, problems)
     cfg = Config(base_dir=base_dir or Path.cwd())
-    cfg.server = _read_server(root.section("server"))
-    cfg.auth = _read_auth(root.section("auth"), cfg.warnings)
+    broken: set[str] = set()  # providers and models with errors: routes naming them are not checked again
+    with problems.guard():
+        cfg.server = _read_server(root.section("server"))
+    with problems.guard():
+        cfg.auth = _read_auth(root.section("auth"), cfg.warnings, problems)
 
-    providers = root.section("providers")
-    for name in list(providers.items):
-        if "/" in name:
-            raise providers.error(providers.items[name], f"provider name `{name}` must not contain `/`")
-        node = providers.node(name)
-        assert node is not None
-        cfg.providers[name] = _read_provider(name, node, source, cfg.warnings)
-    providers.done()
+    with problems.guard():
+        providers = root.section("providers")
+        for name in list(providers.items):
+            node = providers.node(name)
+            assert node is not None
+            if "/" in name:
+                providers.report(node, f"provider name `{name}` must not contain `/`")
+                continue
+            broken.add(name)
+            with problems.guard():
+                cfg.providers[name] = _read_provider(name, providers.sub(node, f"providers.{name}"),
+                                                     cfg.warnings, problems)
+                broken.discard(name)
+        providers.done()
 
-    models = root.section("models")
-    for name in list(models.items):
-        node = models.node(name)
-        assert node is not None
-        cfg.models[name] = _read_model(name, node, source)
-    models.done()
+    with problems.guard():
+        models = root.section("models")
+        for name in list(models.items):
+            node = models.node(name)
+            assert node is not None
+            broken.add(name)
+            with problems.guard():
+                cfg.models[name] = _read_model(name, node, root)
+                broken.discard(name)
+        models.done()
 
-    agents = root.section("agents")
-    cfg.agents_dir = agents.get("dir", str)
-    cfg.agents_hot_reload = agents.get("hot_reload", bool, False)
-    agents.done()
-    cfg.mcp_servers = _read_mcp(root.section("mcp"))
-    store = root.section("store")
-    cfg.store_url = store.get("url", str, "sqlite:///switchboard.db")
-    store.done()
-    shared = root.section("shared_state")
-    cfg.shared_state_url = shared.get("url", str)
-    cfg.shared_state_prefix = shared.get("key_prefix", str, "switchboard:")
-    cfg.shared_state_timeout_s = shared.positive("timeout_ms", float, 250.0) / 1000
-    cfg.shared_state_on_failure = shared.get("on_failure", str, "open")
-    if cfg.shared_state_on_failure not in ("open", "closed"):
-        raise shared.error(shared.items.get("on_failure"), "`shared_state.on_failure` must be `open` or `closed`")
-    shared.done()
-    cfg.prices = _read_prices(root.section("prices"))
-    cfg.responses = _read_responses(root.section("responses"))
-    cfg.facades = _read_facades(root.section("facades"), cfg.server.port)
+    with problems.guard():
+        agents = root.section("agents")
+        cfg.agents_dir = agents.get("dir", str)
+        cfg.agents_hot_reload = agents.get("hot_reload", bool, False)
+        agents.done()
+    with problems.guard():
+        cfg.mcp_servers = _read_mcp(root.section("mcp"), problems)
+    with problems.guard():
+        store = root.section("store")
+        cfg.store_url = store.get("url", str, "sqlite:///switchboard.db")
+        store.done()
+    with problems.guard():
+        shared = root.section("shared_state")
+        cfg.shared_state_url = shared.get("url", str)
+        cfg.shared_state_prefix = shared.get("key_prefix", str, "switchboard:")
+        cfg.shared_state_timeout_s = shared.positive("timeout_ms", float, 250.0) / 1000
+        cfg.shared_state_on_failure = shared.get("on_failure", str, "open")
+        if cfg.shared_state_on_failure not in ("open", "closed"):
+            shared.report(shared.items.get("on_failure"), "`shared_state.on_failure` must be `open` or `closed`")
+        shared.done()
+    with problems.guard():
+        cfg.prices = _read_prices(root.section("prices"))
+    with problems.guard():
+        cfg.responses = _read_responses(root.section("responses"))
+    with problems.guard():
+        cfg.facades = _read_facades(root.section("facades"), cfg.server.port)
     root.done()
-    _check_routes(cfg, source)
+    _check_routes(cfg, source, broken, problems)
+    problems.raise_any()
     return cfg
 
 
-def _check_routes(cfg: Config, source: str) -> None:
+def _check_routes(cfg: Config, source: str, broken: set[str], problems: _Problems) -> None:
     """Every route and fallback must name a model alias or a configured `provider/model`."""
 
     def check(target: str, model: ModelConfig, what: str) -> None:
-        if target in cfg.models:
+        if target in cfg.models or target in broken:
             return
         provider, sep, upstream = target.partition("/")
         if not sep or not upstream:
-            raise ConfigError(
-                f"{source}:{model.line}: `models.{model.name}.{what}` must be `provider/model`, got `{target}`")
-        if provider not in cfg.providers:
-            raise ConfigError(
-                f"{source}:{model.line}: `models.{model.name}.{what}` names unknown provider `{provider}`")
+            problems.add(ConfigError(
+                f"{source}:{model.line}: `models.{model.name}.{what}` must be `provider/model`, got `{target}`",
+                model.line))
+        elif provider not in cfg.providers and provider not in broken:
+            known = difflib.get_close_matches(provider, list(cfg.providers), n=1)
+            hint = f" (did you mean `{known[0]}`?)" if known else ""
+            problems.add(ConfigError(
+                f"{source}:{model.line}: `models.{model.name}.{what}` names unknown provider `{provider}`{hint}",
+                model.line))
 
     for model in cfg.models.values():
         if model.route in cfg.models:
-            raise ConfigError(
-                f"{source}:{model.line}: `models.{model.name}.route` must be `provider/model`, not an alias")
+            problems.add(ConfigError(
+                f"{source}:{model.line}: `models.{model.name}.route` must be `provider/model`, not an alias",
+                model.line))
+            continue
         check(model.route, model, "route")
         for fb in model.fallbacks:
             check(fb, model, "fallbacks")

@@ -117,7 +117,9 @@ class McpServer:
             cwd = str((self.base_dir / cfg.cwd).resolve()) if cfg.cwd else str(self.base_dir)
             # The child gets the SDK's allow-list (PATH, HOME, ...) plus what the config names: never our secrets.
             env = {**get_default_environment(), **cfg.env}
-            params = StdioServerParameters(command=cfg.command, args=cfg.args, env=env, cwd=cwd)
+            # `python` is the gateway's own interpreter: it has the MCP SDK, whether or not a venv is activated.
+            command = sys.executable if cfg.command in ("python", "python3") else cfg.command
+            params = StdioServerParameters(command=command, args=cfg.args, env=env, cwd=cwd)
             return stdio_client(params, errlog=sys.stderr)
         assert cfg.url
         client = httpx.AsyncClient(headers=cfg.headers,

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, McpServerConfig
 from ..errors import bad_request
 from ..hub import ChatRequest, Chunk, HubStream, UpstreamResult, usage_from
 from ..request_record import RequestRecord
@@ -38,22 +38,23 @@ log = logging.getLogger("switchboard.agents")
 ModelStream = Callable[[ChatRequest, RequestRecord], Awaitable[HubStream]]
 
 
-def _build_pool(config: Config) -> McpPool | None:
-    if not config.mcp_servers:
+def _build_pool(servers: dict[str, McpServerConfig], config: Config) -> McpPool | None:
+    """The pool of the config's MCP servers and the agents' own (`AgentRegistry.mcp_servers`)."""
+    if not servers:
         return None
     try:
         from .mcp import McpPool
     except ImportError as exc:
-        raise ConfigError(f"`mcp.servers` is configured but the MCP SDK is not installed ({exc}); "
-                          "install it with: pip install 'switchboard[agents]'") from None
-    return McpPool(config.mcp_servers, config.base_dir)
+        raise ConfigError(f"MCP servers are configured but the MCP SDK cannot be imported ({exc}); "
+                          "reinstall switchboard (`pip install -e .`): the SDK is one of its dependencies") from None
+    return McpPool(servers, config.base_dir)
 
 
 class AgentService:
     def __init__(self, config: Config, known_model: Callable[[str], bool], limits: Limits) -> None:
         self.config = config
         self.registry = AgentRegistry(config, known_model)
-        self.pool = _build_pool(config)
+        self.pool = _build_pool(self.registry.mcp_servers, config)
         self.limiter = limits.keyed_limiter("agent", 1, DEFAULT_QUEUE)
         self.started_at = int(time.time())
 
