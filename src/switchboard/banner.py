@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .agents.definitions import AgentDefinition
-from .config import Config
+from .config import Config, FacadeConfig
 
 __all__ = ["banner", "store_location"]
 
@@ -67,4 +67,20 @@ def banner(config: Config, source: str, agents: Iterable[AgentDefinition], host:
     ]
     if config.shared_state_url:
         lines.append(f"  shared state: {_without_password(config.shared_state_url)}")
+    lines.extend(f"  facade: {describe_facade(f)}" for f in config.facades.values())
     return "\n".join(lines)
+
+
+def describe_facade(facade: FacadeConfig) -> str:
+    """One line: where a facade listens and what it serves."""
+    where = f"prefix {facade.prefix}" if facade.prefix is not None else f"port {facade.port}"
+    parts = [f"{facade.name}: {where}"]
+    if facade.model is not None:
+        parts.append(f"model {facade.model}{' (pinned)' if facade.pin_model else ''}")
+    if facade.models is not None:
+        parts.append(f"models {', '.join(facade.models)}")
+    parts.append({"gateway": "the gateway's keys", "keys": f"{len(facade.keys)} own key(s)",
+                  "none": "NO AUTH"}[facade.auth])
+    if facade.max_in_flight is not None:
+        parts.append(f"max_in_flight {facade.max_in_flight}")
+    return "; ".join(parts)

@@ -154,6 +154,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config.agents_dir or config.agent_file:
         agents = app.gateway.agents.registry.agents if app.gateway.agents is not None else {}
         print(f"agents: {config.agent_file or config.agents_dir}: {', '.join(sorted(agents)) or 'none'}")
+    from .banner import describe_facade
+
+    for facade in config.facades.values():
+        print(f"facade {describe_facade(facade)}")
     for warning in config.warnings:
         print(f"warning: {warning}")
     if loaded.from_environment and not config.providers:

@@ -161,3 +161,16 @@ def test_facades_and_unknown_urls_in_the_access_log(gateway: SwitchboardProcess)
     unknown = [line for line in lines if line.get("path") == "/v1/chat/complete"]
     assert unknown and unknown[0]["status"] == 404 and unknown[0]["endpoint"] == "(unknown)"
     assert any(line.get("facade") == "bank" for line in lines)
+
+
+def test_check_config_and_the_banner_list_the_facades(gateway: SwitchboardProcess) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "switchboard.cli", "check-config", str(gateway.config_path)],
+                         capture_output=True, text=True, timeout=60, cwd=gateway.dir)
+    assert out.returncode == 0, out.stderr
+    assert "facade bank: prefix /api; model banker" in out.stdout
+    assert "facade strict: prefix /strict; model paced (pinned); NO AUTH; max_in_flight 1" in out.stdout
+    assert "own key(s)" in out.stdout
+    assert "facade: chat: port" in gateway.logs()
