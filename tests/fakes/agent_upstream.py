@@ -53,11 +53,13 @@ def decide(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
 
 
 class FakeAgentUpstream(FakeOpenAI):
-    """Only `/v1/chat/completions` behaves differently from FakeOpenAI."""
+    """Only `/v1/chat/completions` behaves differently from FakeOpenAI (`decide` may be replaced)."""
+
+    decide = staticmethod(decide)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
-        text, calls = decide(body.get("messages") or [])
+        text, calls = self.decide(body.get("messages") or [])
         model = body.get("model", "")
         cid = f"chatcmpl-agentfake{len(self.requests)}"
         created = int(time.time())

@@ -101,7 +101,9 @@ def test_agent_through_messages_headers_and_errors(gateway: SwitchboardProcess) 
     assert ok.json()["content"][-1] == {"type": "text", "text": "Plain answer."}
     counted = httpx.post(gateway.url + "/v1/messages/count_tokens", headers=headers,
                          json={"model": "helper", "messages": [{"role": "user", "content": "hi"}]})
-    assert counted.status_code == 404 and counted.json()["type"] == "error"
+    # No upstream counts an agent's tokens: the gateway's estimate of the client's part, said so.
+    assert counted.status_code == 200 and counted.headers["x-switchboard-token-count"] == "estimate"
+    assert counted.json() == {"input_tokens": 1 + 3}
 
 
 def test_agent_through_legacy_completions(gateway: SwitchboardProcess) -> None:

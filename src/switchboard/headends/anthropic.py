@@ -3,11 +3,13 @@
 Anthropic clients (the official SDKs, Claude-format tools) reach any model: the request becomes a hub
 chat request (anthropic_request), goes through the router like any chat call, and the answer or
 stream comes back in Anthropic's format (anthropic_response). Errors leave in Anthropic's shape with
-its `request-id` header. Token counting needs an Anthropic upstream; other providers get a 404.
+its `request-id` header. Token counting is the upstream's for Anthropic providers; for the others
+it is an estimate (token_estimate.py), said so by the `x-switchboard-token-count: estimate` header.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..asgi import JSONResponse, Request, Response, StreamResponse
@@ -20,6 +22,7 @@ from ..sse import event_frame
 from .anthropic_request import COUNT_TOKENS_DROPPED, parse_messages_request, to_hub_body
 from .anthropic_response import StreamEncoder, error_body, to_anthropic_message
 from .relay import relay
+from .token_estimate import estimate_input_tokens
 
 __all__ = ["ROUTES", "AnthropicFrames", "count_tokens", "messages", "render_error"]
 
@@ -33,8 +36,8 @@ class AnthropicFrames:
 
     __slots__ = ("_events",)
 
-    def __init__(self, model: str, stops: list[str]) -> None:
-        self._events = StreamEncoder(model, stops)
+    def __init__(self, model: str, stops: list[str], estimate: Callable[[], int] | None = None) -> None:
+        self._events = StreamEncoder(model, stops, estimate)
 
     def encode(self, batch: list[Chunk]) -> bytes:
         # One write per upstream read, however many events it makes.
@@ -47,14 +50,23 @@ class AnthropicFrames:
         return event_frame("error", error_body(err))
 
 
+def _first_look(raw: dict[str, Any], record: RequestRecord) -> None:
+    """What the access log should show even if validation then rejects the body."""
+    if isinstance(model := raw.get("model"), str):
+        record.model = model
+    record.stream = raw.get("stream") is True
+
+
 async def messages(gw: Gateway, request: Request, record: RequestRecord) -> Response | StreamResponse:
-    hub = parse_messages_request(await request.json_object())
-    record.stream = hub.stream
+    raw = await request.json_object()
+    _first_look(raw, record)
+    hub = parse_messages_request(raw)
     await gw.admit(request, hub.model, record)
     stops: list[str] = hub.body.get("stop") or []
     if hub.stream:
         stream = await gw.router.open_chat_stream(hub, record, request.headers)
-        return relay(stream, record, AnthropicFrames(hub.model, stops), gw.finish,
+        frames = AnthropicFrames(hub.model, stops, lambda: estimate_input_tokens(hub.body))
+        return relay(stream, record, frames, gw.finish,
                      headers={"request-id": request.request_id})
     result = await gw.router.chat(hub, record, request.headers)
     return JSONResponse(to_anthropic_message(result.body, hub.model, stops),
@@ -63,10 +75,13 @@ async def messages(gw: Gateway, request: Request, record: RequestRecord) -> Resp
 
 async def count_tokens(gw: Gateway, request: Request, record: RequestRecord) -> Response:
     raw = await request.json_object()
-    model = to_hub_body(raw, require_max_tokens=False)["model"]  # validates like /v1/messages does
+    _first_look(raw, record)
+    hub_body = to_hub_body(raw, require_max_tokens=False)  # validates like /v1/messages does
+    model = hub_body["model"]
     await gw.admit(request, model, record)
     body = {k: v for k, v in raw.items() if k not in COUNT_TOKENS_DROPPED}
-    result = await gw.router.count_tokens(body, model, record, request.headers.get("anthropic-beta"))
+    result = await gw.router.count_tokens(body, model, record, request.headers.get("anthropic-beta"),
+                                          estimate=lambda: estimate_input_tokens(hub_body))
     return JSONResponse(result.body, headers={**result.headers, "request-id": request.request_id})
 
 

@@ -1,7 +1,10 @@
 """Anthropic Messages request -> hub: validation of a `/v1/messages` body and its translation into an
 OpenAI chat completions body (the hub), done once.
 
-- `system` (string or text blocks) becomes one leading system message.
+- `system` (string or text blocks) becomes one leading system message; a `role: system` turn inside
+  `messages` (Claude Code sends them) becomes a system message at its position. A system block that is
+  Claude Code's billing-attribution line (`x-anthropic-billing-header: ...`, different in every
+  conversation) is dropped: it would keep an upstream's prefix cache from sharing the prompt.
 - User turns: text and image blocks become content parts (base64 images as data URLs); `tool_result`
   blocks become `role: tool` messages placed first, as OpenAI needs them right after the assistant's
   `tool_calls`; images inside a tool result follow in a user message (tool messages carry text only).
@@ -11,8 +14,13 @@ OpenAI chat completions body (the hub), done once.
 - `max_tokens` -> `max_completion_tokens`, `stop_sequences` -> `stop`, `metadata.user_id` -> `user`,
   `top_k` rides along as an extra field, tools/tool_choice map to their function equivalents,
   `output_config.format` (JSON schema) -> `response_format`.
-Fields this gateway does not know (betas, `thinking`, `service_tier`...) are ignored, not forwarded:
-an OpenAI-format upstream would reject them.
+- Tools marked `defer_loading: true` stay hidden, as Anthropic keeps them, until a `tool_reference`
+  block in a tool result names them (a tool search found them): then they are offered.
+- Reasoning: `output_config.effort` low/medium/high (max -> high) -> `reasoning_effort`; without an
+  effort, `thinking: {type: enabled, budget_tokens: N}` -> low (N < 4096), medium (< 16384) or high.
+  `adaptive` thinking alone leaves the model's default.
+Fields this gateway does not know (betas, `thinking` itself, `context_management`, `service_tier`...)
+are ignored, not forwarded: an OpenAI-format upstream would reject them.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ _TOP_SPEC = FieldSpec({
     "metadata": "object|null", "stop_sequences": "array|null", "stream": "boolean|null",
     "temperature": "number|null", "top_p": "number|null", "top_k": "integer|null",
     "tools": "array|null", "tool_choice": "object|null", "output_config": "object|null",
+    "thinking": "object|null",
 }, {"max_tokens": (1, INT64_MAX), "top_k": (0, INT64_MAX)})  # integral floats become ints, sizes stay in 64 bits
 
 # Fields of a Messages request that the count_tokens endpoint does not take.
@@ -40,6 +49,8 @@ COUNT_TOKENS_DROPPED = ("max_tokens", "stream", "metadata", "stop_sequences", "t
                         "service_tier", "container")
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+BILLING_PREFIX = "x-anthropic-billing-header:"
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high", "xhigh": "high"}
 
 
 def _missing(param: str) -> GatewayError:
@@ -200,19 +211,42 @@ def _assistant_message(blocks: list[dict[str, Any]], where: str) -> dict[str, An
     return message
 
 
-def _system_message(system: Any) -> dict[str, Any] | None:
+def _system_message(system: Any, where: str = "system") -> dict[str, Any] | None:
+    """A system prompt (string or text blocks) as one system message; None when empty."""
     if isinstance(system, str):
-        return {"role": "system", "content": system} if system else None
+        text = "" if system.startswith(BILLING_PREFIX) else system
+        return {"role": "system", "content": text} if text else None
     texts = []
-    for i, block in enumerate(_blocks(system, "system")):
+    for i, block in enumerate(_blocks(system, where)):
         if block["type"] != "text":
-            raise _invalid(f"system.{i}.type", "system blocks must be of type 'text'")
-        texts.append(_text(block, f"system.{i}"))
+            raise _invalid(f"{where}.{i}.type", "system blocks must be of type 'text'")
+        text = _text(block, f"{where}.{i}")
+        if not text.startswith(BILLING_PREFIX):
+            texts.append(text)
     return {"role": "system", "content": "\n".join(texts)} if texts else None
 
 
-def _tools(tools: list[Any]) -> list[dict[str, Any]]:
+def _referenced_tools(messages: list[Any]) -> set[str]:
+    """Names of the tools that `tool_reference` blocks in tool results load (Anthropic's tool search)."""
+    names: set[str] = set()
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if not isinstance(block, dict) or block.get("type") != "tool_result":
+                continue
+            inner = block.get("content")
+            for part in inner if isinstance(inner, list) else ():
+                if isinstance(part, dict) and part.get("type") == "tool_reference" \
+                        and isinstance(part.get("tool_name"), str):
+                    names.add(part["tool_name"])
+    return names
+
+
+def _tools(tools: list[Any], messages: list[Any]) -> list[dict[str, Any]]:
     out = []
+    loaded: set[str] | None = None
     for i, tool in enumerate(tools):
         where = f"tools.{i}"
         if not isinstance(tool, dict):
@@ -223,6 +257,11 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
                            "only custom tools (name, description, input_schema) are")
         name = _require(tool, "name", str, where)
         schema = _require(tool, "input_schema", dict, where)
+        if tool.get("defer_loading") is True:
+            if loaded is None:
+                loaded = _referenced_tools(messages)
+            if name not in loaded:
+                continue  # hidden until a tool search names it
         function: dict[str, Any] = {"name": name, "parameters": schema}
         if isinstance(tool.get("description"), str):
             function["description"] = tool["description"]
@@ -281,11 +320,14 @@ def to_hub_body(raw: dict[str, Any], require_max_tokens: bool = True) -> dict[st
         role = message.get("role")
         if role is None:
             raise _missing(f"{where}.role")
-        if role not in ("user", "assistant"):
-            hint = " (put system prompts in the top-level `system` field)" if role == "system" else ""
-            raise _invalid(f"{where}.role", f"Input should be 'user' or 'assistant'{hint}")
+        if role not in ("user", "assistant", "system"):
+            raise _invalid(f"{where}.role", "Input should be 'user', 'assistant' or 'system'")
         if "content" not in message:
             raise _missing(f"{where}.content")
+        if role == "system":
+            if (system := _system_message(message["content"], f"{where}.content")) is not None:
+                messages.append(system)
+            continue
         blocks = _blocks(message["content"], f"{where}.content")
         last_assistant = role == "assistant" and i == len(raw["messages"]) - 1
         if not last_assistant and (not blocks or blocks == [{"type": "text", "text": ""}]):
@@ -307,11 +349,28 @@ def to_hub_body(raw: dict[str, Any], require_max_tokens: bool = True) -> dict[st
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         body["user"] = metadata["user_id"]
     if raw.get("tools"):
-        body["tools"] = _tools(raw["tools"])
+        if tools := _tools(raw["tools"], raw["messages"]):
+            body["tools"] = tools
     if raw.get("tool_choice") is not None:
         _tool_choice(raw["tool_choice"], body)
+        if "tools" not in body and raw.get("tools"):
+            body.pop("tool_choice", None)  # every tool was deferred: OpenAI rejects a choice without tools
     _output_format(raw.get("output_config"), body)
+    _reasoning(raw.get("output_config"), raw.get("thinking"), body)
     return body
+
+
+def _reasoning(config: dict[str, Any] | None, thinking: dict[str, Any] | None, body: dict[str, Any]) -> None:
+    """Anthropic's effort and thinking -> OpenAI's `reasoning_effort` (unknown values are ignored:
+    Anthropic adds levels, and a reasoning hint is never worth a 400)."""
+    effort = (config or {}).get("effort")
+    if isinstance(effort, str) and effort in _EFFORTS:
+        body["reasoning_effort"] = _EFFORTS[effort]
+        return
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, int) and not isinstance(budget, bool):
+            body["reasoning_effort"] = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
 
 
 def _output_format(config: dict[str, Any] | None, body: dict[str, Any]) -> None:

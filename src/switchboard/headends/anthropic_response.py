@@ -4,7 +4,9 @@ error body, done once.
 The stream encoder turns OpenAI chunks into Anthropic events: `message_start`, `ping`, then one
 content block per thinking run, text run or tool call (`content_block_start` / `_delta` /
 `_stop`, indices 0, 1, ... in start order), then `message_delta` (stop reason, usage) and
-`message_stop`. Anthropic blocks cannot interleave, while OpenAI may interleave the argument
+`message_stop`. `message_start` carries the prompt's input tokens: the upstream's when its first
+chunk has usage, else an estimate (token_estimate.py), which `message_delta` corrects with the
+upstream's final count. Anthropic blocks cannot interleave, while OpenAI may interleave the argument
 fragments of parallel tool calls: the first open tool call streams live, later ones are held and
 emitted whole when the current block ends.
 """
@@ -12,7 +14,7 @@ emitted whole when the current block ends.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -153,9 +155,12 @@ class _HeldCall:
 class StreamEncoder:
     """Feeds on OpenAI chunks, yields Anthropic (event name, data) pairs."""
 
-    def __init__(self, model: str, stops: list[str]) -> None:
+    def __init__(self, model: str, stops: list[str], estimate: Callable[[], int] | None = None) -> None:
         self.model = model
         self.stops = stops
+        # The prompt's estimated input tokens, for message_start when the upstream's count comes last.
+        self.estimate = estimate
+        self.estimated: int | None = None
         self.started = False
         self.index = -1  # index of the last block started
         self.open_kind: str | None = None  # "text" | "thinking" | "tool" while a block is open
@@ -169,6 +174,9 @@ class StreamEncoder:
     def start(self, first: dict[str, Any]) -> Iterator[Event]:
         self.started = True
         usage = to_anthropic_usage(first.get("usage"))
+        if not first.get("usage") and self.estimate is not None:
+            # OpenAI sends usage last; Anthropic clients read the prompt size here (context meters).
+            self.estimated = usage["input_tokens"] = self.estimate()
         message: dict[str, Any] = {"id": new_message_id(), "type": "message", "role": "assistant", "model": self.model,
                                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         yield "message_start", {"type": "message_start", "message": message}
@@ -200,6 +208,8 @@ class StreamEncoder:
     def end(self) -> Iterator[Event]:
         yield from self._close()
         usage = to_anthropic_usage(self.usage)
+        if self.usage is None and self.estimated is not None:
+            usage["input_tokens"] = self.estimated  # no count came: keep the estimate rather than say 0
         reason = stop_reason(self.finish, bool(self.seen_calls), self.matched)
         yield "message_delta", {"type": "message_delta",
                                 "delta": {"stop_reason": reason,

@@ -292,6 +292,10 @@ class Engine:
                 if observe is not None:
                     observe(failed)
             raise
+        except asyncio.CancelledError:  # the client went away (499): the log still names what it reached
+            if tried is not None and observe is not None:
+                observe(Outcome(tried, attempts, fallback))
+            raise
         finally:
             for held in leases:
                 held.release()

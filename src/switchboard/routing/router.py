@@ -47,7 +47,11 @@ from .engine import Engine, RouterEvent, deadline_exceeded
 from .limits import Limits
 from .streams import RoutedStream, open_first_batch
 
-__all__ = ["Deployment", "Outcome", "Route", "Router", "RouterEvent", "deadline_exceeded", "response_headers"]
+# The response header saying a token count is the gateway's estimate, not an upstream's count.
+ESTIMATE_HEADER = "x-switchboard-token-count"
+
+__all__ = ["ESTIMATE_HEADER", "Deployment", "Outcome", "Route", "Router", "RouterEvent", "deadline_exceeded",
+           "response_headers"]
 
 
 def response_headers(outcome: Outcome, upstream_request_id: str | None) -> dict[str, str]:
@@ -204,10 +208,13 @@ class Router(Engine):
         return self._answered(result, outcome, record)
 
     async def count_tokens(self, body: dict[str, Any], model: str, record: RequestRecord,
-                           beta: str | None) -> UpstreamResult:
-        """Anthropic's token count, from the first route whose provider can count (Anthropic's)."""
+                           beta: str | None, estimate: Callable[[], int] | None = None) -> UpstreamResult:
+        """Anthropic's token count, from the first route whose provider can count (Anthropic's); when
+        none can, `estimate()` answers, marked by the `x-switchboard-token-count: estimate` header."""
         routes = [] if self._agent(model) is not None else self.routes(model)
         if not any(self.counters.get(r.provider) is not None for r in routes):
+            if estimate is not None:
+                return UpstreamResult({"input_tokens": estimate()}, headers={ESTIMATE_HEADER: "estimate"})
             providers = ", ".join(sorted({r.provider for r in routes})) or "an agent"
             raise GatewayError(404, f"Token counting is not available for model `{model}`: its provider ({providers}) "
                                "cannot count tokens; only Anthropic providers can.", "not_found_error", param="model",
