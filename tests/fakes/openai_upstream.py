@@ -11,6 +11,8 @@ Behaviour is chosen by the requested model name, so one server covers every test
 - `leaky`: a 401 whose message echoes the API key, as OpenAI does
 - `midstream-error`: a data event with an error object after one chunk
 - `garbage`: 200 with invalid JSON
+- `json-error`: 200 with an OpenAI error body (JSON, also for a stream request), as some servers do
+- `json-for-stream`: a chat stream request is answered with the plain JSON completion, no event stream
 - `embed-float`: embeddings always returned as floats, whatever encoding_format says
 - a body field `fake_chunk_delay` (seconds; unknown fields are forwarded) paces the stream chunks
 
@@ -84,6 +86,9 @@ class FakeOpenAI(ThreadedServer):
                           "invalid_request_error", code="invalid_api_key")
         if model == "garbage":
             return web.Response(text="{not json", content_type="application/json")
+        if model == "json-error":
+            return web.json_response({"error": {"message": "fake error in a 200", "type": "server_error",
+                                                "param": None, "code": "fake_error_in_200"}})
         return None
 
     # -- endpoints
@@ -98,7 +103,7 @@ class FakeOpenAI(ThreadedServer):
             return bad_n
         created = int(time.time())
         cid = f"chatcmpl-fake{len(self.requests)}"
-        if not body.get("stream"):
+        if not body.get("stream") or model == "json-for-stream":
             choices = []
             for i in range(n):
                 message: dict[str, Any] = {"role": "assistant", "content": "".join(REPLY_PARTS).format(model=model),

@@ -343,3 +343,15 @@ def test_path_prefixes_and_no_v1(gateway: SwitchboardProcess) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
     r = httpx.get(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER}"})
     assert r.status_code == 405 and "POST" in r.headers["allow"]
+
+
+@pytest.mark.parametrize("model, status, message", [
+    ("up/json-error", 502, "fake error in a 200"),
+    ("up/json-for-stream", 502, "Upstream provider `up` did not answer with an event stream."),
+])
+def test_a_stream_request_answered_without_an_event_stream_is_an_error(
+        gateway: SwitchboardProcess, model: str, status: int, message: str) -> None:
+    resp = httpx.post(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER}"},
+                      json={"model": model, "messages": MESSAGES, "stream": True})
+    assert resp.status_code == status
+    assert resp.json()["error"]["message"] == message

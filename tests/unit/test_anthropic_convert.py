@@ -80,6 +80,17 @@ def test_bad_image_urls_are_400_naming_the_part(url: str) -> None:
     assert info.value.param == "messages[0].content[0].image_url.url"
 
 
+def test_pdf_file_parts_become_documents_and_other_files_are_400() -> None:
+    out = convert({"messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}}]}]})
+    assert out["messages"][0]["content"] == [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}}]
+    with pytest.raises(GatewayError) as info:
+        convert({"messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_data": "data:text/csv;base64,YSxi"}}]}]})
+    assert info.value.code == "unsupported_content" and info.value.param == "messages[0].content[0]"
+
+
 def test_tools_tool_choice_and_parallel() -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
                                                "parameters": {"type": "object", "properties": {"city": {}}}}},

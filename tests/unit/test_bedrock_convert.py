@@ -82,6 +82,16 @@ def test_images_from_s3_and_document_names() -> None:
     assert info.value.code == "unsupported_content"
 
 
+@pytest.mark.parametrize("part", [
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR\u00e9w0K"}},
+    {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE\u00e9Ri0x"}}])
+def test_base64_data_outside_ascii_is_a_400_not_a_500(part: dict[str, Any]) -> None:
+    with pytest.raises(GatewayError) as info:
+        convert([{"role": "user", "content": [part]}])
+    assert info.value.status == 400 and info.value.code == "invalid_value"
+    assert info.value.message.startswith("Invalid base64 data in 'messages[0].content[0]")
+
+
 def test_native_fields_ride_along_unless_told_not_to() -> None:
     fields = {"additionalModelRequestFields": {"top_k": 5}, "requestMetadata": {"team": "a"}}
     assert {k: v for k, v in convert([{"role": "user", "content": "x"}], **fields).items() if k in fields} == fields

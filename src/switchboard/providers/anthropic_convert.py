@@ -51,15 +51,35 @@ Errors: Anthropic error types -> the OpenAI status and type (`anthropic_error`),
 
 from __future__ import annotations
 
-import binascii
-import re
-import time
 from typing import Any
 
 import orjson
 
 from ..config import ProviderConfig
 from ..errors import GatewayError, bad_request, redact_secrets
+from .chat_convert import (
+    JSON_TOOL,
+    THINKING_BUDGETS,
+    UNSUPPORTED_PARAMS,
+    ChunkBuilder,
+    asks_for,
+    chat_completion,
+    data_url,
+    file_data,
+    finish_reasons,
+    hub_usage,
+    json_tool_schema,
+    requested_max_tokens,
+    text_of,
+    tool_arguments,
+    tool_call_input,
+    tool_choice_kind,
+    trim_prefill,
+    unsupported_parameter,
+    unsupported_part,
+    unsupported_role,
+    uses_json_tool,
+)
 
 __all__ = [
     "JSON_TOOL",
@@ -69,16 +89,11 @@ __all__ = [
     "from_anthropic_response",
     "from_anthropic_usage",
     "to_anthropic_request",
+    "uses_json_tool",
 ]
 
-JSON_TOOL = "json_response"
-
-_UNSUPPORTED = ("n", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "seed", "logit_bias",
-                "functions", "function_call")
 _EXTRAS = ("top_k", "thinking", "context_management", "container", "mcp_servers")
-_THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(.*)$", re.DOTALL)
 _FINISH = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -107,38 +122,12 @@ _ERRORS = {
 # request: hub -> Anthropic
 
 
-def _is_set(name: str, value: Any) -> bool:
-    """Whether an unsupported parameter asks for something (defaults like n=1 or 0 penalties do not)."""
-    if value is None or value is False:
-        return False
-    if name == "n":
-        return bool(value != 1)
-    if name in ("presence_penalty", "frequency_penalty", "top_logprobs"):
-        return bool(value != 0)
-    if name in ("logit_bias", "functions"):
-        return bool(value)
-    return True
-
-
 def _check_unsupported(body: dict[str, Any], config: ProviderConfig) -> None:
     if config.drop_unsupported:
         return
-    for name in _UNSUPPORTED:
-        if name in body and _is_set(name, body[name]):
-            raise bad_request(
-                f"Parameter '{name}' is not supported by provider `{config.name}` (Anthropic Messages API). "
-                f"Remove it, or set `drop_unsupported: true` on the provider to drop it silently.",
-                param=name, code="unsupported_parameter")
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content
-                       if isinstance(p, dict) and p.get("type") in ("text", "refusal") and isinstance(p.get("text"),
-                                                                                                   str))
-    return ""
+    for name in UNSUPPORTED_PARAMS:
+        if name in body and asks_for(name, body[name]):
+            raise unsupported_parameter(name, config.name, "Anthropic Messages API")
 
 
 def _text_block(text: str, part: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -146,19 +135,6 @@ def _text_block(text: str, part: dict[str, Any] | None = None) -> dict[str, Any]
     if part is not None and isinstance(part.get("cache_control"), dict):
         block["cache_control"] = part["cache_control"]
     return block
-
-
-def _data_url(url: str, where: str) -> tuple[str, str]:
-    match = _DATA_URL.match(url)
-    if match is None:
-        raise bad_request(f"Invalid data URL in '{where}': expected data:<media type>;base64,<data>.", param=where,
-                          code="invalid_value")
-    media_type, data = match.group(1).lower(), match.group(2).strip()
-    try:
-        binascii.a2b_base64(data[:64])  # a cheap sanity check; the upstream decodes the rest
-    except (binascii.Error, ValueError) as exc:  # ValueError: a character outside ASCII
-        raise bad_request(f"Invalid base64 data in '{where}'.", param=where, code="invalid_value") from exc
-    return media_type, data
 
 
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
@@ -169,7 +145,7 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
         raise bad_request(f"Missing required parameter: '{where}.url'.", param=f"{where}.url",
                           code="missing_required_parameter")
     if url.startswith("data:"):
-        media_type, data = _data_url(url, f"{where}.url")
+        media_type, data = data_url(url, f"{where}.url")
         if media_type not in _IMAGE_TYPES:
             raise bad_request(f"Unsupported image type '{media_type}' in '{where}.url': Anthropic accepts "
                               f"{', '.join(_IMAGE_TYPES)}.", param=f"{where}.url", code="invalid_value")
@@ -181,12 +157,9 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _file_block(part: dict[str, Any], where: str) -> dict[str, Any]:
-    file = part.get("file")
-    data_url = file.get("file_data") if isinstance(file, dict) else None
-    if isinstance(data_url, str) and data_url.startswith("data:"):
-        media_type, data = _data_url(data_url, f"{where}.file.file_data")
-        if media_type == "application/pdf":
-            return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    found = file_data(part, where)
+    if found is not None and found[0] == "application/pdf":
+        return {"type": "document", "source": {"type": "base64", "media_type": found[0], "data": found[1]}}
     raise bad_request(f"Unsupported file in '{where}': the Anthropic provider takes PDF files as data URLs in "
                       "'file.file_data'.", param=where, code="unsupported_content")
 
@@ -206,8 +179,7 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
         elif ptype == "file":
             blocks.append(_file_block(part, pwhere))
         else:
-            raise bad_request(f"Content part type '{ptype}' in '{pwhere}' is not supported by the Anthropic "
-                              "provider.", param=f"{pwhere}.type", code="unsupported_content")
+            raise unsupported_part(ptype, pwhere, "Anthropic")
     return blocks
 
 
@@ -225,20 +197,12 @@ def _tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    text = _text_of(message.get("content"))
+    text = text_of(message.get("content"))
     if text:
         blocks.append(_text_block(text))
     for k, call in enumerate(message.get("tool_calls") or ()):
         function = call["function"]
-        arguments = function.get("arguments") or "{}"
-        try:
-            tool_input = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-        except orjson.JSONDecodeError:
-            tool_input = None
-        if not isinstance(tool_input, dict):
-            param = f"{where}.tool_calls[{k}].function.arguments"
-            raise bad_request(f"Invalid '{param}': Anthropic needs the arguments of a tool call to be a JSON object.",
-                              param=param, code="invalid_value")
+        tool_input = tool_call_input(function, f"{where}.tool_calls[{k}].function.arguments", "Anthropic")
         blocks.append({"type": "tool_use", "id": call.get("id") or f"toolu_sb{k}", "name": function.get("name", ""),
                        "input": tool_input})
     return blocks
@@ -268,8 +232,7 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str
         elif role == "assistant":
             blocks, turn_role = _assistant_blocks(message, where), "assistant"
         else:
-            raise bad_request(f"Messages with role '{role}' are not supported by the Anthropic provider; use 'tool' "
-                              "messages.", param=f"{where}.role", code="unsupported_parameter")
+            raise unsupported_role(role, where, "Anthropic")
         if not blocks:
             continue  # an empty turn (e.g. assistant content null without tool calls) is rejected upstream
         if turns and turns[-1]["role"] == turn_role:
@@ -283,14 +246,7 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str
         turns.insert(0, {"role": "user", "content": [_text_block(".")]})
     last = turns[-1]
     if last["role"] == "assistant" and last["content"][-1]["type"] == "text":
-        # A final assistant turn is a prefill, which must not end with whitespace.
-        text = last["content"][-1]["text"].rstrip()
-        if text:
-            last["content"][-1]["text"] = text
-        else:
-            last["content"].pop()
-            if not last["content"]:
-                turns.pop()
+        trim_prefill(turns)
     for turn in turns:
         # Plain single-text turns as strings keep the upstream request (and logs) readable.
         content = turn["content"]
@@ -320,60 +276,22 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _tool_choice(choice: Any) -> dict[str, Any] | None:
-    if choice is None:
+    kind = tool_choice_kind(choice, "Anthropic")
+    if kind is None:
         return None
-    if choice in ("auto", "none"):
-        return {"type": choice}
-    if choice == "required":
-        return {"type": "any"}
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
-        if isinstance(name, str):
-            return {"type": "tool", "name": name}
-    raise bad_request("Invalid 'tool_choice' for the Anthropic provider: expected 'auto', 'none', 'required' or "
-                      "{'type': 'function', 'function': {'name': ...}}.", param="tool_choice", code="invalid_value")
+    return {"type": kind[0]} if kind[1] is None else {"type": "tool", "name": kind[1]}
 
 
 def _json_tool(response_format: Any) -> dict[str, Any] | None:
-    if not isinstance(response_format, dict):
+    found = json_tool_schema(response_format, "Anthropic")
+    if found is None:
         return None
-    kind = response_format.get("type")
-    if kind == "json_object":
-        return {"name": JSON_TOOL, "description": "Give the final answer as a JSON object.",
-                "input_schema": {"type": "object"}}
-    if kind != "json_schema":
-        return None
-    spec = response_format.get("json_schema")
-    schema = spec.get("schema") if isinstance(spec, dict) else None
-    if not isinstance(schema, dict):
-        raise bad_request("Missing required parameter: 'response_format.json_schema.schema'.",
-                          param="response_format.json_schema.schema", code="missing_required_parameter")
-    if schema.get("type") != "object":
-        raise bad_request("The Anthropic provider needs a JSON schema whose root is an object.",
-                          param="response_format.json_schema.schema", code="invalid_value")
-    description = "Give the final answer as JSON"
-    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-        description += f" ({spec['name']}"
-        if isinstance(spec.get("description"), str):
-            description += f": {spec['description']}"
-        description += ")"
-    return {"name": JSON_TOOL, "description": description + ".", "input_schema": schema}
+    return {"name": JSON_TOOL, "description": found[0], "input_schema": found[1]}
 
 
 def _max_tokens(body: dict[str, Any], model: str, config: ProviderConfig) -> int:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            if value < 1:
-                raise bad_request(f"Invalid '{name}': must be at least 1.", param=name, code="invalid_value")
-            return value
-    return config.max_tokens_by_model.get(model, config.default_max_tokens)
-
-
-def uses_json_tool(body: dict[str, Any]) -> bool:
-    """Whether the request's response_format is served by the forced `json_response` tool."""
-    response_format = body.get("response_format")
-    return isinstance(response_format, dict) and response_format.get("type") in ("json_schema", "json_object")
+    requested = requested_max_tokens(body)
+    return config.max_tokens_by_model.get(model, config.default_max_tokens) if requested is None else requested
 
 
 def to_anthropic_request(body: dict[str, Any], model: str, config: ProviderConfig,
@@ -419,7 +337,7 @@ def to_anthropic_request(body: dict[str, Any], model: str, config: ProviderConfi
         for name in _EXTRAS:
             if name in body and name not in config.drop_params:
                 out[name] = body[name]
-    budget = _THINKING_BUDGETS.get(body.get("reasoning_effort") or "")
+    budget = THINKING_BUDGETS.get(body.get("reasoning_effort") or "")
     if budget is not None and "thinking" not in out:
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
         out["max_tokens"] += budget
@@ -462,10 +380,7 @@ def anthropic_error(body: Any, provider: str, status: int | None = None, secrets
                         code=etype if etype == "overloaded_error" else None)
 
 
-def finish_reason(stop_reason: Any, json_only: bool = False) -> str:
-    if stop_reason == "tool_use" and json_only:
-        return "stop"
-    return _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+finish_reason = finish_reasons(_FINISH)
 
 
 def from_anthropic_usage(usage: Any) -> dict[str, Any]:
@@ -475,15 +390,8 @@ def from_anthropic_usage(usage: Any) -> dict[str, Any]:
         value = usage.get(name)
         return value if isinstance(value, int) else 0
 
-    read, write = count("cache_read_input_tokens"), count("cache_creation_input_tokens")
-    prompt = count("input_tokens") + read + write
-    completion = count("output_tokens")
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write}}
-
-
-def _arguments(tool_input: Any) -> str:
-    return orjson.dumps(tool_input if tool_input is not None else {}).decode()
+    return hub_usage(count("input_tokens"), count("output_tokens"), count("cache_read_input_tokens"),
+                     count("cache_creation_input_tokens"))
 
 
 def from_anthropic_response(resp: dict[str, Any], json_tool: bool = False) -> dict[str, Any]:
@@ -501,49 +409,28 @@ def from_anthropic_response(resp: dict[str, Any], json_tool: bool = False) -> di
         elif btype == "thinking" and isinstance(block.get("thinking"), str):
             thinking.append(block["thinking"])
         elif btype == "tool_use" and json_tool and block.get("name") == JSON_TOOL:
-            texts = [_arguments(block.get("input"))]  # the JSON answer replaces any preamble
+            texts = [tool_arguments(block.get("input"))]  # the JSON answer replaces any preamble
             json_only = True
         elif btype == "tool_use":
-            tool_calls.append({"id": block.get("id"), "type": "function",
-                               "function": {"name": block.get("name"), "arguments": _arguments(block.get("input"))}})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None,
-                               "refusal": None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    if thinking:
-        message["reasoning_content"] = "".join(thinking)
-    return {
-        "id": resp.get("id") or "msg_unknown",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": resp.get("model") or "",
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": finish_reason(resp.get("stop_reason"), json_only and not tool_calls)}],
-        "usage": from_anthropic_usage(resp.get("usage")),
-    }
+            tool_calls.append({"id": block.get("id"), "type": "function", "function": {
+                "name": block.get("name"), "arguments": tool_arguments(block.get("input"))}})
+    return chat_completion(resp.get("id") or "msg_unknown", resp.get("model") or "", texts, thinking, tool_calls,
+                           finish_reason(resp.get("stop_reason"), json_only and not tool_calls),
+                           from_anthropic_usage(resp.get("usage")))
 
 
-class AnthropicStreamConverter:
+class AnthropicStreamConverter(ChunkBuilder):
     """Anthropic stream events -> `chat.completion.chunk` dicts, one stream's state.
 
     `convert(event, data)` fits `SSEChunkStream`: it returns the chunks for one event (or None),
-    raises `StopAsyncIteration` at `message_stop` and `GatewayError` on an `error` event.
+    raises `StopAsyncIteration` at `message_stop` and `GatewayError` on an `error` event. The id and
+    model come with `message_start`.
     """
 
     def __init__(self, provider: str, json_tool: bool = False) -> None:
-        self.provider = provider
-        self.json_tool = json_tool
-        self.id = "msg_unknown"
-        self.model = ""
-        self.created = int(time.time())
+        super().__init__(provider, "msg_unknown", "", json_tool)
         self._usage: dict[str, Any] = {}
-        self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
-        self._json_blocks: set[int] = set()
         self._started = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], "usage": None}
 
     def convert(self, event: str | None, data: str) -> dict[str, Any] | list[dict[str, Any]] | None:
         obj = orjson.loads(data)
@@ -572,10 +459,8 @@ class AnthropicStreamConverter:
             delta = obj.get("delta") or {}
             # message_delta's usage is cumulative and may restate the input counts.
             self._usage.update({k: v for k, v in (obj.get("usage") or {}).items() if v is not None})
-            json_only = bool(self._json_blocks) and not self._tool_index
-            usage_chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                           "model": self.model, "choices": [], "usage": from_anthropic_usage(self._usage)}
-            return [self._chunk({}, finish_reason(delta.get("stop_reason"), json_only)), usage_chunk]
+            return [self._chunk({}, finish_reason(delta.get("stop_reason"), self._json_only())),
+                    self._usage_chunk(from_anthropic_usage(self._usage))]
         if kind == "message_stop":
             raise StopAsyncIteration
         return None  # ping, content_block_stop, and event types added later
@@ -585,13 +470,7 @@ class AnthropicStreamConverter:
         index = obj.get("index")
         btype = block.get("type")
         if btype == "tool_use" and isinstance(index, int):
-            if self.json_tool and block.get("name") == JSON_TOOL:
-                self._json_blocks.add(index)
-                return None
-            tool_index = len(self._tool_index)
-            self._tool_index[index] = tool_index
-            return self._chunk({"tool_calls": [{"index": tool_index, "id": block.get("id"), "type": "function",
-                                                "function": {"name": block.get("name"), "arguments": ""}}]})
+            return self._tool_start(index, block.get("id"), block.get("name"))
         if btype == "text" and block.get("text"):
             return self._chunk({"content": block["text"]})
         if btype == "thinking" and block.get("thinking"):

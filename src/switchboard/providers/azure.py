@@ -26,14 +26,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
 from ..config import ProviderConfig
 from ..errors import GatewayError, upstream_error
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
-from .base import HttpUpstream, SSEChunkStream
+from .base import HttpUpstream, SSEChunkStream, read_error_body
 from .http1 import Response
-from .openai import _openai_event, to_openai_body
+from .openai import _openai_event, not_an_event_stream, to_openai_body
 from .quirks import Quirks
 
 __all__ = ["AzureContentFilterError", "AzureProvider"]
@@ -61,15 +59,7 @@ class _AzureHttp(HttpUpstream):
     """`HttpUpstream` whose errors keep Azure's content-filter details."""
 
     async def error_from(self, resp: Response, secrets: tuple[str, ...]) -> GatewayError:
-        try:
-            raw = await resp.read()
-        except OSError:
-            resp.close()
-            raw = b""
-        try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw.decode("utf-8", "replace")
+        body = await read_error_body(resp)
         err = upstream_error(resp.status, body, self.name, secrets, resp.headers)
         inner = body.get("error", {}).get("innererror") if isinstance(body, dict) and \
             isinstance(body.get("error"), dict) else None
@@ -183,11 +173,7 @@ class AzureProvider:
     async def _stream(self, url: str, body: dict[str, Any], key: str | None) -> UpstreamStream:
         resp = await self.http.post(url, body, self._headers(key), True, self._secrets)
         if not resp.headers.get("content-type", "").startswith("text/event-stream"):
-            data = await self.http.read_json(resp)
-            if "error" in data:
-                raise upstream_error(502, data, self.name, self._secrets)
-            raise GatewayError(502, f"Upstream provider `{self.name}` did not answer with an event stream.",
-                               "api_error", code="upstream_invalid_response")
+            raise await not_an_event_stream(self.http, resp, self._secrets)
         stream = SSEChunkStream(resp, self.name, _StreamAnnotations(self.name).convert, self.config.max_event_bytes)
         if stream.request_id is None:
             stream.request_id = resp.headers.get("apim-request-id")

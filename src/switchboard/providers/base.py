@@ -30,6 +30,7 @@ __all__ = [
     "ResponsesProvider",
     "SSEChunkStream",
     "connection_error",
+    "read_error_body",
 ]
 
 # The codes of errors about the exchange itself, not an answer of the upstream's (`connection_error`).
@@ -182,16 +183,20 @@ class HttpUpstream:
         return data, raw
 
     async def error_from(self, resp: Response, secrets: tuple[str, ...]) -> GatewayError:
-        try:
-            raw = await resp.read()
-        except OSError:
-            resp.close()
-            raw = b""
-        try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw.decode("utf-8", "replace")
-        return upstream_error(resp.status, body, self.name, secrets, resp.headers)
+        return upstream_error(resp.status, await read_error_body(resp), self.name, secrets, resp.headers)
+
+
+async def read_error_body(resp: Response) -> Any:
+    """An error response's body: its JSON, else its text (empty when it cannot be read)."""
+    try:
+        raw = await resp.read()
+    except OSError:
+        resp.close()
+        raw = b""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
 
 
 class BatchedChunkStream:

@@ -33,7 +33,7 @@ from botocore.session import Session
 from ..config import ConfigError, ProviderConfig
 from ..errors import GatewayError
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
-from .base import BatchedChunkStream, HttpUpstream, connection_error
+from .base import BatchedChunkStream, HttpUpstream, connection_error, read_error_body
 from .bedrock_convert import (
     ConverseStreamConverter,
     bedrock_error,
@@ -146,16 +146,7 @@ class BedrockProvider:
         return resp
 
     async def _error(self, resp: Response) -> GatewayError:
-        try:
-            raw = await resp.read()
-        except OSError:
-            resp.close()
-            raw = b""
-        try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw.decode("utf-8", "replace")
-        return bedrock_error(resp.status, resp.headers, body, self.name, self._secrets)
+        return bedrock_error(resp.status, resp.headers, await read_error_body(resp), self.name, self._secrets)
 
     async def chat(self, request: ChatRequest, model: str, key: str | None) -> UpstreamResult:
         payload = to_converse_request(request.body, model, self.config)

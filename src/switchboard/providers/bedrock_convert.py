@@ -54,18 +54,36 @@ model timeout 504: retryable; validation 400, access denied 403, bad credentials
 
 from __future__ import annotations
 
-import binascii
 import re
 import secrets
-import time
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
 from ..config import ProviderConfig
 from ..errors import GatewayError, bad_request, redact_secrets
-from .anthropic_convert import JSON_TOOL, uses_json_tool
+from .chat_convert import (
+    JSON_TOOL,
+    THINKING_BUDGETS,
+    UNSUPPORTED_PARAMS,
+    ChunkBuilder,
+    asks_for,
+    chat_completion,
+    data_url,
+    file_data,
+    finish_reasons,
+    hub_usage,
+    json_tool_schema,
+    requested_max_tokens,
+    text_of,
+    tool_arguments,
+    tool_call_input,
+    tool_choice_kind,
+    trim_prefill,
+    unsupported_parameter,
+    unsupported_part,
+    unsupported_role,
+    uses_json_tool,
+)
 
 __all__ = [
     "ConverseStreamConverter",
@@ -79,11 +97,8 @@ __all__ = [
     "uses_json_tool",
 ]
 
-_UNSUPPORTED = ("n", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "seed", "logit_bias",
-                "functions", "function_call")
 _NATIVE = ("additionalModelRequestFields", "additionalModelResponseFieldPaths", "guardrailConfig", "promptVariables",
            "requestMetadata", "performanceConfig", "serviceTier", "outputConfig")
-_THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                   "image/webp": "webp"}
 _IMAGE_EXTENSIONS = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "gif": "gif", "webp": "webp"}
@@ -93,7 +108,6 @@ _DOCUMENT_FORMATS = {
     "application/vnd.ms-excel": "xls", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
     "text/html": "html", "text/plain": "txt", "text/markdown": "md",
 }
-_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(.*)$", re.DOTALL)
 _NOT_IN_DOCUMENT_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
 _FINISH = {
     "end_turn": "stop",
@@ -139,36 +153,8 @@ def model_path(model: str) -> str:
 # request: hub -> Converse
 
 
-def _is_set(name: str, value: Any) -> bool:
-    """Whether an unsupported parameter asks for something (defaults like n=1 or 0 penalties do not)."""
-    if value is None or value is False:
-        return False
-    if name == "n":
-        return bool(value != 1)
-    if name in ("presence_penalty", "frequency_penalty", "top_logprobs"):
-        return bool(value != 0)
-    if name in ("logit_bias", "functions"):
-        return bool(value)
-    return True
-
-
 def _unsupported(name: str, config: ProviderConfig, why: str = "") -> GatewayError:
-    return bad_request(f"Parameter '{name}' is not supported by provider `{config.name}` (AWS Bedrock Converse"
-                       f"{why}). Remove it, or set `drop_unsupported: true` on the provider to drop it silently.",
-                       param=name, code="unsupported_parameter")
-
-
-def _data_url(url: str, where: str) -> tuple[str, str]:
-    match = _DATA_URL.match(url)
-    if match is None:
-        raise bad_request(f"Invalid data URL in '{where}': expected data:<media type>;base64,<data>.", param=where,
-                          code="invalid_value")
-    media_type, data = match.group(1).lower(), match.group(2).strip()
-    try:
-        binascii.a2b_base64(data[:64])  # a cheap sanity check; the upstream decodes the rest
-    except binascii.Error as exc:
-        raise bad_request(f"Invalid base64 data in '{where}'.", param=where, code="invalid_value") from exc
-    return media_type, data
+    return unsupported_parameter(name, config.name, f"AWS Bedrock Converse{why}")
 
 
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
@@ -178,7 +164,7 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(url, str) or not url:
         raise bad_request(f"Missing required parameter: '{where}'.", param=where, code="missing_required_parameter")
     if url.startswith("data:"):
-        media_type, data = _data_url(url, where)
+        media_type, data = data_url(url, where)
         fmt = _IMAGE_FORMATS.get(media_type)
         if fmt is None:
             raise bad_request(f"Unsupported image type '{media_type}' in '{where}': Bedrock accepts "
@@ -204,15 +190,12 @@ def _document_name(filename: Any, number: int) -> str:
 
 
 def _file_block(part: dict[str, Any], where: str, counter: list[int]) -> dict[str, Any]:
-    file = part.get("file")
-    data_url = file.get("file_data") if isinstance(file, dict) else None
-    if isinstance(data_url, str) and data_url.startswith("data:"):
-        media_type, data = _data_url(data_url, f"{where}.file.file_data")
-        fmt = _DOCUMENT_FORMATS.get(media_type)
-        if fmt is not None:
-            counter[0] += 1
-            name = _document_name(file.get("filename") if isinstance(file, dict) else None, counter[0])
-            return {"document": {"format": fmt, "name": name, "source": {"bytes": data}}}
+    found = file_data(part, where)
+    fmt = _DOCUMENT_FORMATS.get(found[0]) if found is not None else None
+    if found is not None and fmt is not None:
+        counter[0] += 1
+        name = _document_name(part["file"].get("filename"), counter[0])
+        return {"document": {"format": fmt, "name": name, "source": {"bytes": found[1]}}}
     raise bad_request(f"Unsupported file in '{where}': the Bedrock provider takes documents (pdf, csv, doc, docx, "
                       "xls, xlsx, html, txt, md) as data URLs in 'file.file_data'.", param=where,
                       code="unsupported_content")
@@ -240,19 +223,8 @@ def _user_blocks(content: Any, where: str, counter: list[int]) -> list[dict[str,
         elif ptype == "file":
             blocks.append(_file_block(part, pwhere, counter))
         else:
-            raise bad_request(f"Content part type '{ptype}' in '{pwhere}' is not supported by the Bedrock provider.",
-                              param=f"{pwhere}.type", code="unsupported_content")
+            raise unsupported_part(ptype, pwhere, "Bedrock")
     return blocks
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content
-                       if isinstance(p, dict) and p.get("type") in ("text", "refusal") and isinstance(p.get("text"),
-                                                                                                   str))
-    return ""
 
 
 def _tool_result(message: dict[str, Any], where: str, counter: list[int]) -> dict[str, Any]:
@@ -267,18 +239,10 @@ def _tool_result(message: dict[str, Any], where: str, counter: list[int]) -> dic
 
 
 def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    blocks = _text_blocks(_text_of(message.get("content")))
+    blocks = _text_blocks(text_of(message.get("content")))
     for k, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
-        arguments = function.get("arguments") or "{}"
-        try:
-            tool_input = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-        except orjson.JSONDecodeError:
-            tool_input = None
-        if not isinstance(tool_input, dict):
-            param = f"{where}.tool_calls[{k}].function.arguments"
-            raise bad_request(f"Invalid '{param}': Bedrock needs the arguments of a tool call to be a JSON object.",
-                              param=param, code="invalid_value")
+        tool_input = tool_call_input(function, f"{where}.tool_calls[{k}].function.arguments", "Bedrock")
         blocks.append({"toolUse": {"toolUseId": call.get("id") or f"tooluse_sb{k}", "name": function.get("name", ""),
                                    "input": tool_input}})
     return blocks
@@ -315,8 +279,7 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str
             blocks, turn_role = _assistant_blocks(message, where), "assistant"
             tool_blocks = tool_blocks or any("toolUse" in b for b in blocks)
         else:
-            raise bad_request(f"Messages with role '{role}' are not supported by the Bedrock provider; use 'tool' "
-                              "messages.", param=f"{where}.role", code="unsupported_parameter")
+            raise unsupported_role(role, where, "Bedrock")
         if not blocks:
             continue  # an empty turn (e.g. assistant content null without tool calls) is rejected upstream
         if turns and turns[-1]["role"] == turn_role:
@@ -329,13 +292,7 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str
         turns.insert(0, {"role": "user", "content": [{"text": "."}]})
     last = turns[-1]
     if last["role"] == "assistant" and "text" in last["content"][-1]:
-        text = last["content"][-1]["text"].rstrip()  # a prefill must not end with whitespace
-        if text:
-            last["content"][-1]["text"] = text
-        else:
-            last["content"].pop()
-            if not last["content"]:
-                turns.pop()
+        trim_prefill(turns)
     return system, turns, tool_blocks
 
 
@@ -359,62 +316,30 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _tool_choice(choice: Any) -> dict[str, Any] | None:
-    """The Converse toolChoice, None for the default (auto); "none" is returned as {"none": {}}."""
-    if choice is None or choice == "auto":
-        return None if choice is None else {"auto": {}}
-    if choice == "none":
-        return {"none": {}}
-    if choice == "required":
-        return {"any": {}}
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
-        if isinstance(name, str):
-            return {"tool": {"name": name}}
-    raise bad_request("Invalid 'tool_choice' for the Bedrock provider: expected 'auto', 'none', 'required' or "
-                      "{'type': 'function', 'function': {'name': ...}}.", param="tool_choice", code="invalid_value")
+    """The Converse toolChoice, None when not set; "none" is returned as {"none": {}}."""
+    kind = tool_choice_kind(choice, "Bedrock")
+    if kind is None:
+        return None
+    return {kind[0]: {}} if kind[1] is None else {"tool": {"name": kind[1]}}
 
 
 def _json_tool(response_format: Any) -> dict[str, Any] | None:
-    if not isinstance(response_format, dict):
+    found = json_tool_schema(response_format, "Bedrock")
+    if found is None:
         return None
-    kind = response_format.get("type")
-    if kind == "json_object":
-        return {"toolSpec": {"name": JSON_TOOL, "description": "Give the final answer as a JSON object.",
-                             "inputSchema": {"json": {"type": "object"}}}}
-    if kind != "json_schema":
-        return None
-    spec = response_format.get("json_schema")
-    schema = spec.get("schema") if isinstance(spec, dict) else None
-    if not isinstance(schema, dict):
-        raise bad_request("Missing required parameter: 'response_format.json_schema.schema'.",
-                          param="response_format.json_schema.schema", code="missing_required_parameter")
-    if schema.get("type") != "object":
-        raise bad_request("The Bedrock provider needs a JSON schema whose root is an object.",
-                          param="response_format.json_schema.schema", code="invalid_value")
-    description = "Give the final answer as JSON"
-    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-        description += f" ({spec['name']}"
-        if isinstance(spec.get("description"), str):
-            description += f": {spec['description']}"
-        description += ")"
-    return {"toolSpec": {"name": JSON_TOOL, "description": description + ".", "inputSchema": {"json": schema}}}
+    return {"toolSpec": {"name": JSON_TOOL, "description": found[0], "inputSchema": {"json": found[1]}}}
 
 
 def _max_tokens(body: dict[str, Any], model: str, config: ProviderConfig) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            if value < 1:
-                raise bad_request(f"Invalid '{name}': must be at least 1.", param=name, code="invalid_value")
-            return value
-    return config.max_tokens_by_model.get(model)
+    requested = requested_max_tokens(body)
+    return config.max_tokens_by_model.get(model) if requested is None else requested
 
 
 def _reasoning_fields(effort: Any, model: str, config: ProviderConfig) -> tuple[dict[str, Any], int] | None:
     """(additionalModelRequestFields, thinking budget added to maxTokens) for `reasoning_effort`."""
     if effort in (None, "none", "minimal"):
         return None
-    budget = _THINKING_BUDGETS.get(effort)
+    budget = THINKING_BUDGETS.get(effort)
     if budget is None:
         raise bad_request(f"Invalid 'reasoning_effort' {effort!r} for the Bedrock provider: expected low, medium or "
                           "high.", param="reasoning_effort", code="invalid_value")
@@ -432,8 +357,8 @@ def to_converse_request(body: dict[str, Any], model: str, config: ProviderConfig
     if config.drop_params:
         body = {k: v for k, v in body.items() if k not in config.drop_params}
     if not config.drop_unsupported:
-        for name in _UNSUPPORTED:
-            if name in body and _is_set(name, body[name]):
+        for name in UNSUPPORTED_PARAMS:
+            if name in body and asks_for(name, body[name]):
                 raise _unsupported(name, config)
     system, messages, tool_history = _messages(body)
     out: dict[str, Any] = {"messages": messages}
@@ -547,10 +472,7 @@ def stream_exception(exception_type: str | None, payload: Any, provider: str) ->
 # response: Converse -> hub
 
 
-def finish_reason(stop_reason: Any, json_only: bool = False) -> str:
-    if stop_reason == "tool_use" and json_only:
-        return "stop"
-    return _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+finish_reason = finish_reasons(_FINISH)
 
 
 def from_converse_usage(usage: Any) -> dict[str, Any]:
@@ -560,15 +482,8 @@ def from_converse_usage(usage: Any) -> dict[str, Any]:
         value = usage.get(name)
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
-    read, write = count("cacheReadInputTokens"), count("cacheWriteInputTokens")
-    prompt = count("inputTokens") + read + write
-    completion = count("outputTokens")
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write}}
-
-
-def _arguments(tool_input: Any) -> str:
-    return orjson.dumps(tool_input if tool_input is not None else {}).decode()
+    return hub_usage(count("inputTokens"), count("outputTokens"), count("cacheReadInputTokens"),
+                     count("cacheWriteInputTokens"))
 
 
 def completion_id(request_id: str | None) -> str:
@@ -597,29 +512,17 @@ def from_converse_response(resp: dict[str, Any], model: str, request_id: str | N
         elif isinstance(block.get("toolUse"), dict):
             use = block["toolUse"]
             if json_tool and use.get("name") == JSON_TOOL:
-                texts = [_arguments(use.get("input"))]  # the JSON answer replaces any preamble
+                texts = [tool_arguments(use.get("input"))]  # the JSON answer replaces any preamble
                 json_only = True
             else:
-                tool_calls.append({"id": use.get("toolUseId"), "type": "function",
-                                   "function": {"name": use.get("name"), "arguments": _arguments(use.get("input"))}})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None,
-                               "refusal": None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    return {
-        "id": completion_id(request_id),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": finish_reason(resp.get("stopReason"), json_only and not tool_calls)}],
-        "usage": from_converse_usage(resp.get("usage")),
-    }
+                tool_calls.append({"id": use.get("toolUseId"), "type": "function", "function": {
+                    "name": use.get("name"), "arguments": tool_arguments(use.get("input"))}})
+    return chat_completion(completion_id(request_id), model, texts, reasoning, tool_calls,
+                           finish_reason(resp.get("stopReason"), json_only and not tool_calls),
+                           from_converse_usage(resp.get("usage")))
 
 
-class ConverseStreamConverter:
+class ConverseStreamConverter(ChunkBuilder):
     """ConverseStream events -> `chat.completion.chunk` dicts, one stream's state.
 
     `convert(event_type, payload)` returns the chunks of one event (possibly none) and raises
@@ -628,20 +531,10 @@ class ConverseStreamConverter:
     """
 
     def __init__(self, provider: str, model: str, request_id: str | None, json_tool: bool = False) -> None:
-        self.provider = provider
-        self.model = model
-        self.json_tool = json_tool
-        self.id = completion_id(request_id)
-        self.created = int(time.time())
+        super().__init__(provider, completion_id(request_id), model, json_tool)
         self.done = False
         self.stopped = False
         self._started = False
-        self._tool_index: dict[int, int] = {}  # Converse block index -> OpenAI tool call index
-        self._json_blocks: set[int] = set()
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], "usage": None}
 
     def exception(self, exception_type: str | None, payload: Any) -> GatewayError:
         return stream_exception(exception_type, payload, self.provider)
@@ -661,12 +554,10 @@ class ConverseStreamConverter:
             return self._block_start(payload)
         if event_type == "messageStop":
             self.stopped = True
-            json_only = bool(self._json_blocks) and not self._tool_index
-            return [self._chunk({}, finish_reason(payload.get("stopReason"), json_only))]
+            return [self._chunk({}, finish_reason(payload.get("stopReason"), self._json_only()))]
         if event_type == "metadata":
             self.done = True
-            return [{"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                     "choices": [], "usage": from_converse_usage(payload.get("usage"))}]
+            return [self._usage_chunk(from_converse_usage(payload.get("usage")))]
         return []  # contentBlockStop, and event types added later
 
     def _block_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -675,13 +566,8 @@ class ConverseStreamConverter:
         use = start.get("toolUse") if isinstance(start, dict) else None
         if not isinstance(use, dict) or not isinstance(index, int):
             return []
-        if self.json_tool and use.get("name") == JSON_TOOL:
-            self._json_blocks.add(index)
-            return []
-        tool_index = len(self._tool_index)
-        self._tool_index[index] = tool_index
-        return [self._chunk({"tool_calls": [{"index": tool_index, "id": use.get("toolUseId"), "type": "function",
-                                             "function": {"name": use.get("name"), "arguments": ""}}]})]
+        chunk = self._tool_start(index, use.get("toolUseId"), use.get("name"))
+        return [] if chunk is None else [chunk]
 
     def _delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         delta = payload.get("delta") or {}

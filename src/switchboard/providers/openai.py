@@ -16,9 +16,10 @@ from ..errors import GatewayError, upstream_error
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream
 from ..openai_fields import CHAT_FIELDS, COMPLETION_FIELDS, EMBEDDING_FIELDS
 from .base import HttpUpstream, SSEChunkStream
+from .http1 import Response
 from .quirks import Quirks
 
-__all__ = ["OpenAIProvider", "to_openai_body"]
+__all__ = ["OpenAIProvider", "not_an_event_stream", "to_openai_body"]
 
 _SPEC_FIELDS = {
     "chat": frozenset(CHAT_FIELDS),
@@ -86,6 +87,16 @@ def _openai_event(event: str | None, data: str) -> dict[str, Any] | None:
     return obj
 
 
+async def not_an_event_stream(http: HttpUpstream, resp: Response, secrets: tuple[str, ...]) -> GatewayError:
+    """The error for a stream request answered without an event stream: the upstream's own when the
+    body is an OpenAI error (some servers answer errors with 200 + JSON even for streams), else a 502."""
+    data = await http.read_json(resp)
+    if "error" in data:
+        return upstream_error(502, data, http.name, secrets)
+    return GatewayError(502, f"Upstream provider `{http.name}` did not answer with an event stream.", "api_error",
+                        code="upstream_invalid_response")
+
+
 class OpenAIProvider:
     """Chat, completions, embeddings and model listing against an OpenAI-compatible base URL."""
 
@@ -123,12 +134,7 @@ class OpenAIProvider:
                       parse: Any = _openai_event) -> UpstreamStream:
         resp = await self.http.post(self._base + path, body, self._headers(key), True, self._secrets)
         if not resp.headers.get("content-type", "").startswith("text/event-stream"):
-            # Some servers answer errors with 200 + JSON even for stream requests.
-            data = await self.http.read_json(resp)
-            if "error" in data:
-                raise upstream_error(502, data, self.name, self._secrets)
-            raise GatewayError(502, f"Upstream provider `{self.name}` did not answer with an event stream.",
-                               "api_error", code="upstream_invalid_response")
+            raise await not_an_event_stream(self.http, resp, self._secrets)
 
         def convert(event: str | None, data: str) -> dict[str, Any] | None:
             try:

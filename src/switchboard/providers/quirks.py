@@ -25,6 +25,9 @@ _MESSAGE_FIELD = "messages[]."
 
 
 def _asks_something(name: str, value: Any) -> bool:
+    """Whether a configured unsupported field asks for something. Not `chat_convert.asks_for`: that
+    one judges a fixed list of OpenAI parameters (an empty `function_call` still asks), this one any
+    field a config names, so an empty string, array or object asks nothing (`tools: []`)."""
     if value is None or value is False:
         return False
     if name == "n":
