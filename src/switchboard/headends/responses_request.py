@@ -6,8 +6,8 @@ OpenAI chat completions body, done once.
   then this request's `input` (a string is one user message).
 - Input items: `message` (user/system/developer/assistant; text, image and file parts; `refusal`),
   `function_call` / `custom_tool_call` (an assistant turn's tool calls; consecutive ones merge),
-  `function_call_output` / `custom_tool_call_output` (tool messages), `item_reference` (an item of
-  the stored conversation, by id). `reasoning` items are dropped (a bridged upstream cannot take
+  `function_call_output` / `custom_tool_call_output` (tool messages), `item_reference` (a stored
+  item, by id: the headend looks it up). `reasoning` items are dropped (a bridged upstream cannot take
   them back), and so is any item type this bridge does not know: never a 400.
 - Tools: `function` (flat here, nested in chat); `custom` (free-form input: offered as a function with
   one string argument `input`, turned back into `custom_tool_call.input`); `namespace` (its tools

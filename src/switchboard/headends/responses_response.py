@@ -15,6 +15,10 @@ its content events (`content_part.added` / `output_text.delta` / `.done` / `cont
 `response.failed`. Every event has its `event:` line and a `sequence_number` counting from 0; no
 `[DONE]`. A custom tool's input is only known whole once its JSON arguments are complete, so its
 delta comes in one piece at the end.
+
+Item ids name their response: `<prefix>_<the response id's random part><4 hex: the item's slot>`
+(input items from slot 0, output items from slot 8000), so an `item_reference` sent without
+`previous_response_id` (as the Vercel AI SDK sends an earlier answer) finds its stored response.
 """
 
 from __future__ import annotations
@@ -30,11 +34,40 @@ from ..hub import Chunk
 from ..sse import event_frame
 from .responses_request import CUSTOM_INPUT, ResponsesRequest, ToolNames
 
-__all__ = ["ResponsesStreamEncoder", "failure", "new_id", "response_envelope", "response_from_chat", "responses_usage"]
+__all__ = ["ResponsesStreamEncoder", "failure", "input_item_id", "new_id", "output_item_id", "response_envelope",
+           "response_from_chat", "response_of_item", "responses_usage"]
+
+_ID_HEX = 48  # the random part of a response id: 24 bytes
+_OUTPUT_SLOT = 0x8000  # item slots (4 hex digits): input items from 0, output items from here
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
+    return f"{prefix}_{secrets.token_hex(_ID_HEX // 2)}"
+
+
+def _slot_id(response_id: str, prefix: str, slot: int) -> str:
+    if slot > 0xFFFF:  # past the slots: an id that names no response
+        return new_id(prefix)
+    return f"{prefix}_{response_id.partition('_')[2]}{slot:04x}"
+
+
+def input_item_id(response_id: str, prefix: str, index: int) -> str:
+    """The id given to input item `index` of a response when it is stored."""
+    return _slot_id(response_id, prefix, index if index < _OUTPUT_SLOT else 0x10000)
+
+
+def output_item_id(response_id: str, prefix: str, index: int) -> str:
+    """The id of output item `index` of a response."""
+    return _slot_id(response_id, prefix, _OUTPUT_SLOT + index)
+
+
+def response_of_item(item: str) -> str | None:
+    """The id of the response an item id was made for (`input_item_id`, `output_item_id`), or None for any
+    other id."""
+    prefix, _, rest = item.partition("_")
+    if not prefix or len(rest) != _ID_HEX + 4 or rest.strip("0123456789abcdef"):
+        return None
+    return f"resp_{rest[:_ID_HEX]}"
 
 
 def responses_usage(usage: Any) -> dict[str, Any] | None:
@@ -152,18 +185,22 @@ def response_from_chat(chat: dict[str, Any], request: ResponsesRequest, response
     choice: dict[str, Any] = choices[0] if isinstance(choices[0], dict) else {}
     message: dict[str, Any] = v if isinstance(v := choice.get("message"), dict) else {}
     output: list[dict[str, Any]] = []
+
+    def next_id(prefix: str) -> str:
+        return output_item_id(response_id, prefix, len(output))
+
     if reasoning := _reasoning_text(message):
-        output.append(_reasoning_item(new_id("rs"), reasoning))
+        output.append(_reasoning_item(next_id("rs"), reasoning))
     parts: list[dict[str, Any]] = []
     if isinstance(message.get("content"), str) and message["content"]:
         parts.append(_text_part(message["content"]))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     if parts:
-        output.append(_message_item(new_id("msg"), parts))
+        output.append(_message_item(next_id("msg"), parts))
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        output.append(_call_item(request.tools, new_id("fc"), call.get("id") or new_id("call"),
+        output.append(_call_item(request.tools, next_id("fc"), call.get("id") or new_id("call"),
                                  function.get("name") or "", function.get("arguments") or ""))
     status, incomplete = _status(choice.get("finish_reason"))
     return response_envelope(request, response_id, created_at, status, output, responses_usage(chat.get("usage")),
@@ -220,6 +257,10 @@ class ResponsesStreamEncoder:
         out.append(self._event("response.created", {"response": self._envelope("in_progress")}))
         out.append(self._event("response.in_progress", {"response": self._envelope("in_progress")}))
 
+    def _next_id(self, prefix: str) -> str:
+        """The id of the item opened next (its output index is its slot)."""
+        return output_item_id(self.response_id, prefix, len(self.output))
+
     def _open(self, item: dict[str, Any], out: list[bytes]) -> int:
         index = len(self.output)
         self.output.append(None)
@@ -234,7 +275,7 @@ class ResponsesStreamEncoder:
     def _reasoning_delta(self, text: str, out: list[bytes]) -> None:
         if self.reasoning is None:
             self._close_text(out)
-            item_id = new_id("rs")
+            item_id = self._next_id("rs")
             index = self._open({"type": "reasoning", "id": item_id, "summary": [], "status": "in_progress"}, out)
             out.append(self._event("response.reasoning_summary_part.added", {
                 "item_id": item_id, "output_index": index, "summary_index": 0,
@@ -261,7 +302,7 @@ class ResponsesStreamEncoder:
     def _text_delta(self, text: str, out: list[bytes]) -> None:
         if self.text is None:
             self._close_reasoning(out)
-            item_id = new_id("msg")
+            item_id = self._next_id("msg")
             index = self._open(_message_item(item_id, [], "in_progress"), out)
             out.append(self._event("response.content_part.added", {
                 "item_id": item_id, "output_index": index, "content_index": 0, "part": _text_part("")}))
@@ -291,7 +332,7 @@ class ResponsesStreamEncoder:
             self._close_reasoning(out)
             self._close_text(out)
             name = function.get("name") or ""
-            item_id = new_id("ctc" if name in self.request.tools.custom else "fc")
+            item_id = self._next_id("ctc" if name in self.request.tools.custom else "fc")
             call = _Call(len(self.output), item_id, frag.get("id") or new_id("call"), name)
             self.calls[chat_index] = call
             self._open(_call_item(self.request.tools, item_id, call.call_id, name, "", "in_progress"), out)
