@@ -98,3 +98,6 @@ def test_a_reference_that_cannot_be_found_is_a_404(client: openai.OpenAI, gatewa
             assert err.value.body["param"] == "input" and ref in err.value.body["message"]  # type: ignore[index]
     finally:
         other.close()
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.responses.create(model="small", input=[{"type": "item_reference"}, _user("x")])  # type: ignore[list-item]
+    assert bad.value.body["param"] == "input[0].id"  # type: ignore[index]

@@ -110,10 +110,13 @@ class ResponsesApi:
                                   key_id: str | None) -> None:
         """Adds to `known` the stored items that `item_reference` inputs name and the chain did not hold."""
         loaded: set[str] = set()
-        for item in items:
+        for i, item in enumerate(items):
             if item.get("type") != "item_reference":
                 continue
-            ref = str(item.get("id"))
+            ref = item.get("id")
+            if not isinstance(ref, str) or not ref:
+                raise bad_request(f"input[{i}].id: Field required (the id of the item referred to)",
+                                  param=f"input[{i}].id", code="missing_required_parameter")
             if ref in known:
                 continue
             response_id = response_of_item(ref)
