@@ -7,6 +7,9 @@ headend), from the prompt (the last user message):
 - a prompt holding an apply_patch patch (`*** Begin Patch` ... `*** End Patch`): calls the
   `apply_patch` tool (a custom, free-form tool, bridged by the gateway as a function with one
   `input` argument) with that patch, then answers the same way;
+- `Call: <tool> <JSON arguments>`: calls that tool (an MCP tool Codex offers as a namespace
+  `mcp__<server>` matches by its own name); when it is not offered but Codex's client-executed
+  `tool_search` is, searches for it first and calls it once the search has loaded it;
 - anything else: "Plain answer.".
 
 A request that offers no shell tool when one is needed gets a 400 naming the tools it offered, so
@@ -47,6 +50,23 @@ def shell_call(body: dict[str, Any], command: str) -> tuple[str, dict[str, Any]]
     raise NoShellTool(f"no shell tool among the offered tools {names}")
 
 
+def _call(name: str, arguments: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    return [{"id": f"call_codex_{n}", "name": name, "arguments": json.dumps(arguments)}]
+
+
+def call_through_search(body: dict[str, Any], tool: str, arguments: dict[str, Any], called: list[str],
+                        results: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    names = _tool_names(body)
+    target = next((n for n in names if n == tool or n.endswith("__" + tool)), None)
+    if target is not None and target in called:
+        return "Done. The tool said:\n" + results[-1], []
+    if target is not None:
+        return "", _call(target, arguments, len(called) + 1)
+    if "tool_search" in names and "tool_search" not in called:
+        return "", _call("tool_search", {"query": tool}, len(called) + 1)
+    raise NoShellTool(f"{tool} is not among the offered tools {names}")
+
+
 class FakeCodexUpstream(FakeAgentUpstream):
     def decide(self, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         messages = body.get("messages") or []
@@ -54,7 +74,13 @@ class FakeCodexUpstream(FakeAgentUpstream):
         prompt = messages[last_user].get("content") if last_user >= 0 else ""
         if isinstance(prompt, list):
             prompt = "".join(p.get("text", "") for p in prompt if isinstance(p, dict))
-        results = [str(m.get("content")) for m in messages[last_user + 1:] if m.get("role") == "tool"]
+        after = messages[last_user + 1:]
+        called = [c["function"]["name"] for m in after if m.get("role") == "assistant"
+                  for c in m.get("tool_calls") or ()]
+        results = [str(m.get("content")) for m in after if m.get("role") == "tool"]
+        if isinstance(prompt, str) and prompt.startswith("Call: "):
+            tool, _, arguments = prompt.removeprefix("Call: ").partition(" ")
+            return call_through_search(body, tool, json.loads(arguments or "{}"), called, results)
         if results:
             return "Done. The tool said:\n" + results[-1], []
         if isinstance(prompt, str) and prompt.startswith("Run: "):
@@ -65,7 +91,7 @@ class FakeCodexUpstream(FakeAgentUpstream):
             name, arguments = "apply_patch", {"input": patch.group(0)}
         else:
             return "Plain answer.", []
-        return "", [{"id": "call_codex_1", "name": name, "arguments": json.dumps(arguments)}]
+        return "", _call(name, arguments, 1)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -3,7 +3,9 @@
 Codex is configured as a user would (a custom model provider with `wire_api = "responses"` in a
 throwaway CODEX_HOME) and talks to the real gateway, bridged to a fake chat upstream that plays the
 model (tests/fakes/codex_upstream.py): it asks for a shell command through the tool Codex offers,
-Codex runs it in its sandbox, and the answer quotes what the command printed. Codex never reaches
+Codex runs it in its sandbox, and the answer quotes what the command printed; likewise a patch
+through Codex's free-form apply_patch tool, and an MCP tool Codex defers behind its client-executed
+tool_search. Codex never reaches
 the internet: every other host goes to a dead-end proxy on 127.0.0.1 that records what was tried,
 and the config turns off what phones home (analytics, plugins sync, update checks, feedback, OTel).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ import pytest
 from tests.clients.node_clients import node_bin, run_client
 from tests.fakes.codex_upstream import FakeCodexUpstream
 from tests.fakes.dead_end_proxy import DeadEndProxy
+from tests.integration.test_agents import MCP_SERVER
 from tests.server import SwitchboardProcess
 
 KEY = "sk-codex-test"
@@ -162,6 +166,28 @@ def test_codex_applies_a_patch_through_its_free_form_tool(codex: Path, gateway: 
     assert tools["apply_patch"]["parameters"]["required"] == ["input"]
     assert "web_search" not in tools  # hosted tools Codex offers are dropped for a bridged upstream
     assert second["messages"][-1]["role"] == "tool" and "hello.txt" in second["messages"][-1]["content"]
+
+
+def test_codex_finds_its_deferred_mcp_tools_through_tool_search(codex: Path, gateway: SwitchboardProcess,
+                                                                 upstream: FakeCodexUpstream,
+                                                                 dead_end: DeadEndProxy) -> None:
+    """For a model it knows, Codex defers its MCP servers' tools behind a client-executed `tool_search`:
+    the model searches, Codex answers with the tools it loaded, and the model calls one of them."""
+    mcp = (f'[mcp_servers.testtools]\ncommand = "{sys.executable}"\nargs = ["{MCP_SERVER}"]\n'
+           'default_tools_approval_mode = "approve"\n')  # headless: pre-approved
+    start = len(upstream.requests)
+    answer, _ = codex_exec(codex, gateway, dead_end, 'Call: add {"a": 2, "b": 40}', model="gpt-5.5", extra=mcp)
+    assert answer.startswith("Done. The tool said:") and "42" in answer, answer
+    search, loaded, final = _since(upstream, start)
+    assert "tool_search" in _tool_names(search) and "mcp__testtools__add" not in _tool_names(search)
+    assert search["tools"][_tool_names(search).index("tool_search")]["function"]["parameters"]["required"] == [
+        "query"]
+    search_call = loaded["messages"][-2]["tool_calls"][0]["function"]
+    assert search_call["name"] == "tool_search" and json.loads(search_call["arguments"])["query"] == "add"
+    assert loaded["messages"][-1]["role"] == "tool" and "mcp__testtools__add" in loaded["messages"][-1]["content"]
+    assert "mcp__testtools__add" in _tool_names(loaded)  # the tools the search loaded are offered from then on
+    assert final["messages"][-2]["tool_calls"][0]["function"]["name"] == "mcp__testtools__add"
+    assert "42" in final["messages"][-1]["content"]  # Codex ran the MCP tool it found
 
 
 def test_codex_falls_back_to_sse_when_the_websocket_is_refused(codex: Path, gateway: SwitchboardProcess,

@@ -4,8 +4,10 @@ event stream.
 Output items: `reasoning` (the upstream's reasoning or thinking, as a summary), `message` with
 `output_text` parts (`annotations: []`) or a `refusal`, `function_call` (`call_id` = the chat tool
 call's id; a namespaced tool comes back as its name plus `namespace`), `custom_tool_call` (the
-bridged function's `input` argument, raw). `status` is `completed`, or `incomplete` with
-`incomplete_details.reason` `max_output_tokens` (finish `length`) or `content_filter`.
+bridged function's `input` argument, raw), `tool_search_call` (a call of the bridged client-executed
+`tool_search`: `execution: "client"`, its arguments as an object; no argument delta events).
+`status` is `completed`, or `incomplete` with `incomplete_details.reason` `max_output_tokens`
+(finish `length`) or `content_filter`.
 
 The stream: `response.created`, `response.in_progress`, then per item `response.output_item.added`,
 its content events (`content_part.added` / `output_text.delta` / `.done` / `content_part.done`,
@@ -32,7 +34,7 @@ import orjson
 from ..errors import GatewayError
 from ..hub import Chunk
 from ..sse import event_frame
-from .responses_request import CUSTOM_INPUT, ResponsesRequest, ToolNames
+from .responses_request import CUSTOM_INPUT, TOOL_SEARCH, ResponsesRequest, ToolNames
 
 __all__ = ["ResponsesStreamEncoder", "failure", "input_item_id", "new_id", "output_item_id", "response_envelope",
            "response_from_chat", "response_of_item", "responses_usage"]
@@ -149,8 +151,20 @@ def _message_item(item_id: str, parts: list[dict[str, Any]], status: str = "comp
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": parts}
 
 
+def _is_search(names: ToolNames, chat_name: str) -> bool:
+    """Whether a chat tool call is a call of the bridged client-executed tool search."""
+    return names.tool_search and chat_name == TOOL_SEARCH
+
+
+def _item_prefix(names: ToolNames, chat_name: str) -> str:
+    return "tsc" if _is_search(names, chat_name) else "ctc" if chat_name in names.custom else "fc"
+
+
 def _call_item(names: ToolNames, item_id: str, call_id: str, chat_name: str, arguments: str,
                status: str = "completed") -> dict[str, Any]:
+    if _is_search(names, chat_name):
+        return {"type": "tool_search_call", "id": item_id, "call_id": call_id, "execution": "client",
+                "arguments": _search_arguments(arguments), "status": status}
     namespace, name = names.namespaces.get(chat_name, (None, chat_name))
     if chat_name in names.custom:
         item: dict[str, Any] = {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": name,
@@ -161,6 +175,14 @@ def _call_item(names: ToolNames, item_id: str, call_id: str, chat_name: str, arg
     if namespace is not None:
         item["namespace"] = namespace
     return item
+
+
+def _search_arguments(arguments: str) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"query": arguments}  # not JSON: the text is the query
 
 
 def _custom_input(arguments: str) -> str:
@@ -200,8 +222,9 @@ def response_from_chat(chat: dict[str, Any], request: ResponsesRequest, response
         output.append(_message_item(next_id("msg"), parts))
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        output.append(_call_item(request.tools, next_id("fc"), call.get("id") or new_id("call"),
-                                 function.get("name") or "", function.get("arguments") or ""))
+        name = function.get("name") or ""
+        output.append(_call_item(request.tools, next_id(_item_prefix(request.tools, name)),
+                                 call.get("id") or new_id("call"), name, function.get("arguments") or ""))
     status, incomplete = _status(choice.get("finish_reason"))
     return response_envelope(request, response_id, created_at, status, output, responses_usage(chat.get("usage")),
                              incomplete=incomplete)
@@ -332,7 +355,7 @@ class ResponsesStreamEncoder:
             self._close_reasoning(out)
             self._close_text(out)
             name = function.get("name") or ""
-            item_id = self._next_id("ctc" if name in self.request.tools.custom else "fc")
+            item_id = self._next_id(_item_prefix(self.request.tools, name))
             call = _Call(len(self.output), item_id, frag.get("id") or new_id("call"), name)
             self.calls[chat_index] = call
             self._open(_call_item(self.request.tools, item_id, call.call_id, name, "", "in_progress"), out)
@@ -341,7 +364,7 @@ class ResponsesStreamEncoder:
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             call.arguments.append(arguments)
-            if call.name not in self.request.tools.custom:
+            if call.name not in self.request.tools.custom and not _is_search(self.request.tools, call.name):
                 out.append(self._event("response.function_call_arguments.delta", {
                     "item_id": call.item_id, "output_index": call.output_index, "delta": arguments}))
 
@@ -354,7 +377,7 @@ class ResponsesStreamEncoder:
                     "item_id": call.item_id, "output_index": call.output_index, "delta": item["input"]}))
                 out.append(self._event("response.custom_tool_call_input.done", {
                     "item_id": call.item_id, "output_index": call.output_index, "input": item["input"]}))
-            else:
+            elif item["type"] == "function_call":
                 out.append(self._event("response.function_call_arguments.done", {
                     "item_id": call.item_id, "output_index": call.output_index, "name": item["name"],
                     "arguments": arguments}))
