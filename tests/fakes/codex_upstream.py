@@ -12,9 +12,11 @@ headend), from the prompt (the last user message):
   `tool_search` is, searches for it first and calls it once the search has loaded it;
 - anything else: "Plain answer.".
 
-A request that offers no shell tool when one is needed gets a 400 naming the tools it offered, so
-a Codex version that renames its tool fails the test with the reason. Requests (the chat bodies the
-gateway sent) are recorded in `requests`, as in every fake.
+The prompt is the last user message in plain text (a tool's images come after its result in a
+user message of parts, so they do not count). A request that offers no shell tool when one is
+needed gets a 400 naming the tools it offered, so a Codex version that renames its tool fails the
+test with the reason. Requests (the chat bodies the gateway sent) are recorded in `requests`, as in
+every fake.
 """
 
 from __future__ import annotations
@@ -70,10 +72,10 @@ def call_through_search(body: dict[str, Any], tool: str, arguments: dict[str, An
 class FakeCodexUpstream(FakeAgentUpstream):
     def decide(self, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         messages = body.get("messages") or []
-        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+        # the prompt: the last user message in text (a tool's images come after its result as parts)
+        last_user = max((i for i, m in enumerate(messages)
+                         if m.get("role") == "user" and isinstance(m.get("content"), str)), default=-1)
         prompt = messages[last_user].get("content") if last_user >= 0 else ""
-        if isinstance(prompt, list):
-            prompt = "".join(p.get("text", "") for p in prompt if isinstance(p, dict))
         after = messages[last_user + 1:]
         called = [c["function"]["name"] for m in after if m.get("role") == "assistant"
                   for c in m.get("tool_calls") or ()]

@@ -4,14 +4,15 @@ Codex is configured as a user would (a custom model provider with `wire_api = "r
 throwaway CODEX_HOME) and talks to the real gateway, bridged to a fake chat upstream that plays the
 model (tests/fakes/codex_upstream.py): it asks for a shell command through the tool Codex offers,
 Codex runs it in its sandbox, and the answer quotes what the command printed; likewise a patch
-through Codex's free-form apply_patch tool, and an MCP tool Codex defers behind its client-executed
-tool_search. Codex never reaches
+through Codex's free-form apply_patch tool, an MCP tool Codex defers behind its client-executed
+tool_search, and an image Codex's view_image tool returns. Codex never reaches
 the internet: every other host goes to a dead-end proxy on 127.0.0.1 that records what was tried,
 and the config turns off what phones home (analytics, plugins sync, update checks, feedback, OTel).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -30,6 +31,9 @@ from tests.integration.test_agents import MCP_SERVER
 from tests.server import SwitchboardProcess
 
 KEY = "sk-codex-test"
+# A 2x2 red PNG.
+RED_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEElEQVR4nGP4z8AARAwQCgAf7gP9i18U1AAAAABJ"
+                           "RU5ErkJggg==")
 RUN_TIMEOUT = 120.0  # seconds, per `codex exec`
 # What keeps Codex off the network besides the model provider (each checked by `--strict-config`).
 OFFLINE = """
@@ -188,6 +192,22 @@ def test_codex_finds_its_deferred_mcp_tools_through_tool_search(codex: Path, gat
     assert "mcp__testtools__add" in _tool_names(loaded)  # the tools the search loaded are offered from then on
     assert final["messages"][-2]["tool_calls"][0]["function"]["name"] == "mcp__testtools__add"
     assert "42" in final["messages"][-1]["content"]  # Codex ran the MCP tool it found
+
+
+def test_codex_views_an_image_and_the_model_gets_it(codex: Path, gateway: SwitchboardProcess,
+                                                    upstream: FakeCodexUpstream, dead_end: DeadEndProxy,
+                                                    tmp_path: Path) -> None:
+    """`view_image` answers with an image part in its function_call_output: it reaches the model."""
+    image = tmp_path / "red.png"
+    image.write_bytes(RED_PNG)
+    start = len(upstream.requests)
+    answer, _ = codex_exec(codex, gateway, dead_end, f'Call: view_image {{"path": "{image}"}}', model="gpt-5.5")
+    assert answer.startswith("Done. The tool said:")
+    final = _since(upstream, start)[-1]["messages"]
+    assert final[-2]["role"] == "tool" and final[-2]["tool_call_id"] == "call_codex_1"
+    parts = final[-1]["content"]
+    assert final[-1]["role"] == "user" and parts[0]["text"] == "The output of tool call call_codex_1:"
+    assert parts[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(RED_PNG).decode()
 
 
 def test_codex_falls_back_to_sse_when_the_websocket_is_refused(codex: Path, gateway: SwitchboardProcess,

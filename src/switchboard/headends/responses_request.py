@@ -6,7 +6,9 @@ OpenAI chat completions body, done once.
   then this request's `input` (a string is one user message).
 - Input items: `message` (user/system/developer/assistant; text, image and file parts; `refusal`),
   `function_call` / `custom_tool_call` (an assistant turn's tool calls; consecutive ones merge),
-  `function_call_output` / `custom_tool_call_output` (tool messages), `tool_search_call` /
+  `function_call_output` / `custom_tool_call_output` (tool messages; an output's images and files, as
+  Codex's `view_image` returns, cannot be in a chat tool message: they follow the run of tool
+  messages in a user message that names the call), `tool_search_call` /
   `tool_search_output` (a call of the bridged `tool_search` function and its result),
   `item_reference` (a stored item, by id: the headend looks it up). `reasoning` items are dropped
   (a bridged upstream cannot take them back), and so is any item type this bridge does not know:
@@ -284,8 +286,8 @@ def _user_parts(content: Any, where: str) -> str | list[dict[str, Any]]:
             if not isinstance(url, str):
                 raise _invalid(f"{where}.content[{j}].image_url", "an input_image needs `image_url`")
             image: dict[str, Any] = {"url": url}
-            if part.get("detail"):
-                image["detail"] = part["detail"]
+            if detail := _CHAT_DETAIL.get(str(part.get("detail"))):
+                image["detail"] = detail
             parts.append({"type": "image_url", "image_url": image})
         elif kind == "input_file":
             file: dict[str, Any] = {k: part[k] for k in ("file_data", "file_id", "filename") if part.get(k)}
@@ -296,6 +298,20 @@ def _user_parts(content: Any, where: str) -> str | list[dict[str, Any]]:
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return parts
+
+
+# Responses image details -> chat's (auto, low, high): `original` (no downscaling) is chat's `high`.
+_CHAT_DETAIL = {"auto": "auto", "low": "low", "high": "high", "original": "high"}
+_MEDIA_NOTE = "(The tool's output that is not text follows in the next message.)"
+
+
+def _output_media(output: Any, where: str) -> list[dict[str, Any]]:
+    """The images and files of a tool output given as content parts, as chat parts."""
+    if not isinstance(output, list):
+        return []
+    media = [part for part in output if isinstance(part, dict) and part.get("type") in ("input_image", "input_file")]
+    parts = _user_parts(media, f"{where}.output") if media else []
+    return parts if isinstance(parts, list) else []
 
 
 def _output_text(output: Any) -> str:
@@ -324,6 +340,7 @@ def items_to_messages(items: list[dict[str, Any]], names: ToolNames,
                       known: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Responses items (stored or sent) as chat messages, tool calls merged into assistant turns."""
     messages: list[dict[str, Any]] = []
+    media: list[dict[str, Any]] = []  # tool outputs' images and files, sent after the run of tool messages
     for i, item in enumerate(items):
         kind = item.get("type")
         if kind == "item_reference":
@@ -332,6 +349,9 @@ def items_to_messages(items: list[dict[str, Any]], names: ToolNames,
                 continue
             item, kind = ref, ref.get("type")
         where = f"input[{i}]"
+        if media and kind in ("message", "function_call", "custom_tool_call", "tool_search_call"):
+            messages.append({"role": "user", "content": media})
+            media = []
         if kind == "message":
             role = item.get("role")
             if role == "assistant":
@@ -359,8 +379,12 @@ def items_to_messages(items: list[dict[str, Any]], names: ToolNames,
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind in ("function_call_output", "custom_tool_call_output"):
-            messages.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
-                             "content": _output_text(item.get("output"))})
+            call_id = item.get("call_id") or ""
+            text = _output_text(item.get("output"))
+            if attached := _output_media(item.get("output"), where):
+                media += [{"type": "text", "text": f"The output of tool call {call_id}:"}, *attached]
+                text = f"{text}\n{_MEDIA_NOTE}" if text else _MEDIA_NOTE
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
         elif kind == "tool_search_call":
             given = item.get("arguments")
             arguments = given if isinstance(given, str) else orjson.dumps(given or {}).decode()
@@ -375,6 +399,8 @@ def items_to_messages(items: list[dict[str, Any]], names: ToolNames,
             messages.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
                              "content": _search_result(item.get("tools"))})
         # reasoning and unknown item types: skipped
+    if media:
+        messages.append({"role": "user", "content": media})
     for message in messages:
         if message["role"] == "assistant" and message.get("content") == "" and message.get("tool_calls"):
             message["content"] = None
