@@ -118,6 +118,23 @@ async def test_agents_sdk_streamed_run_and_previous_response_id(agents_client: N
     _assert_weather_round_trip(_bodies(upstream, start))
 
 
+async def test_agents_sdk_structured_output(agents_client: None, upstream: FakeAgentUpstream) -> None:
+    from agents import Agent, Runner
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+        country: str
+
+    agent = Agent(name="geo", model="small", output_type=City)
+    answer = json.dumps({"city": "Oslo", "country": "Norway"})
+    result = await Runner.run(agent, json.dumps({"calls": [], "rounds": 0, "answer": answer}))
+    assert result.final_output == City(city="Oslo", country="Norway")
+    fmt = upstream.last()["body"]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert set(fmt["json_schema"]["schema"]["properties"]) == {"city", "country"}
+
+
 # -- the Vercel AI SDK (Node)
 def test_vercel_ai_sdk_generate_and_stream_text_with_a_tool(gateway: SwitchboardProcess,
                                                             upstream: FakeAgentUpstream) -> None:
@@ -160,6 +177,29 @@ def test_langchain_chat_openai_with_the_responses_api(gateway: SwitchboardProces
     follow = model.invoke([("user", "hi"), answer, ("user", "again")])
     assert follow.text == "Plain answer."
     assert [m["role"] for m in upstream.last()["body"]["messages"]] == ["user", "assistant", "user"]
+
+
+def test_langchain_tool_loop_with_bind_tools(gateway: SwitchboardProcess, upstream: FakeAgentUpstream) -> None:
+    from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    for streaming in (False, True):
+        model = ChatOpenAI(model="small", base_url=gateway.url + "/v1", api_key=KEY,  # type: ignore[arg-type]
+                           use_responses_api=True, streaming=streaming, max_retries=0).bind_tools([get_weather])
+        start = len(upstream.requests)
+        messages: list[BaseMessage] = [HumanMessage(WEATHER_SCRIPT)]
+        asked = model.invoke(messages)
+        assert [(c["name"], c["args"]) for c in asked.tool_calls] == [("get_weather", {"city": "Oslo"})]
+        messages += [asked, *(ToolMessage(get_weather.invoke(c["args"]), tool_call_id=c["id"])
+                              for c in asked.tool_calls)]
+        assert model.invoke(messages).text == "Tool said: sunny in Oslo"
+        _assert_weather_round_trip(_bodies(upstream, start))
 
 
 async def test_pydantic_ai_openai_responses_model_with_a_tool(gateway: SwitchboardProcess,
