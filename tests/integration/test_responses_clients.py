@@ -22,6 +22,7 @@ from tests.server import SwitchboardProcess
 KEY = "sk-clients-test"
 WEATHER_SCRIPT = json.dumps({"calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]})
 NODE_TIMEOUT = 60.0  # seconds, per Node script run
+HTTP_TIMEOUT = 30.0  # seconds, per HTTP request of an in-process client (their defaults are minutes)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ async def agents_client(gateway: SwitchboardProcess, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(_openai_shared, "_default_openai_client", None)  # restored after the test
     set_tracing_disabled(True)
-    async with AsyncOpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as client:
+    async with AsyncOpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0, timeout=HTTP_TIMEOUT) as client:
         set_default_openai_client(client)
         yield
 
@@ -169,7 +170,7 @@ def test_langchain_chat_openai_with_the_responses_api(gateway: SwitchboardProces
     from langchain_openai import ChatOpenAI
 
     model = ChatOpenAI(model="small", base_url=gateway.url + "/v1", api_key=KEY,  # type: ignore[arg-type]
-                       use_responses_api=True, max_retries=0)
+                       use_responses_api=True, max_retries=0, timeout=HTTP_TIMEOUT)
     answer = model.invoke("hi")
     assert answer.text == "Plain answer." and answer.response_metadata["id"].startswith("resp_")
     streamed = "".join(chunk.text for chunk in model.stream("hi"))
@@ -191,7 +192,8 @@ def test_langchain_tool_loop_with_bind_tools(gateway: SwitchboardProcess, upstre
 
     for streaming in (False, True):
         model = ChatOpenAI(model="small", base_url=gateway.url + "/v1", api_key=KEY,  # type: ignore[arg-type]
-                           use_responses_api=True, streaming=streaming, max_retries=0).bind_tools([get_weather])
+                           use_responses_api=True, streaming=streaming, max_retries=0,
+                           timeout=HTTP_TIMEOUT).bind_tools([get_weather])
         start = len(upstream.requests)
         messages: list[BaseMessage] = [HumanMessage(WEATHER_SCRIPT)]
         asked = model.invoke(messages)
@@ -204,24 +206,24 @@ def test_langchain_tool_loop_with_bind_tools(gateway: SwitchboardProcess, upstre
 
 async def test_pydantic_ai_openai_responses_model_with_a_tool(gateway: SwitchboardProcess,
                                                                upstream: FakeAgentUpstream) -> None:
+    from openai import AsyncOpenAI
     from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIResponsesModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
     ran: list[str] = []
-    provider = OpenAIProvider(base_url=gateway.url + "/v1", api_key=KEY)
-    agent = Agent(OpenAIResponsesModel("small", provider=provider))
+    async with AsyncOpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0, timeout=HTTP_TIMEOUT) as client:
+        agent = Agent(OpenAIResponsesModel("small", provider=OpenAIProvider(openai_client=client)))
 
-    @agent.tool_plain
-    def get_weather(city: str) -> str:
-        """The weather in a city."""
-        ran.append(city)
-        return f"sunny in {city}"
+        @agent.tool_plain
+        def get_weather(city: str) -> str:
+            """The weather in a city."""
+            ran.append(city)
+            return f"sunny in {city}"
 
-    start = len(upstream.requests)
-    result = await agent.run(WEATHER_SCRIPT)
-    assert ran == ["Oslo"] and result.output == "Tool said: sunny in Oslo"
-    _assert_weather_round_trip(_bodies(upstream, start))
-    again = await agent.run("again", message_history=result.all_messages())
-    assert again.output == "Plain answer."
-    await provider.client.close()
+        start = len(upstream.requests)
+        result = await agent.run(WEATHER_SCRIPT)
+        assert ran == ["Oslo"] and result.output == "Tool said: sunny in Oslo"
+        _assert_weather_round_trip(_bodies(upstream, start))
+        again = await agent.run("again", message_history=result.all_messages())
+        assert again.output == "Plain answer."
