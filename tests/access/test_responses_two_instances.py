@@ -31,7 +31,7 @@ def pair(fake_openai: FakeOpenAI) -> Iterator[tuple[SwitchboardProcess, Switchbo
 
 
 def _client(proc: SwitchboardProcess, key: str = MASTER) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proc.url + "/v1", api_key=key, max_retries=0)
+    return openai.OpenAI(base_url=proc.url + "/v1", api_key=key, max_retries=0, timeout=30)
 
 
 def test_a_chain_started_on_one_instance_continues_on_the_other(

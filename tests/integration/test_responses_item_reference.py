@@ -45,7 +45,7 @@ models:
 
 @pytest.fixture
 def client(gateway: SwitchboardProcess) -> Iterator[openai.OpenAI]:
-    c = openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER, max_retries=0)
+    c = openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER, max_retries=0, timeout=30)
     yield c
     c.close()
 
@@ -88,7 +88,7 @@ def test_a_streamed_answer_and_an_input_item_are_referable(client: openai.OpenAI
 def test_a_reference_that_cannot_be_found_is_a_404(client: openai.OpenAI, gateway: SwitchboardProcess) -> None:
     mine = client.responses.create(model="small", input="mine")
     unstored = client.responses.create(model="small", input="not kept", store=False)
-    other = openai.OpenAI(base_url=gateway.url + "/v1", api_key=OTHER, max_retries=0)
+    other = openai.OpenAI(base_url=gateway.url + "/v1", api_key=OTHER, max_retries=0, timeout=30)
     try:
         for who, ref in ((other, mine.output[0].id), (client, unstored.output[0].id), (client, "msg_unknown"),
                          (client, "msg_" + "0" * 52)):
