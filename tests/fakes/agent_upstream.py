@@ -55,11 +55,13 @@ def decide(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
 class FakeAgentUpstream(FakeOpenAI):
     """Only `/v1/chat/completions` behaves differently from FakeOpenAI (`decide` may be replaced)."""
 
-    decide = staticmethod(decide)
+    def decide(self, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+        """(text, tool calls) of the answer to a chat body (a subclass may play another script)."""
+        return decide(body.get("messages") or [])
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
-        text, calls = self.decide(body.get("messages") or [])
+        text, calls = self.decide(body)
         model = body.get("model", "")
         cid = f"chatcmpl-agentfake{len(self.requests)}"
         created = int(time.time())

@@ -57,7 +57,8 @@ def _claude_decide(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, 
 
 
 class ClaudeCodeUpstream(FakeAgentUpstream):
-    decide = staticmethod(_claude_decide)
+    def decide(self, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+        return _claude_decide(body.get("messages") or [])
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,12 @@
 object or the Responses event stream (responses_response). Stored responses (`store`, default true
 as in OpenAI's API) are written to the gateway's store before the client sees the answer's end, so a
 follow-up sent at once finds them; `previous_response_id` rebuilds the conversation from the stored
-chain. A stored response is visible only to the key that created it. Also: `GET` and `DELETE
-/v1/responses/{id}`, `GET /v1/responses/{id}/input_items`. A WebSocket upgrade on `/v1/responses`
-is refused with 426, which makes clients (Codex) fall back to HTTP + SSE.
+chain; an `item_reference` to an item of another stored response (the Vercel AI SDK sends an earlier
+answer so, without `previous_response_id`) is looked up by the response its id names, and one that
+cannot be found is a 404, as in OpenAI's API. A stored response is visible only to the key that
+created it. Also: `GET` and `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`. A
+WebSocket upgrade on `/v1/responses` is refused with 426, which makes clients (Codex) fall back to
+HTTP + SSE.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from .responses_response import (
     NativeResponsesEncoder,
     ResponsesStreamEncoder,
     bridged_response_id,
-    new_id,
+    input_item_id,
     response_from_chat,
+    response_of_item,
 )
 
 __all__ = ["ResponsesApi"]
@@ -44,14 +48,19 @@ def _not_found(what: str, response_id: str, param: str | None = None) -> Gateway
                         retryable=False)
 
 
-def _with_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Input items as stored: each with an `id` (listed by `input_items`, referable by `item_reference`)."""
+def _as_stored(items: list[dict[str, Any]], response_id: str, known: dict[str, dict[str, Any]]
+               ) -> list[dict[str, Any]]:
+    """Input items as stored: each with an `id` (listed by `input_items`, referable by `item_reference`), a
+    reference replaced by the item it names (a chain replays without looking anything up)."""
     out = []
-    for item in items:
-        if item.get("id"):
+    for i, item in enumerate(items):
+        if item.get("type") == "item_reference" and str(item.get("id")) in known:
+            out.append(known[str(item.get("id"))])
+        elif item.get("id"):
             out.append(item)
         else:
-            out.append({"id": new_id("msg" if item.get("type") == "message" else "item"), **item})
+            prefix = "msg" if item.get("type") == "message" else "item"
+            out.append({"id": input_item_id(response_id, prefix, i), **item})
     return out
 
 
@@ -66,6 +75,12 @@ def _native_body(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[s
     body = {k: v for k, v in req.body.items() if k != "previous_response_id"}
     body["input"] = [*replay, *req.input_items]
     return body
+
+
+def _item_not_found(item_id: str) -> GatewayError:
+    return GatewayError(404, f"Item with id '{item_id[:128]}' not found. Items are not persisted when `store` is "
+                        "false, and a stored response is visible only to the key that created it.",
+                        "invalid_request_error", param="input", code="item_not_found", retryable=False)
 
 
 class ResponsesApi:
@@ -96,9 +111,10 @@ class ResponsesApi:
             for stored in chain or ():
                 history.extend(stored.items)
         known = {str(item["id"]): item for item in history if item.get("id")}
+        await self._resolve_references(req.input_items, known, record.key_id)
         call = ResponsesCall(req.model, _native_body(req, history) if native else req.body, to_hub(req, history, known))
         response_id, created_at = bridged_response_id(), int(time.time())
-        inputs = _with_ids(req.input_items)
+        inputs = _as_stored(req.input_items, response_id, known)
         extra = {"x-switchboard-dropped-tools": ", ".join(req.dropped_tools)} if req.dropped_tools else {}
 
         async def keep(response: dict[str, Any]) -> None:
@@ -119,6 +135,28 @@ class ResponsesApi:
         if req.store:
             await keep(response)
         return JSONResponse(response, headers={**result.headers, **extra})
+
+    async def _resolve_references(self, items: list[dict[str, Any]], known: dict[str, dict[str, Any]],
+                                  key_id: str | None) -> None:
+        """Adds to `known` the stored items that `item_reference` inputs name and the chain did not hold."""
+        loaded: set[str] = set()
+        for i, item in enumerate(items):
+            if item.get("type") != "item_reference":
+                continue
+            ref = item.get("id")
+            if not isinstance(ref, str) or not ref:
+                raise bad_request(f"input[{i}].id: Field required (the id of the item referred to)",
+                                  param=f"input[{i}].id", code="missing_required_parameter")
+            if ref in known:
+                continue
+            response_id = response_of_item(ref)
+            if response_id is not None and response_id not in loaded:
+                loaded.add(response_id)
+                stored = await self.store.get_response(response_id, key_id)
+                if stored is not None:
+                    known.update((str(i["id"]), i) for i in stored.items if i.get("id"))
+            if ref not in known:
+                raise _item_not_found(ref)
 
     async def _store(self, req: ResponsesRequest, key_id: str | None, inputs: list[dict[str, Any]],
                      response: dict[str, Any]) -> None:

@@ -6,15 +6,23 @@ OpenAI chat completions body, done once.
   then this request's `input` (a string is one user message).
 - Input items: `message` (user/system/developer/assistant; text, image and file parts; `refusal`),
   `function_call` / `custom_tool_call` (an assistant turn's tool calls; consecutive ones merge),
-  `function_call_output` / `custom_tool_call_output` (tool messages), `item_reference` (an item of
-  the stored conversation, by id). `reasoning` items are dropped (a bridged upstream cannot take
-  them back), and so is any item type this bridge does not know: never a 400.
+  `function_call_output` / `custom_tool_call_output` (tool messages; an output's images and files, as
+  Codex's `view_image` returns, cannot be in a chat tool message: they follow the run of tool
+  messages in a user message that names the call), `tool_search_call` /
+  `tool_search_output` (a call of the bridged `tool_search` function and its result),
+  `item_reference` (a stored item, by id: the headend looks it up). `reasoning` items are dropped
+  (a bridged upstream cannot take them back), and so is any item type this bridge does not know:
+  never a 400.
 - Tools: `function` (flat here, nested in chat); `custom` (free-form input: offered as a function with
   one string argument `input`, turned back into `custom_tool_call.input`); `namespace` (its tools
-  flattened as `<namespace>__<name>`, turned back into the name and its `namespace`); hosted tools
-  (web search, file search, code interpreter, ...) are dropped and named in the
-  `x-switchboard-dropped-tools` response header, or rejected with a 400 (`responses.hosted_tools:
-  reject`). `mcp` tools are not run yet: 400 naming the tool.
+  flattened as `<namespace>__<name>`, turned back into the name and its `namespace`); `tool_search`
+  with `execution: "client"` (the client searches its deferred tools, as Codex does for its MCP
+  servers): offered as a function `tool_search`, a call to it turned back into a `tool_search_call`;
+  the tools a `tool_search_output` item loaded (in the stored conversation or this input) are offered
+  from then on, like the request's own. Hosted tools (web search, file search, code interpreter, a
+  server-executed tool search, ...) are dropped and named in the `x-switchboard-dropped-tools`
+  response header, or rejected with a 400 (`responses.hosted_tools: reject`). `mcp` tools are not
+  run yet: 400 naming the tool.
 - `max_output_tokens` -> `max_tokens`, `reasoning.effort` -> `reasoning_effort`, `text.format` ->
   `response_format`, `text.verbosity` -> `verbosity`; `temperature`, `top_p`, `user`,
   `parallel_tool_calls`, `prompt_cache_key`, `safety_identifier`, `service_tier` carry over.
@@ -32,8 +40,8 @@ from ..errors import GatewayError, bad_request
 from ..hub import ChatRequest
 from .validation import check_fields
 
-__all__ = ["CUSTOM_INPUT", "ResponsesRequest", "ToolNames", "items_to_messages", "parse_responses_request",
-           "to_hub"]
+__all__ = ["CUSTOM_INPUT", "TOOL_SEARCH", "ResponsesRequest", "ToolNames", "items_to_messages",
+           "parse_responses_request", "to_hub"]
 
 _TOP_FIELDS = {
     "model": "string", "input": "string|array|null", "instructions": "string|null", "tools": "array|null",
@@ -55,6 +63,9 @@ _CARRIED = ("temperature", "top_p", "user", "parallel_tool_calls", "prompt_cache
 _NAMESPACE_SEP = "__"
 # The one argument a custom (free-form) tool takes when bridged to a function.
 CUSTOM_INPUT = "input"
+# The function a client-executed tool search is offered as.
+TOOL_SEARCH = "tool_search"
+_TOOL_SEARCH_PARAMETERS = {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
 
 
 @dataclass(slots=True)
@@ -63,6 +74,7 @@ class ToolNames:
 
     custom: set[str] = field(default_factory=set)  # chat names of custom tools
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)  # chat name -> (namespace, name)
+    tool_search: bool = False  # `tool_search` (client-executed) is offered: a call to it is a tool_search_call
 
     def chat_name(self, name: str, namespace: str | None) -> str:
         return f"{namespace}{_NAMESPACE_SEP}{name}" if namespace else name
@@ -120,35 +132,43 @@ def parse_responses_request(body: dict[str, Any], hosted_tools: str = "drop") ->
                             input_items=_input_items(body.get("input")), tools=names, dropped_tools=dropped)
 
 
-def _check_tools(tools: list[Any], hosted_tools: str) -> tuple[ToolNames, list[str]]:
-    names = ToolNames()
+def _is_client_tool_search(tool: dict[str, Any]) -> bool:
+    return tool.get("type") == "tool_search" and tool.get("execution") == "client"
+
+
+def _check_tools(tools: list[Any], hosted_tools: str, names: ToolNames | None = None,
+                 where: str = "tools") -> tuple[ToolNames, list[str]]:
+    names = ToolNames() if names is None else names
     dropped: list[str] = []
     for i, tool in enumerate(tools):
+        at = f"{where}[{i}]"
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
-            raise _invalid(f"tools[{i}]", "a tool is an object with a `type`")
+            raise _invalid(at, "a tool is an object with a `type`")
         kind = tool["type"]
         if kind == "custom":
-            names.custom.add(_tool_name(tool, f"tools[{i}]"))
+            names.custom.add(_tool_name(tool, at))
         elif kind == "namespace":
-            namespace = _tool_name(tool, f"tools[{i}]")
+            namespace = _tool_name(tool, at)
             for j, inner in enumerate(tool.get("tools") or ()):
                 if not isinstance(inner, dict):
-                    raise _invalid(f"tools[{i}].tools[{j}]", "a tool is an object")
-                inner_name = _tool_name(inner, f"tools[{i}].tools[{j}]")
+                    raise _invalid(f"{at}.tools[{j}]", "a tool is an object")
+                inner_name = _tool_name(inner, f"{at}.tools[{j}]")
                 chat = names.chat_name(inner_name, namespace)
                 names.namespaces[chat] = (namespace, inner_name)
                 if inner.get("type") == "custom":
                     names.custom.add(chat)
         elif kind == "mcp":
-            raise bad_request(f"tools[{i}]: `mcp` tools are not supported by this gateway yet; configure the MCP "
-                              "server on an agent instead.", param=f"tools[{i}]", code="unsupported_tool")
+            raise bad_request(f"{at}: `mcp` tools are not supported by this gateway yet; configure the MCP "
+                              "server on an agent instead.", param=at, code="unsupported_tool")
+        elif _is_client_tool_search(tool):
+            names.tool_search = True
         elif kind != "function":
             if hosted_tools == "reject":
-                raise bad_request(f"tools[{i}]: the hosted tool `{kind}` cannot run on this model's upstream.",
-                                  param=f"tools[{i}]", code="unsupported_tool")
+                raise bad_request(f"{at}: the hosted tool `{kind}` cannot run on this model's upstream.",
+                                  param=at, code="unsupported_tool")
             dropped.append(kind)
         else:
-            _tool_name(tool, f"tools[{i}]")
+            _tool_name(tool, at)
     return names, dropped
 
 
@@ -189,7 +209,22 @@ def _chat_tools(tools: list[dict[str, Any]], names: ToolNames) -> list[dict[str,
             for inner in tool.get("tools") or ():
                 chat = names.chat_name(inner["name"], tool["name"])
                 out.append(_chat_tool(chat, inner, inner.get("type") == "custom"))
+        elif _is_client_tool_search(tool):
+            out.append(_chat_tool(TOOL_SEARCH, {"description": tool.get("description") or (
+                "Search for tools that are not loaded yet; the ones found can be called afterwards."),
+                "parameters": tool.get("parameters") or _TOOL_SEARCH_PARAMETERS}, custom=False))
     return out
+
+
+def _loaded_tools(items: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools that `tool_search_output` items (a client's tool search results) loaded."""
+    loaded: list[dict[str, Any]] = []
+    for item in items:
+        if item.get("type") == "item_reference":
+            item = known.get(str(item.get("id"))) or item
+        if item.get("type") == "tool_search_output" and isinstance(item.get("tools"), list):
+            loaded.extend(item["tools"])
+    return loaded
 
 
 def _tool_choice(choice: Any, names: ToolNames) -> Any:
@@ -251,8 +286,8 @@ def _user_parts(content: Any, where: str) -> str | list[dict[str, Any]]:
             if not isinstance(url, str):
                 raise _invalid(f"{where}.content[{j}].image_url", "an input_image needs `image_url`")
             image: dict[str, Any] = {"url": url}
-            if part.get("detail"):
-                image["detail"] = part["detail"]
+            if detail := _CHAT_DETAIL.get(str(part.get("detail"))):
+                image["detail"] = detail
             parts.append({"type": "image_url", "image_url": image})
         elif kind == "input_file":
             file: dict[str, Any] = {k: part[k] for k in ("file_data", "file_id", "filename") if part.get(k)}
@@ -265,6 +300,20 @@ def _user_parts(content: Any, where: str) -> str | list[dict[str, Any]]:
     return parts
 
 
+# Responses image details -> chat's (auto, low, high): `original` (no downscaling) is chat's `high`.
+_CHAT_DETAIL = {"auto": "auto", "low": "low", "high": "high", "original": "high"}
+_MEDIA_NOTE = "(The tool's output that is not text follows in the next message.)"
+
+
+def _output_media(output: Any, where: str) -> list[dict[str, Any]]:
+    """The images and files of a tool output given as content parts, as chat parts."""
+    if not isinstance(output, list):
+        return []
+    media = [part for part in output if isinstance(part, dict) and part.get("type") in ("input_image", "input_file")]
+    parts = _user_parts(media, f"{where}.output") if media else []
+    return parts if isinstance(parts, list) else []
+
+
 def _output_text(output: Any) -> str:
     if isinstance(output, str):
         return output
@@ -273,10 +322,25 @@ def _output_text(output: Any) -> str:
     return orjson.dumps(output).decode()
 
 
+def _search_result(tools: Any) -> str:
+    """A tool search's result as the model reads it: the tools it loaded (now offered as functions)."""
+    found: list[str] = []
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") == "namespace":
+            found += [f"{tool.get('name')}{_NAMESPACE_SEP}{inner.get('name')}" for inner in tool.get("tools") or ()
+                      if isinstance(inner, dict)]
+        elif tool.get("name"):
+            found.append(str(tool["name"]))
+    return "Loaded tools: " + ", ".join(found) if found else "No tools found."
+
+
 def items_to_messages(items: list[dict[str, Any]], names: ToolNames,
                       known: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Responses items (stored or sent) as chat messages, tool calls merged into assistant turns."""
     messages: list[dict[str, Any]] = []
+    media: list[dict[str, Any]] = []  # tool outputs' images and files, sent after the run of tool messages
     for i, item in enumerate(items):
         kind = item.get("type")
         if kind == "item_reference":
@@ -285,6 +349,9 @@ def items_to_messages(items: list[dict[str, Any]], names: ToolNames,
                 continue
             item, kind = ref, ref.get("type")
         where = f"input[{i}]"
+        if media and kind in ("message", "function_call", "custom_tool_call", "tool_search_call"):
+            messages.append({"role": "user", "content": media})
+            media = []
         if kind == "message":
             role = item.get("role")
             if role == "assistant":
@@ -312,9 +379,28 @@ def items_to_messages(items: list[dict[str, Any]], names: ToolNames,
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind in ("function_call_output", "custom_tool_call_output"):
+            call_id = item.get("call_id") or ""
+            text = _output_text(item.get("output"))
+            if attached := _output_media(item.get("output"), where):
+                media += [{"type": "text", "text": f"The output of tool call {call_id}:"}, *attached]
+                text = f"{text}\n{_MEDIA_NOTE}" if text else _MEDIA_NOTE
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+        elif kind == "tool_search_call":
+            given = item.get("arguments")
+            arguments = given if isinstance(given, str) else orjson.dumps(given or {}).decode()
+            call = {"id": item.get("call_id") or item.get("id") or f"call_{i}", "type": "function",
+                    "function": {"name": TOOL_SEARCH, "arguments": arguments}}
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "tool_search_output":
             messages.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
-                             "content": _output_text(item.get("output"))})
+                             "content": _search_result(item.get("tools"))})
         # reasoning and unknown item types: skipped
+    if media:
+        messages.append({"role": "user", "content": media})
     for message in messages:
         if message["role"] == "assistant" and message.get("content") == "" and message.get("tool_calls"):
             message["content"] = None
@@ -337,7 +423,15 @@ def to_hub(request: ResponsesRequest, history: list[dict[str, Any]], known: dict
     for name in _CARRIED:
         if body.get(name) is not None:
             chat[name] = body[name]
-    tools = [t for t in body.get("tools") or () if t.get("type") in ("function", "custom", "namespace")]
+    tools = [t for t in body.get("tools") or ()
+             if t.get("type") in ("function", "custom", "namespace") or _is_client_tool_search(t)]
+    if request.tools.tool_search and (loaded := _loaded_tools([*history, *request.input_items], known)):
+        _check_tools(loaded, "drop", request.tools, where="tool_search_output.tools")
+        offered = {t.get("name") for t in tools}
+        for tool in loaded:  # each tool once, however many searches loaded it
+            if tool.get("type") in ("function", "custom", "namespace") and tool.get("name") not in offered:
+                offered.add(tool.get("name"))
+                tools.append(tool)
     if tools:
         chat["tools"] = _chat_tools(tools, request.tools)
         if body.get("tool_choice") is not None:

@@ -4,8 +4,10 @@ event stream.
 Output items: `reasoning` (the upstream's reasoning or thinking, as a summary), `message` with
 `output_text` parts (`annotations: []`) or a `refusal`, `function_call` (`call_id` = the chat tool
 call's id; a namespaced tool comes back as its name plus `namespace`), `custom_tool_call` (the
-bridged function's `input` argument, raw). `status` is `completed`, or `incomplete` with
-`incomplete_details.reason` `max_output_tokens` (finish `length`) or `content_filter`.
+bridged function's `input` argument, raw), `tool_search_call` (a call of the bridged client-executed
+`tool_search`: `execution: "client"`, its arguments as an object; no argument delta events).
+`status` is `completed`, or `incomplete` with `incomplete_details.reason` `max_output_tokens`
+(finish `length`) or `content_filter`.
 
 The stream: `response.created`, `response.in_progress`, then per item `response.output_item.added`,
 its content events (`content_part.added` / `output_text.delta` / `.done` / `content_part.done`,
@@ -15,6 +17,10 @@ its content events (`content_part.added` / `output_text.delta` / `.done` / `cont
 `response.failed`. Every event has its `event:` line and a `sequence_number` counting from 0; no
 `[DONE]`. A custom tool's input is only known whole once its JSON arguments are complete, so its
 delta comes in one piece at the end.
+
+Item ids name their response: `<prefix>_<the response id's random part><4 hex: the item's slot>`
+(input items from slot 0, output items from slot 8000), so an `item_reference` sent without
+`previous_response_id` (as the Vercel AI SDK sends an earlier answer) finds its stored response.
 """
 
 from __future__ import annotations
@@ -29,23 +35,56 @@ from ..errors import GatewayError
 from ..hub import Chunk, usage_from_responses
 from ..request_record import RequestRecord
 from ..sse import event_frame
-from .responses_request import CUSTOM_INPUT, ResponsesRequest, ToolNames
+from .responses_request import CUSTOM_INPUT, TOOL_SEARCH, ResponsesRequest, ToolNames
 
 __all__ = ["BRIDGED_PREFIX", "NativeResponsesEncoder", "ResponsesStreamEncoder", "bridged_response_id", "failure",
-           "new_id", "response_envelope", "response_from_chat", "responses_usage"]
+           "input_item_id", "new_id", "output_item_id", "response_envelope", "response_from_chat", "response_of_item",
+           "responses_usage"]
+
+_ID_HEX = 48  # the random part of a response id: 24 bytes
+_OUTPUT_SLOT = 0x8000  # item slots (4 hex digits): input items from 0, output items from here
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
+    return f"{prefix}_{secrets.token_hex(_ID_HEX // 2)}"
+
+
+def _slot_id(response_id: str, prefix: str, slot: int) -> str:
+    if slot > 0xFFFF:  # past the slots: an id that names no response
+        return new_id(prefix)
+    return f"{prefix}_{response_id.partition('_')[2]}{slot:04x}"
+
+
+def input_item_id(response_id: str, prefix: str, index: int) -> str:
+    """The id given to input item `index` of a response when it is stored."""
+    return _slot_id(response_id, prefix, index if index < _OUTPUT_SLOT else 0x10000)
+
+
+def output_item_id(response_id: str, prefix: str, index: int) -> str:
+    """The id of output item `index` of a response."""
+    return _slot_id(response_id, prefix, _OUTPUT_SLOT + index)
+
+
+def response_of_item(item: str) -> str | None:
+    """The id of the response an item id was made for (`input_item_id`, `output_item_id`), or None for any
+    other id."""
+    prefix, _, rest = item.partition("_")
+    marker = _BRIDGED_MARK if rest.startswith(_BRIDGED_MARK) else ""
+    digits = rest[len(marker):]
+    if not prefix or len(digits) != _ID_HEX + 4 or digits.strip("0123456789abcdef"):
+        return None
+    return f"resp_{marker}{digits[:_ID_HEX]}"
 
 
 # The ids of responses this gateway made (bridged): a native upstream never saw them, so a follow-up
 # routed there gets the stored conversation as its input instead of `previous_response_id`.
-BRIDGED_PREFIX = "resp_sb"
+_BRIDGED_MARK = "sb"
+BRIDGED_PREFIX = "resp_" + _BRIDGED_MARK
 
 
 def bridged_response_id() -> str:
-    return BRIDGED_PREFIX + secrets.token_hex(23)
+    """`resp_sb` + the random part; its items' ids carry both (`msg_sb<random><slot>`)."""
+    return BRIDGED_PREFIX + secrets.token_hex(_ID_HEX // 2)
 
 
 def responses_usage(usage: Any) -> dict[str, Any] | None:
@@ -127,8 +166,20 @@ def _message_item(item_id: str, parts: list[dict[str, Any]], status: str = "comp
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": parts}
 
 
+def _is_search(names: ToolNames, chat_name: str) -> bool:
+    """Whether a chat tool call is a call of the bridged client-executed tool search."""
+    return names.tool_search and chat_name == TOOL_SEARCH
+
+
+def _item_prefix(names: ToolNames, chat_name: str) -> str:
+    return "tsc" if _is_search(names, chat_name) else "ctc" if chat_name in names.custom else "fc"
+
+
 def _call_item(names: ToolNames, item_id: str, call_id: str, chat_name: str, arguments: str,
                status: str = "completed") -> dict[str, Any]:
+    if _is_search(names, chat_name):
+        return {"type": "tool_search_call", "id": item_id, "call_id": call_id, "execution": "client",
+                "arguments": _search_arguments(arguments), "status": status}
     namespace, name = names.namespaces.get(chat_name, (None, chat_name))
     if chat_name in names.custom:
         item: dict[str, Any] = {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": name,
@@ -139,6 +190,14 @@ def _call_item(names: ToolNames, item_id: str, call_id: str, chat_name: str, arg
     if namespace is not None:
         item["namespace"] = namespace
     return item
+
+
+def _search_arguments(arguments: str) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"query": arguments}  # not JSON: the text is the query
 
 
 def _custom_input(arguments: str) -> str:
@@ -163,19 +222,24 @@ def response_from_chat(chat: dict[str, Any], request: ResponsesRequest, response
     choice: dict[str, Any] = choices[0] if isinstance(choices[0], dict) else {}
     message: dict[str, Any] = v if isinstance(v := choice.get("message"), dict) else {}
     output: list[dict[str, Any]] = []
+
+    def next_id(prefix: str) -> str:
+        return output_item_id(response_id, prefix, len(output))
+
     if reasoning := _reasoning_text(message):
-        output.append(_reasoning_item(new_id("rs"), reasoning))
+        output.append(_reasoning_item(next_id("rs"), reasoning))
     parts: list[dict[str, Any]] = []
     if isinstance(message.get("content"), str) and message["content"]:
         parts.append(_text_part(message["content"]))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     if parts:
-        output.append(_message_item(new_id("msg"), parts))
+        output.append(_message_item(next_id("msg"), parts))
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        output.append(_call_item(request.tools, new_id("fc"), call.get("id") or new_id("call"),
-                                 function.get("name") or "", function.get("arguments") or ""))
+        name = function.get("name") or ""
+        output.append(_call_item(request.tools, next_id(_item_prefix(request.tools, name)),
+                                 call.get("id") or new_id("call"), name, function.get("arguments") or ""))
     status, incomplete = _status(choice.get("finish_reason"))
     return response_envelope(request, response_id, created_at, status, output, responses_usage(chat.get("usage")),
                              incomplete=incomplete)
@@ -231,6 +295,10 @@ class ResponsesStreamEncoder:
         out.append(self._event("response.created", {"response": self._envelope("in_progress")}))
         out.append(self._event("response.in_progress", {"response": self._envelope("in_progress")}))
 
+    def _next_id(self, prefix: str) -> str:
+        """The id of the item opened next (its output index is its slot)."""
+        return output_item_id(self.response_id, prefix, len(self.output))
+
     def _open(self, item: dict[str, Any], out: list[bytes]) -> int:
         index = len(self.output)
         self.output.append(None)
@@ -245,7 +313,7 @@ class ResponsesStreamEncoder:
     def _reasoning_delta(self, text: str, out: list[bytes]) -> None:
         if self.reasoning is None:
             self._close_text(out)
-            item_id = new_id("rs")
+            item_id = self._next_id("rs")
             index = self._open({"type": "reasoning", "id": item_id, "summary": [], "status": "in_progress"}, out)
             out.append(self._event("response.reasoning_summary_part.added", {
                 "item_id": item_id, "output_index": index, "summary_index": 0,
@@ -272,7 +340,7 @@ class ResponsesStreamEncoder:
     def _text_delta(self, text: str, out: list[bytes]) -> None:
         if self.text is None:
             self._close_reasoning(out)
-            item_id = new_id("msg")
+            item_id = self._next_id("msg")
             index = self._open(_message_item(item_id, [], "in_progress"), out)
             out.append(self._event("response.content_part.added", {
                 "item_id": item_id, "output_index": index, "content_index": 0, "part": _text_part("")}))
@@ -302,7 +370,7 @@ class ResponsesStreamEncoder:
             self._close_reasoning(out)
             self._close_text(out)
             name = function.get("name") or ""
-            item_id = new_id("ctc" if name in self.request.tools.custom else "fc")
+            item_id = self._next_id(_item_prefix(self.request.tools, name))
             call = _Call(len(self.output), item_id, frag.get("id") or new_id("call"), name)
             self.calls[chat_index] = call
             self._open(_call_item(self.request.tools, item_id, call.call_id, name, "", "in_progress"), out)
@@ -311,7 +379,7 @@ class ResponsesStreamEncoder:
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             call.arguments.append(arguments)
-            if call.name not in self.request.tools.custom:
+            if call.name not in self.request.tools.custom and not _is_search(self.request.tools, call.name):
                 out.append(self._event("response.function_call_arguments.delta", {
                     "item_id": call.item_id, "output_index": call.output_index, "delta": arguments}))
 
@@ -324,7 +392,7 @@ class ResponsesStreamEncoder:
                     "item_id": call.item_id, "output_index": call.output_index, "delta": item["input"]}))
                 out.append(self._event("response.custom_tool_call_input.done", {
                     "item_id": call.item_id, "output_index": call.output_index, "input": item["input"]}))
-            else:
+            elif item["type"] == "function_call":
                 out.append(self._event("response.function_call_arguments.done", {
                     "item_id": call.item_id, "output_index": call.output_index, "name": item["name"],
                     "arguments": arguments}))
