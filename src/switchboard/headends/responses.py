@@ -111,7 +111,8 @@ class ResponsesApi:
             for stored in chain or ():
                 history.extend(stored.items)
         known = {str(item["id"]): item for item in history if item.get("id")}
-        await self._resolve_references(req.input_items, known, record.key_id)
+        if any(item.get("type") == "item_reference" for item in req.input_items):
+            await self._resolve_references(req.input_items, known, record.key_id)
         call = ResponsesCall(req.model, _native_body(req, history) if native else req.body, to_hub(req, history, known))
         response_id, created_at = bridged_response_id(), int(time.time())
         inputs = _as_stored(req.input_items, response_id, known)

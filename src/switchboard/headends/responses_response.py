@@ -25,6 +25,8 @@ Item ids name their response: `<prefix>_<the response id's random part><4 hex: t
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,8 +47,26 @@ _ID_HEX = 48  # the random part of a response id: 24 bytes
 _OUTPUT_SLOT = 0x8000  # item slots (4 hex digits): input items from 0, output items from here
 
 
+class _RandomHex:
+    """Unpredictable hex strings without a system call each: BLAKE2b keyed with a secret drawn once
+    per process, over a counter (a keyed PRF: no output tells anything about the next)."""
+
+    __slots__ = ("_counter", "_key")
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return hashlib.blake2b(next(self._counter).to_bytes(8, "little"), key=self._key,
+                               digest_size=_ID_HEX // 2).hexdigest()
+
+
+_random_hex = _RandomHex()
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(_ID_HEX // 2)}"
+    return f"{prefix}_{_random_hex.next()}"
 
 
 def _slot_id(response_id: str, prefix: str, slot: int) -> str:
@@ -84,7 +104,7 @@ BRIDGED_PREFIX = "resp_" + _BRIDGED_MARK
 
 def bridged_response_id() -> str:
     """`resp_sb` + the random part; its items' ids carry both (`msg_sb<random><slot>`)."""
-    return BRIDGED_PREFIX + secrets.token_hex(_ID_HEX // 2)
+    return BRIDGED_PREFIX + _random_hex.next()
 
 
 def responses_usage(usage: Any) -> dict[str, Any] | None:

@@ -79,6 +79,9 @@ class Router(Engine):
         self.agents = agents
         self.task_header = config.server.task_header
         self.counters = TokenCounters({name: p.config for name, p in providers.items()})
+        # Decided once: a runtime-checkable Protocol's isinstance is slow on the hot path.
+        self._native_providers = frozenset(name for name, p in providers.items()
+                                           if isinstance(p, ResponsesProvider) and p.speaks_responses())
 
     async def aclose(self) -> None:
         await self.counters.aclose()
@@ -147,13 +150,14 @@ class Router(Engine):
             model, record.routed, lambda d: _completions_capable(d).open_completions_stream(body, d.model, d.key_value))
 
     # -- the Responses API
-    @staticmethod
-    def _native(provider: ChatProvider) -> bool:
-        return isinstance(provider, ResponsesProvider) and provider.speaks_responses()
+    def _native(self, provider: ChatProvider) -> bool:
+        return provider.name in self._native_providers
 
     def native_responses(self, model: str) -> bool:
         """Whether a route of `model` passes Responses requests through to an upstream that speaks them."""
-        return self._agent(model) is None and any(self._native(self.providers[r.provider]) for r in self.routes(model))
+        if not self._native_providers:
+            return False
+        return self._agent(model) is None and any(r.provider in self._native_providers for r in self.routes(model))
 
     async def responses(self, call: ResponsesCall, record: RequestRecord,
                         headers: Mapping[str, str]) -> UpstreamResult:
