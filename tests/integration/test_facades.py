@@ -174,3 +174,12 @@ def test_check_config_and_the_banner_list_the_facades(gateway: SwitchboardProces
     assert "facade strict: prefix /strict; model paced (pinned); NO AUTH; max_in_flight 1" in out.stdout
     assert "own key(s)" in out.stdout
     assert "facade: chat: port" in gateway.logs()
+
+
+def test_requests_through_a_facade_are_counted_with_its_name(gateway: SwitchboardProcess) -> None:
+    httpx.post(gateway.url + "/strict/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    text = httpx.get(gateway.url + "/metrics").text
+    line = next(ln for ln in text.splitlines()
+                if ln.startswith('switchboard_facade_requests_total{endpoint="/chat/completions",facade="strict",'
+                                 'status="200"}'))
+    assert float(line.rsplit(" ", 1)[1]) >= 1

@@ -123,7 +123,12 @@ class Metrics:
                                     ["model", "provider"], TTFT_BUCKETS)
         self.tokens = CounterFamily("switchboard_tokens", "Tokens by direction (in: prompt, out: completion).",
                                     ["model", "provider", "direction"])
-        per_request = FamiliesCollector([self.requests, self.latency, self.ttft, self.tokens])
+        # Requests that came through a facade (configured names only: a bounded label set).
+        self.facade_requests = CounterFamily("switchboard_facade_requests",
+                                             "API requests through each endpoint facade, by endpoint and status.",
+                                             ["facade", "endpoint", "status"])
+        self._facade_cells: dict[tuple[str, str, int], CounterCell] = {}
+        per_request = FamiliesCollector([self.requests, self.latency, self.ttft, self.tokens, self.facade_requests])
         r.register(per_request)
         self._series: dict[tuple[str, str, str, int, bool], _Series] = {}
         self.upstream_errors = Counter("switchboard_upstream_errors", "Failed upstream attempts by error type.",
@@ -148,6 +153,13 @@ class Metrics:
         self.gateway.on_close(self.aclose)
 
     def observe(self, record: RequestRecord) -> None:
+        if record.facade is not None:
+            facade_key = (record.facade, record.endpoint, record.status)
+            cell = self._facade_cells.get(facade_key)
+            if cell is None:
+                cell = self._facade_cells[facade_key] = self.facade_requests.cell(
+                    record.facade, record.endpoint, str(record.status))
+            cell.value += 1.0
         model = self.labels.label(record.model)
         provider = record.provider or ""
         endpoint, status, stream = record.endpoint, record.status, record.stream
