@@ -214,3 +214,26 @@ async def test_body_memory_is_bounded_across_requests(tmp_path: Path, size: int)
     async with InProcessGateway(BODY_CONFIG.replace("3000", "100000"), tmp_path) as gw:
         status = await _send_in_pieces(gw, [b" " * (size // 2), b" " * (size // 2), b""])
         assert status == 503 and gw.app.body_memory.in_use == 0
+
+
+TITLE_PROMPT = ("### Task:\nGenerate a concise, 3-5 word title with an emoji summarizing the chat history.\n"
+                "### Guidelines:\n- Keep it short.\n### Output:\n"
+                "JSON format: { \"title\": \"your concise title here\" }\n"
+                "### Chat History:\n<chat_history>\nUSER: hi\nASSISTANT: hello\n</chat_history>")
+
+
+async def test_open_webui_task_prompts_reach_the_plain_model_without_the_header(tmp_path: Path) -> None:
+    _agent(tmp_path)
+    async with InProcessGateway(AGENT_CONFIG, tmp_path) as gw:
+        gw.fakes["fake"].script(Reply(body=completion('{"title": "Hi"}')),
+                                Reply(batches=[[chunk(role="assistant"), chunk("agent")], [chunk(finish="stop")]]))
+        task = await gw.request("POST", "/v1/chat/completions",
+                                {"model": "solo", "messages": [{"role": "user", "content": TITLE_PROMPT}]}, AUTH)
+        normal = await gw.request("POST", "/v1/chat/completions",
+                                  {"model": "solo", "messages": [{"role": "user", "content": "### Task: not a task"}]},
+                                  AUTH)
+    assert task.json()["choices"][0]["message"]["content"] == '{"title": "Hi"}'
+    plain, looped = gw.fakes["fake"].calls
+    assert plain.kind == "chat" and plain.body["messages"] == [{"role": "user", "content": TITLE_PROMPT}]
+    assert looped.kind == "chat_stream" and looped.body["messages"][0]["role"] == "system"  # the agent ran
+    assert normal.status == 200 and gw.records[-2].agent is None and gw.records[-1].agent == "solo"

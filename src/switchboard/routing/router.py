@@ -66,6 +66,18 @@ def _unsupported(provider: str, what: str, hint: str = "") -> GatewayError:
                         param="model", code="unsupported_endpoint", retryable=False)
 
 
+def _open_webui_task(body: dict[str, Any]) -> bool:
+    """An Open WebUI background task (title, tags, follow-ups, search queries...) sent without the task
+    header: its default task prompts are one user message `### Task: ... <chat_history> ...`."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return False
+    last = messages[-1]
+    content = last.get("content")
+    return (last.get("role") == "user" and isinstance(content, str) and content.lstrip().startswith("### Task:")
+            and "<chat_history>" in content)
+
+
 def _completions_capable(d: Deployment) -> CompletionsProvider:
     if not isinstance(d.provider, CompletionsProvider):
         raise _unsupported(d.provider.name, "the completions endpoint", " Use /v1/chat/completions.")
@@ -96,7 +108,7 @@ class Router(Engine):
         agent = self._agent(hub.model)
         if agent is None or self.agents is None:
             return None, None, hub
-        if headers.get(self.task_header):
+        if headers.get(self.task_header) or _open_webui_task(hub.body):
             return None, None, self.agents.plain_request(agent, hub)
         record.agent = agent.name
         return self.agents, agent, hub
