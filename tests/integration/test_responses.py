@@ -221,3 +221,29 @@ def test_errors_and_unservable_fields(gateway: SwitchboardProcess) -> None:
     assert ws.status_code == 426
     unknown = httpx.post(gateway.url + "/v1/responses", headers=headers, json={"model": "nope", "input": "x"})
     assert unknown.status_code == 404
+
+
+def test_mcp_tools_on_the_gateways_servers_run_server_side(client: openai.OpenAI, gateway: SwitchboardProcess,
+                                                           upstream: FakeAgentUpstream) -> None:
+    tool = {"type": "mcp", "server_label": "tools", "require_approval": "never"}
+    response = client.responses.create(model="small", tools=[tool],  # type: ignore[list-item]
+                                       input=script([{"name": "add", "arguments": {"a": 2, "b": 3}}]))
+    _valid(response)
+    assert response.output_text == "Tool said: 5"
+    reasoning = [item for item in response.output if item.type == "reasoning"]
+    assert reasoning and "Calling tools.add" in reasoning[0].summary[0].text
+    first = upstream.requests[-2]["body"]
+    assert "add" in {t["function"]["name"] for t in first["tools"]} and first["messages"][0]["role"] == "user"
+    only = {"type": "mcp", "server_label": "tools", "allowed_tools": ["add"]}
+    with client.responses.stream(model="small", tools=[only],  # type: ignore[list-item]
+                                 input=script([{"name": "add", "arguments": {"a": 1, "b": 1}}])) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == "Tool said: 2"
+    assert {t["function"]["name"] for t in upstream.requests[-2]["body"]["tools"]} == {"add"}
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    for bad, param in (({"type": "mcp", "server_label": "elsewhere"}, "tools[0].server_label"),
+                       ({"type": "mcp", "server_label": "tools", "server_url": "http://169.254.169.254/mcp"},
+                        "tools[0].server_url")):
+        resp = httpx.post(gateway.url + "/v1/responses", headers=headers,
+                          json={"model": "small", "input": "x", "tools": [bad]})
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == param

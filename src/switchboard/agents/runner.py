@@ -156,7 +156,8 @@ class ToolLoop:
 
     # -- the loop
     async def run(self) -> AsyncGenerator[dict[str, Any], None]:
-        messages: list[dict[str, Any]] = [{"role": "system", "content": self.agent.system_prompt},
+        prompt = [{"role": "system", "content": self.agent.system_prompt}] if self.agent.system_prompt else []
+        messages: list[dict[str, Any]] = [*prompt,
                                           *self.body["messages"]]
         started = False
         sent_text = ""  # the answer so far, to separate the texts of two turns

@@ -88,6 +88,7 @@ class ResponsesApi:
         self.gw = gw
         self.config = gw.config.responses
         self.store = gw.access.store
+        self.mcp_servers = {name: server.url for name, server in gw.config.mcp_servers.items()}
 
     def routes(self) -> list[ApiRoute]:
         return [ApiRoute("POST", "/responses", self.create),
@@ -98,10 +99,10 @@ class ResponsesApi:
 
     # -- POST /v1/responses
     async def create(self, gw: Gateway, request: Request, record: RequestRecord) -> Response | StreamResponse:
-        req = parse_responses_request(await request.json_object(), self.config.hosted_tools)
+        req = parse_responses_request(await request.json_object(), self.config.hosted_tools, self.mcp_servers)
         record.stream = req.stream
         await gw.admit(request, req.model, record)
-        native = gw.router.native_responses(req.model)
+        native = not req.mcp and gw.router.native_responses(req.model)  # mcp tools run here, in the tool loop
         history: list[dict[str, Any]] = []
         previous = req.previous_response_id
         if previous:
@@ -122,6 +123,16 @@ class ResponsesApi:
             await self._store(req, record.key_id, inputs, response)
 
         before_end = keep if req.store else None
+        if req.mcp:
+            if req.stream:
+                tools_stream = await gw.router.open_stream_with_tools(call.chat, req.mcp, record)
+                return relay(tools_stream, record, ResponsesStreamEncoder(req, response_id, created_at, before_end),
+                             gw.finish, headers=extra or None)
+            result = await gw.router.chat_with_tools(call.chat, req.mcp, record)
+            response = response_from_chat(result.body, req, response_id, created_at)
+            if req.store:
+                await keep(response)
+            return JSONResponse(response, headers={**result.headers, **extra})
         if req.stream:
             stream, passed = await gw.router.open_responses_stream(call, record, request.headers)
             encoder = (NativeResponsesEncoder(req.model, record, before_end) if passed

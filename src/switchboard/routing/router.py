@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..agents.as_completion import CompletionStream, chat_from_completion, completion_from_chat
-from ..agents.definitions import AgentDefinition
+from ..agents.definitions import AgentDefinition, ToolRef
 from ..agents.service import AgentService
 from ..config import Config
 from ..errors import GatewayError
@@ -132,6 +132,25 @@ class Router(Engine):
             return await agents.open_stream(agent, hub, record, self._deadline(agent.name), self._turn_stream)
         return await self._stream(hub.model, record.routed,
                                   lambda d: d.provider.open_chat_stream(hub, d.model, d.key_value))
+
+    # -- a request's own tools on the gateway's MCP servers (the Responses API's `mcp` tools)
+    def _tool_runner(self, tools: list[ToolRef], hub: ChatRequest) -> tuple[AgentService, AgentDefinition]:
+        if self.agents is None:
+            raise GatewayError(400, "No MCP servers are configured in this gateway.", "invalid_request_error",
+                               param="tools", code="unknown_mcp_server", retryable=False)
+        if self._agent(hub.model) is not None:
+            raise GatewayError(400, f"`{hub.model}` is an agent: give the MCP tools to the agent's file instead.",
+                               "invalid_request_error", param="tools", code="unsupported_tool", retryable=False)
+        return self.agents, AgentDefinition(name=hub.model, model=hub.model, system_prompt="", tools=tools)
+
+    async def chat_with_tools(self, hub: ChatRequest, tools: list[ToolRef], record: RequestRecord) -> UpstreamResult:
+        """A chat whose model may call `tools` (MCP servers of the gateway): the tool loop runs here."""
+        agents, runner = self._tool_runner(tools, hub)
+        return await agents.chat(runner, hub, record, self._deadline(hub.model), self._turn_stream)
+
+    async def open_stream_with_tools(self, hub: ChatRequest, tools: list[ToolRef], record: RequestRecord) -> HubStream:
+        agents, runner = self._tool_runner(tools, hub)
+        return await agents.open_stream(runner, hub, record, self._deadline(hub.model), self._turn_stream)
 
     async def _turn_stream(self, hub: ChatRequest, record: RequestRecord) -> HubStream:
         """One model call of an agent's tool loop: a routed stream, recorded as a turn."""
