@@ -39,9 +39,10 @@ class Facade:
         self.config = config
         self.name = config.name
         models = config.models or ["*"]
-        self.keys = {hashlib.sha256(k.encode()).digest(): Principal(key_id=f"facade:{config.name}",
+        # One caller per key (its own stored responses, body budget, usage rows), named by its position.
+        self.keys = {hashlib.sha256(k.encode()).digest(): Principal(key_id=f"facade:{config.name}#{i}",
                                                                     name=config.name, models=list(models))
-                     for k in config.keys}
+                     for i, k in enumerate(config.keys)}
         self.open_principal = Principal(key_id=f"facade:{config.name}", name=config.name, models=list(models))
         self.limiter = (Limiter("facade", config.name, config.max_in_flight, config.queue)
                         if config.max_in_flight is not None else None)

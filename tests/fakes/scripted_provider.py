@@ -81,7 +81,7 @@ class _Stream:
         for i, batch in enumerate(self._reply.batches or []):
             if i == 1 and self._reply.hold_after_first is not None:
                 await self._reply.hold_after_first.wait()
-            yield [dict(c) for c in batch]
+            yield [dict(c) if isinstance(c, dict) else c for c in batch]
         if self._reply.error_after is not None:
             raise self._reply.error_after
 

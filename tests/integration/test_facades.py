@@ -20,6 +20,7 @@ from tests.server import SwitchboardProcess, free_port
 
 MASTER = "sk-facades-master"
 CHAT_KEY = "sk-facade-chat-key"
+CHAT_KEY_2 = "sk-facade-chat-key-2"
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ facades:
   chat:
     port: {chat_port}
     models: [small, banker]
-    auth: {{keys: ["{CHAT_KEY}"]}}
+    auth: {{keys: ["{CHAT_KEY}", "{CHAT_KEY_2}"]}}
 """
     agents = {"agents/banker.md": "---\nmodel: small\n---\nYou are a bank assistant.\n"}
     server = SwitchboardProcess(config, extra_files=agents).start()
@@ -183,3 +184,15 @@ def test_requests_through_a_facade_are_counted_with_its_name(gateway: Switchboar
                 if ln.startswith('switchboard_facade_requests_total{endpoint="/chat/completions",facade="strict",'
                                  'status="200"}'))
     assert float(line.rsplit(" ", 1)[1]) >= 1
+
+
+def test_each_key_of_a_facade_is_its_own_caller(chat_port: int) -> None:
+    base = f"http://127.0.0.1:{chat_port}/v1"
+    first = openai.OpenAI(base_url=base, api_key=CHAT_KEY, max_retries=0)
+    second = openai.OpenAI(base_url=base, api_key=CHAT_KEY_2, max_retries=0)
+    made = first.responses.create(model="small", input="mine")
+    assert first.responses.retrieve(made.id).id == made.id
+    with pytest.raises(openai.NotFoundError):  # another key of the same facade cannot read it
+        second.responses.retrieve(made.id)
+    first.close()
+    second.close()

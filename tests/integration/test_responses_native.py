@@ -18,6 +18,7 @@ from tests.server import SwitchboardProcess
 from tests.spec import validate_response_event
 
 MASTER = "sk-native-master"
+OTHER = "sk-native-other"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def chat_upstream() -> Iterator[FakeAgentUpstream]:
 @pytest.fixture(scope="module")
 def gateway(native_upstream: FakeResponsesUpstream, chat_upstream: FakeAgentUpstream) -> Iterator[SwitchboardProcess]:
     config = f"""
-auth: {{master_key: {MASTER}}}
+auth: {{master_key: {MASTER}, keys: [{{name: other, value: {OTHER}}}]}}
 providers:
   openai: {{type: openai, base_url: "{native_upstream.base_url}", keys: [sk-up], responses: native,
            retries: {{max: 0}}}}
@@ -124,3 +125,14 @@ def test_a_bridged_conversation_continues_natively(client: openai.OpenAI,
     outside = client.responses.create(model="gpt", input="x", previous_response_id="resp_made_elsewhere")
     assert outside.status == "completed"
     assert native_upstream.last()["body"]["previous_response_id"] == "resp_made_elsewhere"
+
+
+def test_another_key_cannot_continue_a_native_conversation(client: openai.OpenAI, gateway: SwitchboardProcess,
+                                                          native_upstream: FakeResponsesUpstream) -> None:
+    made = client.responses.create(model="gpt", input="a secret")
+    sent_before = len(native_upstream.requests)
+    other = openai.OpenAI(base_url=gateway.url + "/v1", api_key=OTHER, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="gpt", input="repeat it", previous_response_id=made.id)
+    other.close()
+    assert len(native_upstream.requests) == sent_before  # nothing went upstream with the other key's id

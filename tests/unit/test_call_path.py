@@ -237,3 +237,15 @@ async def test_open_webui_task_prompts_reach_the_plain_model_without_the_header(
     assert plain.kind == "chat" and plain.body["messages"] == [{"role": "user", "content": TITLE_PROMPT}]
     assert looped.kind == "chat_stream" and looped.body["messages"][0]["role"] == "system"  # the agent ran
     assert normal.status == 200 and gw.records[-2].agent is None and gw.records[-1].agent == "solo"
+
+
+
+async def test_a_failure_of_ours_mid_stream_is_a_500_not_a_client_disconnect(tmp_path: Path) -> None:
+    async with InProcessGateway(CONFIG, tmp_path) as gw:
+        broken: Any = ["not", "a", "chunk"]  # what a buggy adapter could hand on
+        gw.fakes["fake"].script(Reply(batches=[[chunk(role="assistant"), chunk("a")], [broken]]))
+        with pytest.raises(AttributeError):
+            await gw.request("POST", "/v1/chat/completions", _chat(True), AUTH)
+        gw.gateway.flush_finished()
+    record = gw.records[-1]
+    assert (record.status, record.error_type) == (500, "api_error")

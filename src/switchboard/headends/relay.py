@@ -15,6 +15,7 @@ hands its encoder to `relay`; everything else about a stream lives here once:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -93,8 +94,12 @@ def relay(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
 
     def closed(exc: BaseException | None) -> None:
         if exc is not None and record.status < 400:
-            record.status = 499  # the client went away (nginx's convention)
-            record.error_type = "client_disconnected"
+            if isinstance(exc, asyncio.CancelledError):
+                record.status = 499  # the client went away (nginx's convention)
+                record.error_type = "client_disconnected"
+            else:  # a failure of ours after the response started
+                record.status = 500
+                record.error_type = "api_error"
         finish(record)
 
     return StreamResponse(_StreamBody(_frames(stream, record, encoder), stream),

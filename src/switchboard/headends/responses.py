@@ -107,7 +107,10 @@ class ResponsesApi:
         previous = req.previous_response_id
         if previous:
             chain = await self.store.response_chain(previous, record.key_id)
-            if chain is None and (not native or previous.startswith(BRIDGED_PREFIX)):
+            # A native upstream may know an id this gateway never stored (made there with store: false
+            # elsewhere...); one stored here for another key is that key's, not this one's to continue.
+            if chain is None and (not native or previous.startswith(BRIDGED_PREFIX)
+                                  or await self.store.response_exists(previous)):
                 raise _not_found("Previous response", previous, "previous_response_id")
             for stored in chain or ():
                 history.extend(stored.items)

@@ -21,6 +21,7 @@ __all__ = [
     "RESPONSE_CHAIN_SQL",
     "RESPONSE_COLUMNS",
     "RESPONSE_DELETE_SQL",
+    "RESPONSE_EXISTS_SQL",
     "RESPONSE_GET_SQL",
     "RESPONSE_PURGE_SQL",
     "RESPONSE_PUT_SQL",
@@ -79,6 +80,10 @@ class Store(Protocol):
 
     async def delete_response(self, response_id: str, key_id: str | None) -> bool:
         """Delete the response if `get_response` would return it; whether it did."""
+        ...
+
+    async def response_exists(self, response_id: str) -> bool:
+        """Whether a response with this id is stored (for any key, expired or not)."""
         ...
 
     async def response_chain(self, response_id: str, key_id: str | None,
@@ -244,6 +249,10 @@ RESPONSE_GET_SQL = f"SELECT {_RESPONSE_LIST} FROM sb_responses WHERE id = {{}} A
 """Parameters: `visible_params(...)`."""
 
 RESPONSE_DELETE_SQL = f"DELETE FROM sb_responses WHERE id = {{}} AND {_VISIBLE}"
+"""Parameters: `visible_params(...)`."""
+
+RESPONSE_EXISTS_SQL = "SELECT 1 FROM sb_responses WHERE id = {}"
+"""Parameters: the response id."""
 """Parameters: `visible_params(...)`."""
 
 RESPONSE_CHAIN_SQL = (

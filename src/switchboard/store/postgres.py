@@ -18,6 +18,7 @@ from .base import (
     PURGE_BATCH,
     RESPONSE_CHAIN_SQL,
     RESPONSE_DELETE_SQL,
+    RESPONSE_EXISTS_SQL,
     RESPONSE_GET_SQL,
     RESPONSE_PURGE_SQL,
     RESPONSE_PUT_SQL,
@@ -73,6 +74,7 @@ def _affected(status: str) -> int:
 _PUT_RESPONSE = _q(RESPONSE_PUT_SQL)
 _GET_RESPONSE = _q(RESPONSE_GET_SQL)
 _DELETE_RESPONSE = _q(RESPONSE_DELETE_SQL)
+_RESPONSE_EXISTS = _q(RESPONSE_EXISTS_SQL)
 _RESPONSE_CHAIN = _q(RESPONSE_CHAIN_SQL)
 _PURGE_RESPONSES = _q(RESPONSE_PURGE_SQL)
 
@@ -169,6 +171,9 @@ class PostgresStore:
     async def delete_response(self, response_id: str, key_id: str | None) -> bool:
         status = await self.pool.execute(_DELETE_RESPONSE, *visible_params(response_id, key_id, time.time()))
         return _affected(status) > 0
+
+    async def response_exists(self, response_id: str) -> bool:
+        return await self.pool.fetchval(_RESPONSE_EXISTS, response_id) is not None
 
     async def response_chain(self, response_id: str, key_id: str | None,
                              max_depth: int = 1000) -> list[StoredResponse] | None:

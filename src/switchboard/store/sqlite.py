@@ -22,6 +22,7 @@ from .base import (
     PURGE_BATCH,
     RESPONSE_CHAIN_SQL,
     RESPONSE_DELETE_SQL,
+    RESPONSE_EXISTS_SQL,
     RESPONSE_GET_SQL,
     RESPONSE_PURGE_SQL,
     RESPONSE_PUT_SQL,
@@ -65,6 +66,7 @@ def _q(sql: str) -> str:
 _PUT_RESPONSE = _q(RESPONSE_PUT_SQL)
 _GET_RESPONSE = _q(RESPONSE_GET_SQL)
 _DELETE_RESPONSE = _q(RESPONSE_DELETE_SQL)
+_RESPONSE_EXISTS = _q(RESPONSE_EXISTS_SQL)
 _RESPONSE_CHAIN = _q(RESPONSE_CHAIN_SQL)
 _PURGE_RESPONSES = _q(RESPONSE_PURGE_SQL)
 
@@ -202,6 +204,10 @@ class SqliteStore:
         params = visible_params(response_id, key_id, time.time())
         deleted: int = await self._run(lambda c: c.execute(_DELETE_RESPONSE, params).rowcount)
         return deleted > 0
+
+    async def response_exists(self, response_id: str) -> bool:
+        row = await self._run(lambda c: c.execute(_RESPONSE_EXISTS, (response_id,)).fetchone())
+        return row is not None
 
     async def response_chain(self, response_id: str, key_id: str | None,
                              max_depth: int = 1000) -> list[StoredResponse] | None:
