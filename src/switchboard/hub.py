@@ -52,14 +52,28 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Usage:
+    """A response's token counts, normalised across providers (OpenAI's convention): `prompt_tokens`
+    counts all input, of which `cached_tokens` were read from the prompt cache and
+    `cache_write_tokens` written to it; `completion_tokens` counts all output, of which
+    `reasoning_tokens` were reasoning. `estimated`: counted by the gateway (a stream that ended
+    before the upstream reported usage), not reported by the upstream."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.total_tokens += other.total_tokens
+        self.cached_tokens += other.cached_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.estimated = self.estimated or other.estimated
 
 
 def milliseconds(seconds: float | None) -> float | None:
@@ -70,7 +84,7 @@ def milliseconds(seconds: float | None) -> float | None:
 
 
 def usage_from_responses(raw: Any) -> Usage | None:
-    """The usage of a Responses API `response` object (input/output tokens)."""
+    """The usage of a Responses API `response` object (input/output tokens, cached and reasoning details)."""
     if not isinstance(raw, dict):
         return None
     p = raw.get("input_tokens") or 0
@@ -78,7 +92,12 @@ def usage_from_responses(raw: Any) -> Usage | None:
     t = raw.get("total_tokens") or (p + c)
     if not all(isinstance(v, int) for v in (p, c, t)):
         return None
-    return Usage(p, c, t)
+    usage = Usage(p, c, t)
+    if raw.get("input_tokens_details"):
+        usage.cached_tokens = _detail(raw["input_tokens_details"], "cached_tokens")
+    if raw.get("output_tokens_details"):
+        usage.reasoning_tokens = _detail(raw["output_tokens_details"], "reasoning_tokens")
+    return usage
 
 
 @dataclass(slots=True)
@@ -90,7 +109,15 @@ class ResponsesCall:
     chat: ChatRequest  # the same request as a chat completion, for every other target
 
 
+def _detail(details: Any, name: str) -> int:
+    value = details.get(name) if isinstance(details, dict) else None
+    return value if isinstance(value, int) and value > 0 else 0
+
+
 def usage_from(raw: Any) -> Usage | None:
+    """The usage of a chat completion (or its stream's usage chunk), with OpenAI's detail counts:
+    `prompt_tokens_details.cached_tokens` / `cache_write_tokens` (the Anthropic and Bedrock
+    translators put the cache read and write there) and `completion_tokens_details.reasoning_tokens`."""
     if not isinstance(raw, dict):
         return None
     p = raw.get("prompt_tokens") or 0
@@ -98,7 +125,15 @@ def usage_from(raw: Any) -> Usage | None:
     t = raw.get("total_tokens") or (p + c)
     if not all(isinstance(v, int) for v in (p, c, t)):
         return None
-    return Usage(p, c, t)
+    usage = Usage(p, c, t)
+    prompt_details = raw.get("prompt_tokens_details")
+    if prompt_details:
+        usage.cached_tokens = _detail(prompt_details, "cached_tokens")
+        usage.cache_write_tokens = _detail(prompt_details, "cache_write_tokens")
+    completion_details = raw.get("completion_tokens_details")
+    if completion_details:
+        usage.reasoning_tokens = _detail(completion_details, "reasoning_tokens")
+    return usage
 
 
 @dataclass(slots=True)

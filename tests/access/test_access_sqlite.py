@@ -210,7 +210,9 @@ def test_usage_rows_and_totals(server: SwitchboardProcess, client: httpx.Client)
     assert streamed["cost_usd"] == pytest.approx((5 * 1 + 3 * 2) / 1e6)
     totals = usage.json()["totals"]
     assert totals == {"requests": 3, "prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16,
-                      "cost_usd": pytest.approx(0.32 + 11e-6)}
+                          "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
+                          "unpriced_requests": 0, "estimated_requests": 0,
+                          "cost_usd": pytest.approx(0.32 + 11e-6)}
     only_ok = client.get("/admin/usage", params={"key_id": key_id, "status": 200, "model": "gpt-4o-mini"},
                          headers=ADMIN).json()
     assert only_ok["totals"]["requests"] == 1 and only_ok["data"][0]["cost_usd"] == pytest.approx(0.32)

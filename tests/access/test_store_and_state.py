@@ -138,8 +138,8 @@ def test_periods_prices_and_reset_format() -> None:
     usage = Usage(1000, 500, 1500)
     assert cost_of(prices, usage, "alias", "up", "gpt") == pytest.approx(0.002)
     assert cost_of(prices, usage, "other", "up", "gpt") == pytest.approx(0.02)
-    assert cost_of(prices, usage, "other", "up", "nope") == 0.0
-    assert cost_of(prices, None, "alias", None, None) == 0.0
+    assert cost_of(prices, usage, "other", "up", "nope") is None  # no price: unknown, not free
+    assert cost_of(prices, None, "alias", None, None) == 0.0  # no usage: nothing generated
     assert [format_reset(s) for s in (0.02, 1.5, 30, 360)] == ["20ms", "1.5s", "30s", "6m0s"]
 
 

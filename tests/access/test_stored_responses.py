@@ -238,7 +238,7 @@ async def test_an_existing_database_gains_the_responses_table(tmp_path: Path,
     with sqlite3.connect(tmp_path / "sb.db") as conn:
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         versions = [row[0] for row in conn.execute("SELECT version FROM sb_schema_version ORDER BY version")]
-    assert "sb_responses_expires_at" in indexes and versions[0] == 1 and versions[-1] == 10
+    assert "sb_responses_expires_at" in indexes and versions[0] == 1 and 10 in versions
 
 
 def test_stored_size_is_the_bytes_of_the_json_columns() -> None:

@@ -14,6 +14,8 @@ Behaviour is chosen by the requested model name, so one server covers every test
 - `json-error`: 200 with an OpenAI error body (JSON, also for a stream request), as some servers do
 - `json-for-stream`: a chat stream request is answered with the plain JSON completion, no event stream
 - `embed-float`: embeddings always returned as floats, whatever encoding_format says
+- `usage-details`: usage of 1000 prompt tokens (600 of them cached) and 300 completion tokens (200 of
+  them reasoning), in `prompt_tokens_details` / `completion_tokens_details` as OpenAI reports them
 - a body field `fake_chunk_delay` (seconds; unknown fields are forwarded) paces the stream chunks
 
 Every request is recorded (`requests`), with headers, for assertions.
@@ -37,6 +39,16 @@ REPLY_PARTS = ["Hello", " from", " {model}"]
 
 def _usage(prompt: int = 5, completion: int = 3) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+DETAILED_USAGE = {"prompt_tokens": 1000, "completion_tokens": 300, "total_tokens": 1300,
+                  "prompt_tokens_details": {"cached_tokens": 600, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 200, "audio_tokens": 0,
+                                                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+
+
+def _model_usage(model: str, prompt: int = 5, completion: int = 3) -> dict[str, Any]:
+    return DETAILED_USAGE if model == "usage-details" else _usage(prompt, completion)
 
 
 def _error(status: int, message: str, etype: str = "invalid_request_error", code: str | None = None,
@@ -121,7 +133,8 @@ class FakeOpenAI(ThreadedServer):
                 choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
             return web.json_response({
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": choices, "usage": _usage(), "system_fingerprint": "fp_fake", "service_tier": "default",
+                "choices": choices, "usage": _model_usage(model), "system_fingerprint": "fp_fake",
+                "service_tier": "default",
             }, headers={"x-request-id": f"upstream-{cid}"})
         return await self._chat_stream(request, body, cid, created, model, n)
 
@@ -182,7 +195,7 @@ class FakeOpenAI(ThreadedServer):
                 for i in range(n):
                     await resp.write(chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": "stop"}]))
             if include_usage:
-                await resp.write(chunk([], _usage(5, 3 * n)))
+                await resp.write(chunk([], _model_usage(model, 5, 3 * n)))
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except (asyncio.CancelledError, ConnectionResetError):

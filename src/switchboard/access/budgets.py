@@ -1,7 +1,8 @@
 """Budgets: the cost of each response from the price table, and a key's spend per period.
 
-Cost = prompt tokens x input price + completion tokens x output price (USD per 1M tokens), the
-price looked up by the public model name, then `provider/upstream_model`, then the upstream model.
+Cost: the five token counts of the usage (uncached input, cached input read, cache write, output,
+reasoning) times their prices (USD per 1M tokens), from the config's `prices:` over the bundled table
+(`prices.PriceBook`); a model without a price costs None, and is not charged.
 A key's spend in its current period (UTC day, ISO week, calendar month, or all time) is a counter
 in the shared state, seeded once per period from the usage log so a restart forgets nothing that
 was written. A key whose spend reached its budget gets 429 `insufficient_quota` until the period
@@ -10,14 +11,16 @@ resets. A request admitted under budget may finish over it: the check is before,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from ..errors import GatewayError
 from ..hub import Usage
+from ..prices import Price, PriceBook
 from ..shared_state import SharedState
 from ..store import Store, VirtualKey
 
-__all__ = ["Budgets", "cost_of", "period_bounds"]
+__all__ = ["Budgets", "cost_of", "period_bounds", "price_book"]
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float | None]:
@@ -36,15 +39,18 @@ def period_bounds(period: str, now: float) -> tuple[float, float | None]:
     return start.timestamp(), end.timestamp()
 
 
-def cost_of(prices: dict[str, dict[str, float]], usage: Usage | None, model: str | None, provider: str | None,
-            upstream_model: str | None) -> float:
-    if usage is None:
-        return 0.0
-    names = [model, f"{provider}/{upstream_model}" if provider and upstream_model else None, upstream_model]
-    price = next((prices[n] for n in names if n and n in prices), None)
-    if price is None:
-        return 0.0
-    return (usage.prompt_tokens * price["input"] + usage.completion_tokens * price["output"]) / 1_000_000
+def price_book(prices: Mapping[str, Mapping[str, float]]) -> PriceBook:
+    """The prices in force for the config's `prices:` (model -> input, output and the optional
+    cached_input, cache_write, reasoning), over the bundled table."""
+    return PriceBook({name: Price.of(p["input"], p["output"], p.get("cached_input"), p.get("cache_write"),
+                                     p.get("reasoning")) for name, p in prices.items()})
+
+
+def cost_of(prices: PriceBook | Mapping[str, Mapping[str, float]], usage: Usage | None, model: str | None,
+            provider: str | None, upstream_model: str | None) -> float | None:
+    """The USD cost of a response's usage: 0 without usage, None when its model has no price."""
+    book = prices if isinstance(prices, PriceBook) else price_book(prices)
+    return book.cost(usage, model, provider, upstream_model)
 
 
 class Budgets:
@@ -76,8 +82,8 @@ class Budgets:
                      f"${key.budget_usd:g} is used up.{when}",
                 "insufficient_quota", code="insufficient_quota", headers={"x-should-retry": "false"}, retryable=False)
 
-    async def charge(self, key: VirtualKey, cost: float, now: float) -> None:
-        if key.budget_usd is None or cost <= 0:
+    async def charge(self, key: VirtualKey, cost: float | None, now: float) -> None:
+        if key.budget_usd is None or cost is None or cost <= 0:
             return
         name, _, ttl = await self._spent(key, now)
         await self.state.add_float(name, cost, ttl)

@@ -30,7 +30,7 @@ from ..store import build_store as _build_store
 from ..store.response_purger import ResponsePurger
 from ..store.usage_writer import UsageWriter
 from .auth import Principal
-from .budgets import Budgets, cost_of
+from .budgets import Budgets, price_book
 from .keys import KeyService
 from .rate_limits import Limit, RateLimiter, limits_unavailable
 
@@ -48,13 +48,17 @@ class Admission:
     limits: list[Limit]
 
 
-def _usage_values(record: RequestRecord, usage: Usage | None, cost: float) -> UsageValues:
+def _usage_values(record: RequestRecord, usage: Usage | None, cost: float | None) -> UsageValues:
     """The request's usage log row, as the tuple the store writes (the order of `USAGE_COLUMNS`)."""
     latency, ttft = record.latency_s, record.first_token_s
+    if usage is None:
+        return (record.started_wall, record.request_id, record.key_id, record.endpoint, record.model,
+                record.provider, record.upstream_model, record.status, 1 if record.stream else 0, 0, 0, cost,
+                milliseconds(latency), milliseconds(ttft), 0, 0, 0, 0)
     return (record.started_wall, record.request_id, record.key_id, record.endpoint, record.model, record.provider,
             record.upstream_model, record.status, 1 if record.stream else 0,
-            usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, cost,
-            milliseconds(latency), milliseconds(ttft))
+            usage.prompt_tokens, usage.completion_tokens, cost, milliseconds(latency), milliseconds(ttft),
+            usage.cached_tokens, usage.cache_write_tokens, usage.reasoning_tokens, 1 if usage.estimated else 0)
 
 
 class AccessControl:
@@ -69,7 +73,7 @@ class AccessControl:
         self.budgets = Budgets(self.state, self.store)
         self.usage = UsageWriter(self.store)
         self.purger = ResponsePurger(self.store)  # stored Responses API turns past `responses.ttl_days`
-        self.prices = config.prices
+        self.prices = price_book(config.prices)  # the config's `prices:` over the bundled table
         self._pending: dict[str, set[asyncio.Task[None]]] = {}
 
     def collect(self) -> Iterator[Metric]:
@@ -152,13 +156,13 @@ class AccessControl:
         if record.model is None:
             return  # not a model call (model listing); nothing to count
         usage = record.usage
-        cost = cost_of(self.prices, usage, record.model, record.provider, record.upstream_model) if self.prices else 0.0
+        cost = self.prices.cost(usage, record.model, record.provider, record.upstream_model)
         self.usage.add(_usage_values(record, usage, cost))
         admission = record.admission
         if not isinstance(admission, Admission) or usage is None:
             return
         needs_tokens = any(lim.kind == "tokens" for lim in admission.limits) and usage.total_tokens > 0
-        needs_cost = admission.key is not None and admission.key.budget_usd is not None and cost > 0
+        needs_cost = admission.key is not None and admission.key.budget_usd is not None and bool(cost)
         if not (needs_tokens or needs_cost):
             return
         task = asyncio.get_running_loop().create_task(self._charge(admission, usage.total_tokens, cost))
@@ -175,7 +179,7 @@ class AccessControl:
                 if not group:
                     del self._pending[name]
 
-    async def _charge(self, admission: Admission, tokens: int, cost: float) -> None:
+    async def _charge(self, admission: Admission, tokens: int, cost: float | None) -> None:
         try:
             await self.limiter.charge(admission.limits, tokens)
             if admission.key is not None:

@@ -17,7 +17,7 @@ import orjson
 
 from ..config import Config, ConfigError
 from ..errors import GatewayError
-from ..store import Store, UsageQuery, VirtualKey, build_store
+from ..store import Store, UsageQuery, UsageRow, VirtualKey, build_store
 from .keys import KeyService, parse_expiry, validate_key_fields
 
 __all__ = ["add_parsers"]
@@ -205,12 +205,21 @@ async def _usage(args: argparse.Namespace, store: Store) -> int:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.0f}"
 
+    def cost(r: UsageRow) -> str:
+        return "-" if r.cost_usd is None else f"{r.cost_usd:.6f}" + ("~" if r.estimated else "")
+
     table = [[_when(r.ts), r.request_id, r.key_id or "-", r.model or "-", r.provider or "-", str(r.status),
-              str(r.prompt_tokens), str(r.completion_tokens), f"{r.cost_usd:.6f}", ms(r.latency_ms), ms(r.ttft_ms)]
+              str(r.prompt_tokens), str(r.cached_tokens), str(r.cache_write_tokens), str(r.completion_tokens),
+              str(r.reasoning_tokens), cost(r), ms(r.latency_ms), ms(r.ttft_ms)]
              for r in rows]
-    print(_table(["TIME (UTC)", "REQUEST", "KEY", "MODEL", "PROVIDER", "STATUS", "PROMPT", "COMPLETION", "COST $",
-                  "LATENCY ms", "TTFT ms"], table))
+    print(_table(["TIME (UTC)", "REQUEST", "KEY", "MODEL", "PROVIDER", "STATUS", "PROMPT", "CACHED", "CACHE WRITE",
+                  "COMPLETION", "REASONING", "COST $", "LATENCY ms", "TTFT ms"], table))
+    notes = [f"{totals.unpriced} without a price (cost -)"] if totals.unpriced else []
+    if totals.estimated:
+        notes.append(f"{totals.estimated} estimated (cost ~: the stream ended before the upstream's usage)")
     print(f"\ntotal: {totals.requests} requests, {totals.prompt_tokens} prompt + {totals.completion_tokens} "
-          f"completion tokens, ${totals.cost_usd:.6f}" + (f" (showing the latest {len(rows)})"
-                                                           if len(rows) < totals.requests else ""))
+          f"completion tokens ({totals.cached_tokens} cached, {totals.cache_write_tokens} cache write, "
+          f"{totals.reasoning_tokens} reasoning), ${totals.cost_usd:.6f}"
+          + (f" (showing the latest {len(rows)})" if len(rows) < totals.requests else "")
+          + ("; " + "; ".join(notes) if notes else ""))
     return 0

@@ -66,8 +66,8 @@ async def messages(gw: Gateway, request: Request, record: RequestRecord) -> Resp
     if hub.stream:
         stream = await gw.router.open_chat_stream(hub, record, request.headers)
         frames = AnthropicFrames(hub.model, stops, lambda: estimate_input_tokens(hub.body))
-        return relay(stream, record, frames, gw.finish,
-                     headers={"request-id": request.request_id})
+        return relay(stream, record, frames, gw.finish, headers={"request-id": request.request_id},
+                     prompt=lambda: estimate_input_tokens(hub.body))
     result = await gw.router.chat(hub, record, request.headers)
     return JSONResponse(to_anthropic_message(result.body, hub.model, stops),
                         headers={**result.headers, "request-id": request.request_id})

@@ -10,6 +10,7 @@ from ..hub import ChatRequest, UpstreamResult
 from ..request_record import RequestRecord
 from ..routes import ApiRoute
 from .relay import OpenAIStreamEncoder, relay
+from .token_estimate import estimate_input_tokens
 from .validation import validate_chat
 
 __all__ = ["ROUTES", "chat_completions", "json_result", "parse_chat"]
@@ -36,7 +37,8 @@ async def chat_completions(gw: Gateway, request: Request, record: RequestRecord)
     await gw.admit(request, hub.model, record)
     if hub.stream:
         stream = await gw.router.open_chat_stream(hub, record, request.headers)
-        return relay(stream, record, OpenAIStreamEncoder(hub.include_usage), gw.finish)
+        return relay(stream, record, OpenAIStreamEncoder(hub.include_usage), gw.finish,
+                     prompt=lambda: estimate_input_tokens(hub.body))
     return json_result(await gw.router.chat(hub, record, request.headers))
 
 

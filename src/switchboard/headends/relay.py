@@ -3,7 +3,10 @@
 Every streaming headend (OpenAI chat and completions, Anthropic messages, and whatever comes next)
 hands its encoder to `relay`; everything else about a stream lives here once:
 - the chunks of one upstream read go to the client in one write;
-- usage is taken from the chunks that carry it (the record's, for limits, budgets and logs);
+- usage is taken from the chunks that carry it (the record's, for limits, budgets and logs); a
+  stream that ends without usage (client gone, upstream cut, an upstream that sends none) is charged
+  an estimate, marked as such: the relayed content characters / 4 as output, the request's
+  estimated input (`prompt`, when the headend gives it) as input;
 - time to first token is the first chunk carrying content, text or a tool call (not the role chunk);
 - a mid-stream failure ends the stream with the encoder's error frame (never a fake clean finish);
 - the upstream is closed and the request's slots freed whichever way the stream ends (the client
@@ -22,11 +25,12 @@ from typing import Any, Protocol
 
 from ..asgi import StreamResponse
 from ..errors import GatewayError
-from ..hub import Chunk, HubStream, usage_from
+from ..hub import Chunk, HubStream, Usage, usage_from
 from ..request_record import RequestRecord
 from ..sse import DONE, data_frame, error_frame
+from .token_estimate import CHARS_PER_TOKEN
 
-__all__ = ["OpenAIStreamEncoder", "StreamEncoder", "relay"]
+__all__ = ["OpenAIStreamEncoder", "StreamEncoder", "estimated_usage", "relay"]
 
 
 class StreamEncoder(Protocol):
@@ -88,9 +92,37 @@ def _has_first_token(batch: list[Chunk]) -> bool:
     return False
 
 
+def _content_chars(batch: list[Chunk]) -> int:
+    """Characters of generated content in a batch (text, reasoning, refusal, tool call names and arguments)."""
+    chars = 0
+    for chunk in batch:
+        for choice in chunk.get("choices") or ():
+            text = choice.get("text")
+            if text:
+                chars += len(text)
+            delta = choice.get("delta")
+            if delta:
+                for name in ("content", "reasoning_content", "refusal"):
+                    value = delta.get(name)
+                    if value:
+                        chars += len(value)
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") or {}
+                    chars += len(function.get("name") or "") + len(function.get("arguments") or "")
+    return chars
+
+
+def estimated_usage(content_chars: int, prompt_tokens: int) -> Usage:
+    """The usage charged for a stream that ended without one: content characters / 4 (rounded up) as output."""
+    completion = -(-content_chars // CHARS_PER_TOKEN)
+    return Usage(prompt_tokens, completion, prompt_tokens + completion, estimated=True)
+
+
 def relay(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
-          finish: Callable[[RequestRecord], None], headers: dict[str, str] | None = None) -> StreamResponse:
-    """The client's streaming response for `stream`; `finish` records the request when it is over."""
+          finish: Callable[[RequestRecord], None], headers: dict[str, str] | None = None,
+          prompt: Callable[[], int] | None = None) -> StreamResponse:
+    """The client's streaming response for `stream`; `finish` records the request when it is over.
+    `prompt` estimates the request's input tokens, called only if the stream ends without usage."""
 
     def closed(exc: BaseException | None) -> None:
         if exc is not None and record.status < 400:
@@ -102,13 +134,15 @@ def relay(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
                 record.error_type = "api_error"
         finish(record)
 
-    return StreamResponse(_StreamBody(_frames(stream, record, encoder), stream),
+    return StreamResponse(_StreamBody(_frames(stream, record, encoder, prompt), stream),
                           headers={**stream.headers, **headers} if headers else stream.headers, on_close=closed)
 
 
-async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncoder) -> AsyncIterator[bytes]:
+async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
+                  prompt: Callable[[], int] | None) -> AsyncIterator[bytes]:
     timing = record.first_token_s is None
     batch = stream.first
+    chars = 0  # generated content so far: the estimate when no usage arrives
     try:
         rest = stream.rest()
         while True:
@@ -116,6 +150,7 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                 usage = chunk.get("usage")
                 if usage is not None:
                     record.usage = usage_from(usage) or record.usage
+            chars += _content_chars(batch)
             if timing and _has_first_token(batch):
                 record.mark_first_token()
                 timing = False
@@ -132,6 +167,12 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
         record.error_type = err.type
         yield encoder.error(err)
     finally:
+        if record.usage is None and chars:
+            prompt_tokens = 0
+            if prompt is not None:
+                with contextlib.suppress(Exception):
+                    prompt_tokens = prompt()
+            record.usage = estimated_usage(chars, prompt_tokens)
         with contextlib.suppress(Exception):
             await stream.aclose()
 

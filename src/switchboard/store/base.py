@@ -102,7 +102,7 @@ class Store(Protocol):
         ...
 
 
-# Each migration is (version, statements). Statements are idempotent so a crash mid-way is harmless;
+# Each migration is (version, statements), run in one transaction with its version row;
 # `{pk}` and `{float}` are the dialect's auto-increment key and double types.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -153,13 +153,51 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             response TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS sb_responses_expires_at ON sb_responses (expires_at)",
     ]),
+    # Cost that matches the bill: the cache and reasoning counts, `estimated` (the gateway counted a stream
+    # that ended without usage), and `cost_usd` nullable (NULL: the model has no price). SQLite cannot drop
+    # a NOT NULL, so the table is rebuilt, the same way in both dialects (the migration runs in one
+    # transaction; the row ids are renumbered in their order, nothing refers to them).
+    (20, [
+        "ALTER TABLE sb_usage RENAME TO sb_usage_v19",
+        "DROP INDEX IF EXISTS sb_usage_ts",
+        "DROP INDEX IF EXISTS sb_usage_key_ts",
+        """CREATE TABLE sb_usage (
+            id {pk},
+            ts {float} NOT NULL,
+            request_id TEXT NOT NULL,
+            key_id TEXT,
+            endpoint TEXT NOT NULL,
+            model TEXT,
+            provider TEXT,
+            upstream_model TEXT,
+            status INTEGER NOT NULL,
+            stream INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost_usd {float},
+            latency_ms {float},
+            ttft_ms {float},
+            cached_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            estimated INTEGER NOT NULL DEFAULT 0)""",
+        """INSERT INTO sb_usage (ts, request_id, key_id, endpoint, model, provider, upstream_model, status, stream,
+            prompt_tokens, completion_tokens, cost_usd, latency_ms, ttft_ms)
+            SELECT ts, request_id, key_id, endpoint, model, provider, upstream_model, status, stream,
+            prompt_tokens, completion_tokens, cost_usd, latency_ms, ttft_ms FROM sb_usage_v19 ORDER BY id""",
+        "DROP TABLE sb_usage_v19",
+        "CREATE INDEX IF NOT EXISTS sb_usage_ts ON sb_usage (ts)",
+        "CREATE INDEX IF NOT EXISTS sb_usage_key_ts ON sb_usage (key_id, ts)",
+    ]),
 ]
 
 KEY_COLUMNS = ("id", "name", "secret_hash", "hint", "models", "expires_at", "rpm", "tpm", "budget_usd",
                "budget_period", "revoked", "created_at", "updated_at")
 USAGE_COLUMNS = ("ts", "request_id", "key_id", "endpoint", "model", "provider", "upstream_model", "status", "stream",
-                 "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "ttft_ms")
+                 "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "ttft_ms",
+                 "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated")
 _STREAM = USAGE_COLUMNS.index("stream")
+_ESTIMATED = USAGE_COLUMNS.index("estimated")
 
 
 def _column_value(name: str, value: Any) -> Any:
@@ -198,13 +236,16 @@ usage_values: Callable[[UsageRow], tuple[Any, ...]] = operator.attrgetter(*USAGE
 
 
 def usage_to_row(row: UsageRow) -> UsageValues:
-    values = usage_values(row)
-    return (*values[:_STREAM], int(values[_STREAM]), *values[_STREAM + 1:])
+    values = list(usage_values(row))
+    values[_STREAM] = int(values[_STREAM])
+    values[_ESTIMATED] = int(values[_ESTIMATED])
+    return tuple(values)
 
 
 def usage_from_row(row: Sequence[Any]) -> UsageRow:
     values = dict(zip(USAGE_COLUMNS, row, strict=True))
     values["stream"] = bool(values["stream"])
+    values["estimated"] = bool(values["estimated"])
     return UsageRow(**values)
 
 
@@ -221,12 +262,15 @@ def usage_where(query: UsageQuery) -> tuple[str, list[Any]]:
 
 
 TOTALS_SQL = ("SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
-              "COALESCE(SUM(cost_usd), 0) FROM sb_usage")
+              "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cache_write_tokens), 0), "
+              "COALESCE(SUM(reasoning_tokens), 0), COUNT(*) - COUNT(cost_usd), COALESCE(SUM(estimated), 0) "
+              "FROM sb_usage")
 
 
 def totals_from_row(row: Sequence[Any]) -> UsageTotals:
     return UsageTotals(requests=int(row[0]), prompt_tokens=int(row[1]), completion_tokens=int(row[2]),
-                       cost_usd=float(row[3]))
+                       cost_usd=float(row[3]), cached_tokens=int(row[4]), cache_write_tokens=int(row[5]),
+                       reasoning_tokens=int(row[6]), unpriced=int(row[7]), estimated=int(row[8]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,7 +47,8 @@ _MIGRATION_LOCK = 0x5B5B_0001  # an arbitrary application-wide advisory lock id
 
 
 _USAGE_TYPES = {"ts": "float8", "status": "int4", "stream": "int4", "prompt_tokens": "int4",
-                "completion_tokens": "int4", "cost_usd": "float8", "latency_ms": "float8", "ttft_ms": "float8"}
+                "completion_tokens": "int4", "cost_usd": "float8", "latency_ms": "float8", "ttft_ms": "float8",
+                "cached_tokens": "int4", "cache_write_tokens": "int4", "reasoning_tokens": "int4", "estimated": "int4"}
 _INSERT_USAGE = (f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) SELECT * FROM unnest("
                  + ", ".join(f"${i}::{_USAGE_TYPES.get(c, 'text')}[]" for i, c in enumerate(USAGE_COLUMNS, 1)) + ")")
 

@@ -55,6 +55,10 @@ class VirtualKey:
 
 @dataclass(slots=True)
 class UsageRow:
+    """One request in the usage log. Token counts as in `hub.Usage`: `prompt_tokens` includes the
+    cached and cache-write tokens, `completion_tokens` the reasoning tokens. `cost_usd` is None when
+    the model has no price; `estimated`: the gateway counted the tokens (a stream cut before usage)."""
+
     ts: float
     request_id: str
     key_id: str | None
@@ -66,16 +70,22 @@ class UsageRow:
     stream: bool
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    cost_usd: float | None
     latency_ms: float | None
     ttft_ms: float | None
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
 
     def public(self) -> dict[str, object]:
         return {
             "ts": self.ts, "request_id": self.request_id, "key_id": self.key_id, "endpoint": self.endpoint,
             "model": self.model, "provider": self.provider, "upstream_model": self.upstream_model,
             "status": self.status, "stream": self.stream, "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens, "cost_usd": self.cost_usd,
+            "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
+            "estimated": self.estimated, "cost_usd": self.cost_usd,
             "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms,
         }
 
@@ -96,11 +106,19 @@ class UsageTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    unpriced: int = 0  # requests whose model has no price (not in `cost_usd`)
+    estimated: int = 0  # requests whose tokens the gateway estimated
 
     def public(self) -> dict[str, object]:
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens, "cost_usd": round(self.cost_usd, 10)}
+                "total_tokens": self.prompt_tokens + self.completion_tokens, "cached_tokens": self.cached_tokens,
+                "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
+                "cost_usd": round(self.cost_usd, 10), "unpriced_requests": self.unpriced,
+                "estimated_requests": self.estimated}
 
 
 @dataclass(slots=True)
