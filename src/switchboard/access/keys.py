@@ -10,6 +10,7 @@ lookup per second per instance. Changes made through this instance's admin API a
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..errors import GatewayError, bad_request
 from ..store import BUDGET_PERIODS, Store, VirtualKey
+from ..store.base import INT64_MAX
 from .auth import Principal
 
 __all__ = ["CACHE_TTL_S", "SECRET_PREFIX", "KeyService", "hash_secret", "parse_expiry", "validate_key_fields"]
@@ -40,7 +42,11 @@ def parse_expiry(value: Any, param: str = "expires_at") -> float | None:
     if isinstance(value, bool):
         raise bad_request(f"`{param}` must be a unix time or an ISO 8601 date.", param=param, code="invalid_value")
     if isinstance(value, int | float):
-        return float(value)
+        seconds = _finite(value)
+        if seconds is None:
+            raise bad_request(f"`{param}` is out of range: a unix time is a finite number of seconds.", param=param,
+                              code="invalid_value")
+        return seconds
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -52,11 +58,22 @@ def parse_expiry(value: Any, param: str = "expires_at") -> float | None:
                       code="invalid_value")
 
 
+def _finite(value: int | float) -> float | None:
+    """`value` as a float when a double holds it (what both stores keep), else None."""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a double's range
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _positive_int(value: Any, param: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise bad_request(f"`{param}` must be a positive integer or null.", param=param, code="invalid_value")
+    if value > INT64_MAX:  # the stores' columns are 64-bit
+        raise bad_request(f"`{param}` is too large: at most {INT64_MAX}.", param=param, code="invalid_value")
     return value
 
 
@@ -90,8 +107,10 @@ def validate_key_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
             out[name] = _positive_int(body[name], name)
     if "budget_usd" in body:
         budget = body["budget_usd"]
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0):
-            raise bad_request("`budget_usd` must be a number >= 0 or null.", param="budget_usd", code="invalid_value")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)
+                                   or _finite(budget) is None or budget < 0):
+            raise bad_request("`budget_usd` must be a finite number >= 0 or null.", param="budget_usd",
+                              code="invalid_value")
         out["budget_usd"] = None if budget is None else float(budget)
     if "budget_period" in body:
         if body["budget_period"] not in BUDGET_PERIODS:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -15,15 +16,18 @@ import orjson
 from .records import KEY_FIELDS, UsageQuery, UsageRow, UsageTotals, VirtualKey
 
 __all__ = [
+    "INT64_MAX",
     "KEY_COLUMNS",
     "MIGRATIONS",
     "TOTALS_SQL",
     "USAGE_COLUMNS",
+    "PostgresOnly",
     "Store",
     "UsageValues",
     "key_from_row",
     "key_to_row",
     "key_update",
+    "migration_sql",
     "totals_from_row",
     "usage_from_row",
     "usage_to_row",
@@ -54,9 +58,28 @@ class Store(Protocol):
     async def spend(self, key_id: str, since: float) -> float: ...
 
 
+INT64_MAX = 2**63 - 1
+"""The largest count or limit the store holds (64-bit columns in both backends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOnly:
+    """A migration statement that SQLite skips: its INTEGER already holds 64 bits, and it cannot
+    change a column's type."""
+
+    sql: str
+
+
+def migration_sql(statement: str | PostgresOnly, dialect: str) -> str | None:
+    """The statement to run on `dialect` ("sqlite" or "postgresql"), None when it does not apply there."""
+    if isinstance(statement, PostgresOnly):
+        return statement.sql if dialect == "postgresql" else None
+    return statement
+
+
 # Each migration is (version, statements). Statements are idempotent so a crash mid-way is harmless;
 # `{pk}` and `{float}` are the dialect's auto-increment key and double types.
-MIGRATIONS: list[tuple[int, list[str]]] = [
+MIGRATIONS: list[tuple[int, list[str | PostgresOnly]]] = [
     (1, [
         """CREATE TABLE IF NOT EXISTS sb_api_keys (
             id TEXT PRIMARY KEY,
@@ -90,6 +113,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ttft_ms {float})""",
         "CREATE INDEX IF NOT EXISTS sb_usage_ts ON sb_usage (ts)",
         "CREATE INDEX IF NOT EXISTS sb_usage_key_ts ON sb_usage (key_id, ts)",
+    ]),
+    # Limits and token counts are 64-bit: PostgreSQL's INTEGER is 32-bit, so `tpm: 10000000000` failed
+    # there. Changing the type of the usage columns rewrites that table once (under the migration lock).
+    (2, [
+        PostgresOnly("ALTER TABLE sb_api_keys ALTER COLUMN rpm TYPE BIGINT, ALTER COLUMN tpm TYPE BIGINT"),
+        PostgresOnly("ALTER TABLE sb_usage ALTER COLUMN prompt_tokens TYPE BIGINT, "
+                     "ALTER COLUMN completion_tokens TYPE BIGINT"),
     ]),
 ]
 
