@@ -2,10 +2,11 @@
 
 Cost = prompt tokens x input price + completion tokens x output price (USD per 1M tokens), the
 price looked up by the public model name, then `provider/upstream_model`, then the upstream model.
-A key's spend in its current period (UTC day, ISO week, calendar month, or all time) is a counter
-in the shared state, seeded once per period from the usage log so a restart forgets nothing that
-was written. A key whose spend reached its budget gets 429 `insufficient_quota` until the period
-resets. A request admitted under budget may finish over it: the check is before, the cost after.
+A key's spend in its current period (UTC day, ISO week, calendar month, or all time) is one of the
+request's counters (`counters`), seeded once per period from the usage log so a restart forgets
+nothing that was written. A key whose spend reached its budget gets 429 `insufficient_quota` until
+the period resets. A request admitted under budget may finish over it: the check is before, the
+cost after.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 from ..errors import GatewayError
 from ..hub import Usage
-from ..shared_state import SharedState
-from ..store import Store, VirtualKey
+from ..store import VirtualKey
 
-__all__ = ["Budgets", "cost_of", "period_bounds"]
+__all__ = ["budget_exhausted", "cost_of", "period_bounds"]
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float | None]:
@@ -47,37 +47,11 @@ def cost_of(prices: dict[str, dict[str, float]], usage: Usage | None, model: str
     return (usage.prompt_tokens * price["input"] + usage.completion_tokens * price["output"]) / 1_000_000
 
 
-class Budgets:
-    def __init__(self, state: SharedState, store: Store) -> None:
-        self.state = state
-        self.store = store
-
-    async def _spent(self, key: VirtualKey, now: float) -> tuple[str, float, float | None]:
-        start, end = period_bounds(key.budget_period, now)
-        name = f"budget:{key.id}:{key.budget_period}:{int(start)}"
-        ttl = (end - now + 3600) if end is not None else None
-        spent = await self.state.get_float(name)
-        if spent is None:
-            seed = await self.store.spend(key.id, start)
-            await self.state.init_float(name, seed, ttl)  # loses to a concurrent seeder: same value
-            spent = await self.state.get_float(name)
-        return name, spent or 0.0, ttl
-
-    async def check(self, key: VirtualKey, now: float) -> None:
-        if key.budget_usd is None:
-            return
-        _, spent, _ = await self._spent(key, now)
-        if spent >= key.budget_usd:
-            _, end = period_bounds(key.budget_period, now)
-            when = "" if end is None else (
-                f" It resets at {datetime.fromtimestamp(end, UTC).strftime('%Y-%m-%d %H:%M UTC')}.")
-            raise GatewayError(
-                429, f"You exceeded your current quota: this API key's {key.budget_period} budget of "
-                     f"${key.budget_usd:g} is used up.{when}",
-                "insufficient_quota", code="insufficient_quota", headers={"x-should-retry": "false"}, retryable=False)
-
-    async def charge(self, key: VirtualKey, cost: float, now: float) -> None:
-        if key.budget_usd is None or cost <= 0:
-            return
-        name, _, ttl = await self._spent(key, now)
-        await self.state.add_float(name, cost, ttl)
+def budget_exhausted(key: VirtualKey, now: float) -> GatewayError:
+    """The 429 of a key whose spend reached its budget in the period containing `now`."""
+    _, end = period_bounds(key.budget_period, now)
+    when = "" if end is None else f" It resets at {datetime.fromtimestamp(end, UTC).strftime('%Y-%m-%d %H:%M UTC')}."
+    return GatewayError(
+        429, f"You exceeded your current quota: this API key's {key.budget_period} budget of "
+             f"${key.budget_usd:g} is used up.{when}",
+        "insufficient_quota", code="insufficient_quota", headers={"x-should-retry": "false"}, retryable=False)

@@ -134,7 +134,7 @@ class KeyService:
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock
-        self._cache: dict[str, tuple[VirtualKey, float]] = {}  # secret hash -> (key, fetched at, monotonic)
+        self._cache: dict[str, tuple[Principal, float]] = {}  # secret hash -> (its key's principal, fetched at)
 
     async def create(self, fields: dict[str, Any]) -> tuple[VirtualKey, str]:
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -158,7 +158,7 @@ class KeyService:
         now = time.monotonic()
         cached = self._cache.get(secret_hash)
         if cached is not None and now - cached[1] < CACHE_TTL_S:
-            key: VirtualKey | None = cached[0]
+            principal = cached[0]
         else:
             key = await self.store.key_by_hash(secret_hash)
             if key is None:
@@ -166,10 +166,13 @@ class KeyService:
                 return None  # not cached: a key created a moment ago on another instance must work at once
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            self._cache[secret_hash] = (key, now)
+            # One principal per fetch, shared by the requests of the next second (nothing mutates it).
+            principal = Principal(key_id=key.id, name=key.name, models=list(key.models), virtual=key)
+            self._cache[secret_hash] = (principal, now)
+        key = principal.virtual
         assert key is not None
         if key.revoked:
             raise _auth_error("This API key has been revoked.", "revoked_api_key")
         if key.expires_at is not None and key.expires_at <= self._clock():
             raise _auth_error("This API key has expired.", "expired_api_key")
-        return Principal(key_id=key.id, name=key.name, models=list(key.models), virtual=key)
+        return principal
