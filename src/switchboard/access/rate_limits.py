@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..errors import GatewayError
 
-if TYPE_CHECKING:
-    from .counters import Counter
+__all__ = ["LimitCounter", "format_reset", "limits_unavailable", "rate_limited", "ratelimit_headers"]
 
-__all__ = ["format_reset", "limits_unavailable", "rate_limited", "ratelimit_headers"]
+
+class LimitCounter(Protocol):
+    """What the headers and the 429 read of a counter (access.counters.Counter)."""
+
+    kind: str  # "requests" or "tokens"
+    scope: str  # "key" or "model"
+    name: str
+    limit: float
+    limit_text: str
+    rate: float
+
+    def remaining(self, now: float) -> float: ...
 
 _NAMES = {kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
           for kind in ("requests", "tokens")}
@@ -34,7 +44,7 @@ def format_reset(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
-def ratelimit_headers(groups: Sequence[tuple[str, Sequence[Counter]]], now: float) -> dict[str, str]:
+def ratelimit_headers(groups: Sequence[tuple[str, Sequence[LimitCounter]]], now: float) -> dict[str, str]:
     """For each kind (requests, tokens), the tightest of its counters: the one a client must pace itself by."""
     headers: dict[str, str] = {}
     for kind, counters in groups:
@@ -51,7 +61,7 @@ def ratelimit_headers(groups: Sequence[tuple[str, Sequence[Counter]]], now: floa
     return headers
 
 
-def rate_limited(waits: Sequence[tuple[float, Counter]], headers: dict[str, str]) -> GatewayError:
+def rate_limited(waits: Sequence[tuple[float, LimitCounter]], headers: dict[str, str]) -> GatewayError:
     """The 429 of the refusing counters, each with the seconds until it admits again."""
     wait, counter = max(waits, key=lambda w: w[0])
     retry = max(1, math.ceil(wait))
