@@ -208,3 +208,38 @@ async def test_key_cache_sees_revocation_through_another_service(tmp_path: Path)
         assert await here.resolve(bytes(32)) is None
     finally:
         await store.close()
+
+
+async def test_requests_that_find_a_key_expired_share_one_lookup(tmp_path: Path) -> None:
+    """64 connections on one key: when its cache entry expires, one store query, not one per request."""
+    store = build_store("sqlite:///k.db", tmp_path)
+    await store.open()
+    try:
+        keys = KeyService(store)
+        key, secret = await keys.create({"name": "hot"})
+        digest = bytes.fromhex(hash_secret(secret))
+        lookups = 0
+        real = store.key_by_hash
+
+        async def counted(secret_hash: str) -> object:
+            nonlocal lookups
+            lookups += 1
+            return await real(secret_hash)
+
+        store.key_by_hash = counted  # type: ignore[method-assign,assignment]
+        principals = await asyncio.gather(*(keys.resolve(digest) for _ in range(64)))
+        assert lookups == 1 and all(p is not None and p.key_id == key.id for p in principals)
+        assert len({id(p) for p in principals}) == 1  # one principal shared until the entry expires
+        # A change made here while a lookup is under way is not hidden by that lookup's (older) answer.
+        keys._cache.clear()  # as if the entry had expired
+        pending = asyncio.ensure_future(keys.resolve(digest))
+        for _ in range(2):  # the request starts its lookup, which is queued on the store thread before the change
+            await asyncio.sleep(0)
+        await keys.update(key.id, {"revoked": True})
+        assert (await pending) is not None  # it read the row before the change
+        assert lookups == 2
+        with pytest.raises(GatewayError) as err:
+            await keys.resolve(digest)
+        assert err.value.code == "revoked_api_key"
+    finally:
+        await store.close()

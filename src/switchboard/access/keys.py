@@ -4,11 +4,13 @@ A secret (`sk-sb-` + 43 random URL-safe characters) is returned once, at creatio
 only its SHA-256 hex digest and a short hint. Resolved keys are cached in process for at most
 `CACHE_TTL_S` so a revocation or change made through another instance (or the CLI, which writes
 the store directly) takes effect everywhere within that time, while a hot key costs one store
-lookup per second per instance. Changes made through this instance's admin API apply at once.
+lookup per second per instance: the requests that find its entry expired share one lookup rather
+than each making its own. Changes made through this instance's admin API apply at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
@@ -135,6 +137,8 @@ class KeyService:
         self.store = store
         self._clock = clock
         self._cache: dict[str, tuple[Principal, float]] = {}  # secret hash -> (its key's principal, fetched at)
+        self._lookups: dict[str, asyncio.Task[VirtualKey | None]] = {}  # secret hash -> the lookup under way
+        self._changes = 0  # changes made here: a lookup that started before one may have read an old row
 
     async def create(self, fields: dict[str, Any]) -> tuple[VirtualKey, str]:
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -150,7 +154,15 @@ class KeyService:
         key = await self.store.update_key(key_id, changes) if changes else await self.store.get_key(key_id)
         if key is not None:
             self._cache.pop(key.secret_hash, None)
+            self._lookups.pop(key.secret_hash, None)
+            self._changes += 1
         return key
+
+    def _forget_lookup(self, secret_hash: str, lookup: asyncio.Task[VirtualKey | None]) -> None:
+        if self._lookups.get(secret_hash) is lookup:
+            del self._lookups[secret_hash]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: each waiter gets it from its own await
 
     async def resolve(self, digest: bytes) -> Principal | None:
         """The principal of a virtual key, None when no key has this digest; revoked/expired raise 401."""
@@ -160,15 +172,26 @@ class KeyService:
         if cached is not None and now - cached[1] < CACHE_TTL_S:
             principal = cached[0]
         else:
-            key = await self.store.key_by_hash(secret_hash)
-            if key is None:
+            changes = self._changes
+            lookup = self._lookups.get(secret_hash)
+            if lookup is None:
+                lookup = self._lookups[secret_hash] = asyncio.get_running_loop().create_task(
+                    self.store.key_by_hash(secret_hash))
+                lookup.add_done_callback(lambda t: self._forget_lookup(secret_hash, t))
+            found = await asyncio.shield(lookup)  # one caller going away does not cancel it for the others
+            if found is None:
                 self._cache.pop(secret_hash, None)
                 return None  # not cached: a key created a moment ago on another instance must work at once
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            # One principal per fetch, shared by the requests of the next second (nothing mutates it).
-            principal = Principal(key_id=key.id, name=key.name, models=list(key.models), virtual=key)
-            self._cache[secret_hash] = (principal, now)
+            cached = self._cache.get(secret_hash)
+            if cached is not None and cached[0].virtual is found:
+                principal = cached[0]  # another request of this lookup made it
+            else:
+                # One principal per fetch, shared by the requests of the next second (nothing mutates it).
+                principal = Principal(key_id=found.id, name=found.name, models=list(found.models), virtual=found)
+                if changes == self._changes:  # no change made here since: what was read is current
+                    if len(self._cache) >= _CACHE_MAX:
+                        self._cache.clear()
+                    self._cache[secret_hash] = (principal, time.monotonic())
         key = principal.virtual
         assert key is not None
         if key.revoked:
