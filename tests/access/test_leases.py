@@ -238,3 +238,99 @@ async def test_redis_round_trips_per_request_are_far_below_one_under_load(redis_
             await e.aclose()
         for s in states:
             await s.aclose()
+
+
+class _Failing:
+    """A shared state that fails every lease until `healthy`; records what it was asked to settle."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.inner = MemoryState(clock=clock)
+        self.healthy = False
+        self.settled: list[float] = []
+        self.release = asyncio.Event()
+
+    async def lease(self, requests: Sequence[LeaseRequest]) -> list[Grant]:
+        await self.release.wait()
+        if not self.healthy:
+            raise ConnectionError("down")
+        self.settled += [r.settle for r in requests if r.settle]
+        return await self.inner.lease(requests)
+
+
+async def test_a_failed_renewal_reaches_every_request_waiting_for_it() -> None:
+    from switchboard.shared_state import SharedStateUnavailable
+
+    clock = Clock()
+    failing = _Failing(clock)
+    guarded = GuardedState(failing, timeout_s=1, clock=clock)  # type: ignore[arg-type]
+    engine = LeasedCounters({}, guarded, SpendLog(), clock=clock, wall=lambda: WALL)  # type: ignore[arg-type]
+    plan = engine.plan(_key(rpm=6000), "m")
+    assert plan is not None
+    waiting = [asyncio.ensure_future(engine.admit(plan)) for _ in range(5)]
+    await asyncio.sleep(0)
+    failing.release.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, SharedStateUnavailable) for r in results)
+    assert failing.settled == [] and guarded.calls == 1  # one call for the five: they waited for it
+
+
+async def test_a_failed_settlement_is_kept_and_sent_again_a_token_debt_capped_at_a_minute() -> None:
+    clock = Clock()
+    failing = _Failing(clock)
+    failing.release.set()
+    failing.healthy = True
+    engine = LeasedCounters({}, failing, SpendLog(), clock=clock, wall=lambda: WALL)  # type: ignore[arg-type]
+    plan = engine.plan(_key(tpm=1000, budget_usd=100.0), "m")
+    assert plan is not None
+    assert await _admit(engine, plan)
+    engine.charge(plan, 5000, 2.5)  # far beyond both leases
+    failing.healthy = False
+    await engine.flush()  # fails: the debts stay
+    await engine.flush()
+    failing.healthy = True
+    await engine.flush()
+    # The token debt was capped at one minute of the limit; the money is owed in full.
+    assert plan.budget is not None
+    assert sorted(failing.settled) == [pytest.approx(2.5 - plan.budget.cap / 100), pytest.approx(1000.0)]  # type: ignore[attr-defined]
+
+
+async def test_in_process_admission_is_one_synchronous_pass() -> None:
+    """No await once the budget's spend is read: admit_now decides (and charges are counted at once)."""
+    from switchboard.access.local_counters import LocalCounters
+
+    class Store:
+        reads = 0
+
+        async def spend(self, key_id: str, since: float) -> float:
+            Store.reads += 1
+            await asyncio.sleep(0)
+            return 0.25
+
+    clock = Clock()
+    engine = LocalCounters({"m": (2, None)}, Store(), clock=clock, wall=lambda: WALL)  # type: ignore[arg-type]
+    plan = engine.plan(_key(rpm=10, tpm=100, budget_usd=1.0), "m")
+    assert plan is not None
+    assert engine.admit_now(plan) is None  # the spend is not known yet: the slow path reads it
+    first = await asyncio.gather(*(engine.admit(plan) for _ in range(2)))  # concurrent first requests: one read
+    assert Store.reads == 1
+    assert first[1]["x-ratelimit-remaining-requests"] == "0"  # the model's rpm 2 is the tightest
+    engine.charge(plan, 99, 0.5)
+    clock.now += 60  # everything refilled; the budget has 0.25 left
+    headers = engine.admit_now(plan)
+    assert headers is not None and headers["x-ratelimit-remaining-tokens"] == "100"
+    engine.charge(plan, 10, 0.25)
+    with pytest.raises(GatewayError) as err:
+        engine.admit_now(plan)
+    assert err.value.status == 429 and err.value.code == "insufficient_quota"
+
+
+async def test_a_burst_on_a_small_lease_gets_exactly_the_limit_and_nothing_unchecked() -> None:
+    """rpm 150 leases one request at a time; 200 at once: the renewal takes one unit per waiting request."""
+    clock = Clock()
+    (engine,), _ = _instances(1, clock)
+    plan = engine.plan(_key(rpm=150), "m")
+    assert plan is not None
+    results = await asyncio.gather(*(_admit(engine, plan) for _ in range(200)))
+    assert results.count(True) == 150
+    assert engine.renewals <= 3
+    assert plan.requests[0].room(clock.now) == 0  # nothing left over in the lease

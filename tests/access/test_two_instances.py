@@ -15,6 +15,7 @@ import pytest
 from tests.access.backends import REDIS_URL, pg_schema, redis_prefix
 from tests.access.helpers import ADMIN, CHAT, access_config, bearer, burst, create_key, eventually
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.metrics_util import metric, scrape
 from tests.server import SwitchboardProcess
 
 
@@ -129,6 +130,8 @@ def test_leased_limits_across_both_stay_within_the_documented_bound(
     statuses = burst([a.url, b.url], secret, 340)
     elapsed = time.monotonic() - started
     ok = statuses.count(200)
+    for proc in pair:  # every request was checked (none admitted unchecked for want of a lease)
+        assert metric(scrape(proc), "switchboard_limits_unchecked_total", outcome="admitted") == 0
     assert set(statuses) == {200, 429}
     assert 300 - 2 * 3 <= ok <= 300 + int(elapsed * 300 / 60) + 1 + 2 * 2
 

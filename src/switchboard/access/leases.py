@@ -10,9 +10,11 @@ once (in process) and what exceeds them, a debt, is settled off the request path
 once when it is idle, then at most every `FLUSH_INTERVAL_S`, every counter's debt in one call.
 
 Lease size. A lease covers about `HORIZON_S` of this instance's recent use of the counter (1 unit
-to start with: a key used now and then is counted exactly, request by request), at least one unit
-per request waiting for it, and never more than `1/LEASE_FRACTION` of the limit (at least one unit).
-One renewal per counter at a time: the others wait for it.
+to start with: a key used now and then is counted exactly, request by request), never more than
+`1/LEASE_FRACTION` of the limit (at least one unit), plus, for requests, one for each request
+waiting for the renewal (each takes its unit as soon as the renewal answers). One renewal per
+counter at a time: the others wait for it (a request that waited for 64 renewals in a row without
+getting a unit, which takes extreme contention for a small lease, is refused with a 429).
 
 The bound, per counter, with N instances (tested in tests/access/test_leases.py and
 test_two_instances.py):
@@ -57,7 +59,7 @@ HORIZON_S = 0.25  # a lease covers about this much of the instance's recent use
 LEASE_FRACTION = 100  # and at most this fraction of the limit
 FLUSH_INTERVAL_S = 0.05  # settlements: at most one call per interval (the first after a pause at once)
 BUDGET_RECHECK_S = 1.0  # an exhausted budget is asked again after this (another instance may return money)
-_MAX_ROUNDS = 16  # renewals a request waits for before giving up (only under pathological contention)
+_MAX_ROUNDS = 64  # renewals a request waits for before it is refused (only under extreme contention)
 
 
 class LeasedCounter(Counter):
@@ -150,7 +152,12 @@ class LeasedCounters(CounterEngine):
                 await self._wait(pending, lacking)
             else:
                 await self._renew(lacking)
-        raise SharedStateUnavailable("the leases of this request could not be renewed", 1.0)
+        # Only under extreme contention for a small lease: refuse (never admit unchecked).
+        now = self.clock()
+        starved = [(1.0, c) for c in plan.counters if c.kind != BUDGET and c.room(now) < c.need]
+        if starved:
+            raise self.rate_limited(plan, starved, now)
+        raise SharedStateUnavailable("the budget lease of this request could not be renewed", 1.0)
 
     async def _wait(self, pending: set[asyncio.Task[None]], lacking: list[LeasedCounter]) -> None:
         for c in lacking:
@@ -198,9 +205,10 @@ class LeasedCounters(CounterEngine):
             want = least if c.granted_at is None else c.used * HORIZON_S / max(now - c.granted_at, 1e-6)
             return max(least, min(c.cap, want))
         want = 1.0 if c.granted_at is None else math.ceil(c.used * HORIZON_S / max(now - c.granted_at, 1e-6))
-        if c.kind == REQUESTS:
-            want = max(want, c.waiters + 1.0)
-        return min(c.cap, max(1.0, want))
+        want = min(c.cap, max(1.0, want))
+        if c.kind == REQUESTS:  # the requests waiting for this renewal each take one as soon as it answers
+            want += c.waiters
+        return want
 
     def _request(self, c: LeasedCounter, settle: float, want: float, seed: float | None = None) -> LeaseRequest:
         if c.kind == BUDGET:
