@@ -56,8 +56,9 @@ def ratelimit_headers(groups: Sequence[tuple[str, Sequence[LimitCounter]]], now:
                 best, level = counter, other
         limit_name, remaining_name, reset_name = _NAMES[kind]
         headers[limit_name] = best.limit_text
-        headers[remaining_name] = str(max(0, math.floor(level)))
-        headers[reset_name] = format_reset(max(0.0, (best.limit - level) / best.rate))
+        headers[remaining_name] = str(int(level)) if level >= 1 else "0"  # int() is floor for level >= 0
+        reset = (best.limit - level) / best.rate
+        headers[reset_name] = f"{math.ceil(reset * 1000)}ms" if 0 < reset < 1 else format_reset(max(0.0, reset))
     return headers
 
 
