@@ -13,7 +13,7 @@ from switchboard.access.keys import hash_secret
 from switchboard.config import Config, parse_config
 from switchboard.errors import GatewayError
 from switchboard.gateway import Gateway, RequestRecord
-from switchboard.shared_state import Bucket
+from switchboard.shared_state import Grant, LeaseRequest
 from switchboard.store import VirtualKey, build_store
 
 CONFIG = """
@@ -32,16 +32,7 @@ class DownState:
     async def ping(self) -> None:
         raise ConnectionError("redis is down")
 
-    async def take(self, buckets: Sequence[Bucket]) -> tuple[bool, list[float]]:
-        raise ConnectionError("redis is down")
-
-    async def get_float(self, key: str) -> float | None:
-        raise ConnectionError("redis is down")
-
-    async def add_float(self, key: str, amount: float, ttl_s: float | None) -> float:
-        raise ConnectionError("redis is down")
-
-    async def init_float(self, key: str, value: float, ttl_s: float | None) -> bool:
+    async def lease(self, requests: Sequence[LeaseRequest]) -> list[Grant]:
         raise ConnectionError("redis is down")
 
     async def mark(self, key: str, ttl_s: float) -> None: ...

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import httpx
 import pytest
 
-from switchboard.shared_state import Bucket, GuardedState, SharedStateUnavailable
+from switchboard.shared_state import Grant, GuardedState, LeaseRequest, SharedStateUnavailable
 from switchboard.shared_state.guarded import CLOSED, HALF_OPEN, OPEN
 from tests.access.backends import redis_prefix
 from tests.access.helpers import eventually
@@ -138,7 +138,7 @@ class _Clock:
 
 
 class _Scripted:
-    """A shared state whose `take` fails, times out, waits or answers as the test says; counts the calls."""
+    """A shared state whose `lease` fails, times out, waits or answers as the test says; counts the calls."""
 
     def __init__(self) -> None:
         self.mode = "ok"
@@ -149,7 +149,7 @@ class _Scripted:
     async def aclose(self) -> None: ...
     async def ping(self) -> None: ...
 
-    async def take(self, buckets: Sequence[Bucket]) -> tuple[bool, list[float]]:
+    async def lease(self, requests: Sequence[LeaseRequest]) -> list[Grant]:
         self.calls += 1
         if self.mode == "fail":
             raise ConnectionError("refused")
@@ -157,28 +157,26 @@ class _Scripted:
             raise TimeoutError("no answer")
         if self.mode == "wait":
             await self.release.wait()
-        return True, [1.0]
+        return [GRANT]
 
-    async def get_float(self, key: str) -> float | None: ...
-    async def add_float(self, key: str, amount: float, ttl_s: float | None) -> float: return 0.0
-    async def init_float(self, key: str, value: float, ttl_s: float | None) -> bool: return True
     async def mark(self, key: str, ttl_s: float) -> None: ...
     async def marked(self, key: str) -> float: return 0.0
 
 
-BUCKETS = [Bucket("k", 10, 1)]
+BUCKETS = [LeaseRequest("k", budget=False, limit=10, rate=1, want=1)]
+GRANT = Grant(1.0, 9.0)
 
 
 async def _unavailable(state: GuardedState) -> SharedStateUnavailable:
     with pytest.raises(SharedStateUnavailable) as err:
-        await state.take(BUCKETS)
+        await state.lease(BUCKETS)
     return err.value
 
 
 async def test_breaker_opens_skips_probes_with_growing_pauses_and_closes() -> None:
     inner, clock = _Scripted(), _Clock()
     state = GuardedState(inner, timeout_s=0.05, clock=clock)  # type: ignore[arg-type]
-    assert await state.take(BUCKETS) == (True, [1.0])
+    assert await state.lease(BUCKETS) == [GRANT]
 
     inner.mode = "timeout"
     await _unavailable(state)  # the deadline, once
@@ -196,14 +194,15 @@ async def test_breaker_opens_skips_probes_with_growing_pauses_and_closes() -> No
 
     inner.mode = "wait"
     clock.now += 0.5
-    probe = asyncio.ensure_future(state.take(BUCKETS))
+    probe = asyncio.ensure_future(state.lease(BUCKETS))
     await asyncio.sleep(0)
     assert state.state == HALF_OPEN
     await _unavailable(state)  # while the probe is out, the others do not pile onto Redis
     inner.release.set()
-    assert await probe == (True, [1.0])
+    assert await probe == [GRANT]
     assert state.state == CLOSED and inner.calls == 4
-    assert await state.take(BUCKETS) == (True, [1.0])
+    assert await state.lease(BUCKETS) == [GRANT]
+    assert state.calls == inner.calls == 5  # the round trips made (the skipped calls made none)
 
 
 async def test_a_probe_whose_caller_leaves_lets_the_next_call_probe() -> None:
@@ -213,14 +212,14 @@ async def test_a_probe_whose_caller_leaves_lets_the_next_call_probe() -> None:
     await _unavailable(state)
     clock.now += 1.0
     inner.mode = "wait"
-    probe = asyncio.ensure_future(state.take(BUCKETS))
+    probe = asyncio.ensure_future(state.lease(BUCKETS))
     await asyncio.sleep(0)
     probe.cancel()
     with pytest.raises(asyncio.CancelledError):
         await probe
     assert state.state == OPEN
     inner.release.set()
-    assert await state.take(BUCKETS) == (True, [1.0])
+    assert await state.lease(BUCKETS) == [GRANT]
     assert state.state == CLOSED
 
 

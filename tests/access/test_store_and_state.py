@@ -14,7 +14,7 @@ from switchboard.access.keys import KeyService, hash_secret, validate_key_fields
 from switchboard.access.rate_limits import format_reset
 from switchboard.errors import GatewayError
 from switchboard.hub import Usage
-from switchboard.shared_state import Bucket, MemoryState, SharedState, build_shared_state
+from switchboard.shared_state import LeaseRequest, MemoryState, SharedState, build_shared_state
 from switchboard.store import Store, UsageQuery, UsageRow, build_store
 from switchboard.store.base import usage_to_row
 from tests.access.backends import REDIS_URL
@@ -82,36 +82,81 @@ async def test_usage_query_filters_totals_and_spend(store: Store) -> None:
     assert await store.spend("nobody", 0) == 0.0
 
 
-async def test_bucket_is_all_or_nothing(state: SharedState) -> None:
-    a = Bucket("a", capacity=2, rate=2 / 60)
-    b = Bucket("b", capacity=1, rate=1 / 60)
-    assert (await state.take([a, b]))[0]
-    ok, levels = await state.take([a, b])  # b is empty: neither is taken
-    assert not ok and levels[0] == pytest.approx(1, abs=0.01) and levels[1] < 1
-    ok, levels = await state.take([a])
-    assert ok and levels[0] == pytest.approx(0, abs=0.01)
-    # A charge (need far below zero) always lands and may leave a debt.
-    ok, levels = await state.take([Bucket("t", capacity=10, rate=10 / 60, cost=25, need=-1e18)])
-    assert ok and levels[0] == pytest.approx(-15, abs=0.1)
-    assert not (await state.take([Bucket("t", capacity=10, rate=10 / 60, cost=0, need=1)]))[0]
+def _bucket(key: str, limit: float, want: float = 1.0, settle: float = 0.0, rate: float | None = None) -> LeaseRequest:
+    return LeaseRequest(key, budget=False, limit=limit, rate=limit / 60 if rate is None else rate, settle=settle,
+                        want=want)
 
 
-async def test_parallel_takes_lose_no_update(state: SharedState) -> None:
-    bucket = Bucket("par", capacity=50, rate=50 / 3600)
-    results = await asyncio.gather(*(state.take([bucket]) for _ in range(80)))
-    assert sum(ok for ok, _ in results) == 50
-    totals = await asyncio.gather(*(state.add_float("spend", 0.25, 60) for _ in range(40)))
-    assert max(totals) == pytest.approx(10.0) and await state.get_float("spend") == pytest.approx(10.0)
+def _budget(key: str, limit: float, want: float = 0.0, settle: float = 0.0, seed: float | None = None,
+            ttl_s: float | None = 60) -> LeaseRequest:
+    return LeaseRequest(key, budget=True, limit=limit, settle=settle, want=want, ttl_s=ttl_s, seed=seed)
 
 
-async def test_counters_and_flags(state: SharedState) -> None:
-    assert await state.get_float("c") is None
-    assert await state.init_float("c", 1.5, 60)
-    assert not await state.init_float("c", 9.0, 60)  # a second seeder loses
-    assert await state.add_float("c", 0.5, 60) == pytest.approx(2.0)
+async def test_lease_is_all_or_nothing(state: SharedState) -> None:
+    a, b = _bucket("a", 2), _bucket("b", 1)
+    assert [g.granted for g in await state.lease([a, b])] == [1, 1]
+    grants = await state.lease([a, b])  # b is empty: neither is granted
+    assert [g.granted for g in grants] == [0, 0]
+    assert grants[0].level == pytest.approx(1, abs=0.01) and grants[1].level < 1
+    grants = await state.lease([_bucket("a", 2, want=5)])  # at most the whole tokens there are
+    assert grants[0].granted == 1 and grants[0].level == pytest.approx(0, abs=0.01)
+    # Settling always lands, before the grant, and may leave a debt that refuses the next leases.
+    grants = await state.lease([_bucket("t", 10, want=0, settle=25)])
+    assert grants[0].granted == 0 and grants[0].level == pytest.approx(-15, abs=0.1)
+    assert (await state.lease([_bucket("t", 10)]))[0].granted == 0
+    # A settlement next to a refused lease still lands.
+    grants = await state.lease([_bucket("t", 10, want=0, settle=5), _bucket("b", 1)])
+    assert grants[0].level == pytest.approx(-20, abs=0.1) and grants[1].granted == 0
+
+
+async def test_parallel_leases_lose_no_update(state: SharedState) -> None:
+    bucket = _bucket("par", 50, rate=50 / 3600)
+    grants = await asyncio.gather(*(state.lease([bucket]) for _ in range(80)))
+    assert sum(g[0].granted for g in grants) == 50
+    spend = _budget("spend", 100, settle=0.25, seed=0.0)
+    await asyncio.gather(*(state.lease([spend]) for _ in range(40)))
+    assert (await state.lease([_budget("spend", 100)]))[0].level == pytest.approx(90.0)
+    money = await asyncio.gather(*(state.lease([_budget("spend", 100, want=7)]) for _ in range(20)))
+    assert sum(g[0].granted for g in money) == pytest.approx(90.0)  # 12 x 7 and the 6 left, never more
+
+
+async def test_budget_counters_are_seeded_reserved_and_returned(state: SharedState) -> None:
+    grant = (await state.lease([_budget("b", 10, want=1)]))[0]
+    assert grant.absent and grant.granted == 0  # not there, no seed: nothing done
+    bucket_grant, budget_grant = await state.lease([_bucket("x", 5), _budget("b", 10, want=1)])
+    assert budget_grant.absent and bucket_grant.granted == 0  # all or nothing: the bucket waits too
+    grant = (await state.lease([_budget("b", 10, want=1, seed=8.5)]))[0]
+    assert not grant.absent and grant.granted == 1 and grant.level == pytest.approx(0.5)
+    grant = (await state.lease([_budget("b", 10, want=1, seed=0.0)]))[0]  # seeded already: the seed is ignored
+    assert grant.granted == pytest.approx(0.5) and grant.level == pytest.approx(0)
+    assert (await state.lease([_budget("b", 10, want=1)]))[0].granted == 0  # spent and reserved: refused
+    grant = (await state.lease([_budget("b", 10, settle=-1.25)]))[0]  # a reservation given back
+    assert grant.level == pytest.approx(1.25)
+    grant = (await state.lease([_budget("b", 12, want=5)]))[0]  # the budget was raised
+    assert grant.granted == pytest.approx(3.25)
+
+
+async def test_flags(state: SharedState) -> None:
     assert await state.marked("cool") == 0.0
     await state.mark("cool", 30)
     assert 0 < await state.marked("cool") <= 30
+
+
+async def test_a_budget_counter_keeps_its_first_expiry(redis_key_prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    state = build_shared_state(REDIS_URL, redis_key_prefix)
+    await state.start()
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await state.lease([_budget("e", 10, want=1, seed=0.0, ttl_s=100)])
+        await state.lease([_budget("e", 10, want=1, settle=0.5, ttl_s=5000)])
+        assert 90_000 < await client.pttl(redis_key_prefix + "e") <= 100_000
+        await state.lease([_budget("forever", 10, seed=0.0, ttl_s=None)])
+        assert await client.pttl(redis_key_prefix + "forever") == -1
+    finally:
+        await client.aclose()
+        await state.aclose()
 
 
 def test_key_field_validation() -> None:
@@ -163,5 +208,40 @@ async def test_key_cache_sees_revocation_through_another_service(tmp_path: Path)
         else:
             pytest.fail("a revoked key kept working through the cache")
         assert await here.resolve(bytes(32)) is None
+    finally:
+        await store.close()
+
+
+async def test_requests_that_find_a_key_expired_share_one_lookup(tmp_path: Path) -> None:
+    """64 connections on one key: when its cache entry expires, one store query, not one per request."""
+    store = build_store("sqlite:///k.db", tmp_path)
+    await store.open()
+    try:
+        keys = KeyService(store)
+        key, secret = await keys.create({"name": "hot"})
+        digest = bytes.fromhex(hash_secret(secret))
+        lookups = 0
+        real = store.key_by_hash
+
+        async def counted(secret_hash: str) -> object:
+            nonlocal lookups
+            lookups += 1
+            return await real(secret_hash)
+
+        store.key_by_hash = counted  # type: ignore[method-assign,assignment]
+        principals = await asyncio.gather(*(keys.resolve(digest) for _ in range(64)))
+        assert lookups == 1 and all(p is not None and p.key_id == key.id for p in principals)
+        assert len({id(p) for p in principals}) == 1  # one principal shared until the entry expires
+        # A change made here while a lookup is under way is not hidden by that lookup's (older) answer.
+        keys._cache.clear()  # as if the entry had expired
+        pending = asyncio.ensure_future(keys.resolve(digest))
+        for _ in range(2):  # the request starts its lookup, which is queued on the store thread before the change
+            await asyncio.sleep(0)
+        await keys.update(key.id, {"revoked": True})
+        assert (await pending) is not None  # it read the row before the change
+        assert lookups == 2
+        with pytest.raises(GatewayError) as err:
+            await keys.resolve(digest)
+        assert err.value.code == "revoked_api_key"
     finally:
         await store.close()

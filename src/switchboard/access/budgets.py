@@ -4,8 +4,8 @@ Cost: the five token counts of the usage (uncached input, cached input read, cac
 reasoning) times their prices (USD per 1M tokens), from the config's `prices:` over the bundled table
 (`prices.PriceBook`); a model without a price costs None, and is not charged.
 A key's spend in its current period (UTC day, ISO week, calendar month, or all time) is a counter
-in the shared state, seeded once per period from the usage log so a restart forgets nothing that
-was written. A key whose spend reached its budget gets 429 `insufficient_quota` until the period
+of the request's counters (`counters`), seeded once per period from the usage log so a restart
+forgets nothing that was written. A key whose spend reached its budget gets 429 `insufficient_quota` until the period
 resets. A request admitted under budget may finish over it: the check is before, the cost after.
 """
 
@@ -17,10 +17,9 @@ from datetime import UTC, datetime, timedelta
 from ..errors import GatewayError
 from ..hub import Usage
 from ..prices import Price, PriceBook
-from ..shared_state import SharedState
-from ..store import Store, VirtualKey
+from ..store import VirtualKey
 
-__all__ = ["Budgets", "cost_of", "period_bounds", "price_book"]
+__all__ = ["budget_exhausted", "cost_of", "period_bounds", "price_book"]
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float | None]:
@@ -53,37 +52,11 @@ def cost_of(prices: PriceBook | Mapping[str, Mapping[str, float]], usage: Usage 
     return book.cost(usage, model, provider, upstream_model)
 
 
-class Budgets:
-    def __init__(self, state: SharedState, store: Store) -> None:
-        self.state = state
-        self.store = store
-
-    async def _spent(self, key: VirtualKey, now: float) -> tuple[str, float, float | None]:
-        start, end = period_bounds(key.budget_period, now)
-        name = f"budget:{key.id}:{key.budget_period}:{int(start)}"
-        ttl = (end - now + 3600) if end is not None else None
-        spent = await self.state.get_float(name)
-        if spent is None:
-            seed = await self.store.spend(key.id, start)
-            await self.state.init_float(name, seed, ttl)  # loses to a concurrent seeder: same value
-            spent = await self.state.get_float(name)
-        return name, spent or 0.0, ttl
-
-    async def check(self, key: VirtualKey, now: float) -> None:
-        if key.budget_usd is None:
-            return
-        _, spent, _ = await self._spent(key, now)
-        if spent >= key.budget_usd:
-            _, end = period_bounds(key.budget_period, now)
-            when = "" if end is None else (
-                f" It resets at {datetime.fromtimestamp(end, UTC).strftime('%Y-%m-%d %H:%M UTC')}.")
-            raise GatewayError(
-                429, f"You exceeded your current quota: this API key's {key.budget_period} budget of "
-                     f"${key.budget_usd:g} is used up.{when}",
-                "insufficient_quota", code="insufficient_quota", headers={"x-should-retry": "false"}, retryable=False)
-
-    async def charge(self, key: VirtualKey, cost: float | None, now: float) -> None:
-        if key.budget_usd is None or cost is None or cost <= 0:
-            return
-        name, _, ttl = await self._spent(key, now)
-        await self.state.add_float(name, cost, ttl)
+def budget_exhausted(key: VirtualKey, now: float) -> GatewayError:
+    """The 429 of a key whose spend reached its budget in the period containing `now`."""
+    _, end = period_bounds(key.budget_period, now)
+    when = "" if end is None else f" It resets at {datetime.fromtimestamp(end, UTC).strftime('%Y-%m-%d %H:%M UTC')}."
+    return GatewayError(
+        429, f"You exceeded your current quota: this API key's {key.budget_period} budget of "
+             f"${key.budget_usd:g} is used up.{when}",
+        "insufficient_quota", code="insufficient_quota", headers={"x-should-retry": "false"}, retryable=False)

@@ -1,4 +1,4 @@
-"""State shared by the instances of a deployment: rate-limit buckets, budget counters, cooldown flags.
+"""State shared by the instances of a deployment: leased rate-limit and budget counters, cooldown flags.
 
 In process by default; in Redis with `shared_state.url: redis://...`, each call then under a
 deadline (`shared_state.timeout_ms`) and behind a breaker (`guarded`).
@@ -7,11 +7,19 @@ deadline (`shared_state.timeout_ms`) and behind a breaker (`guarded`).
 from __future__ import annotations
 
 from ..config import ConfigError
-from .base import Bucket, SharedState, SharedStateUnavailable
+from .base import Grant, LeaseRequest, SharedState, SharedStateUnavailable
 from .guarded import GuardedState
 from .memory import MemoryState
 
-__all__ = ["Bucket", "GuardedState", "MemoryState", "SharedState", "SharedStateUnavailable", "build_shared_state"]
+__all__ = [
+    "Grant",
+    "GuardedState",
+    "LeaseRequest",
+    "MemoryState",
+    "SharedState",
+    "SharedStateUnavailable",
+    "build_shared_state",
+]
 
 
 def build_shared_state(url: str | None, prefix: str = "switchboard:", timeout_s: float = 0.25,

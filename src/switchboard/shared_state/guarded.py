@@ -8,8 +8,9 @@ a while (1 s, doubling on each failed probe up to 30 s) calls fail at once with
 (the others still fail at once), and its success closes the breaker. What a failure means for a
 request is decided by access control (`shared_state.on_failure`: open admits it unchecked, closed
 refuses it); this module logs each transition once (not each call) and exports the state:
-`switchboard_shared_state_failures_total`, `switchboard_shared_state_skipped_total`,
-`switchboard_shared_state_breaker_state` and `switchboard_shared_state_on_failure`.
+`switchboard_shared_state_calls_total` (round trips attempted), `switchboard_shared_state_failures_total`,
+`switchboard_shared_state_skipped_total`, `switchboard_shared_state_breaker_state` and
+`switchboard_shared_state_on_failure`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .base import Bucket, SharedState, SharedStateUnavailable
+from .base import Grant, LeaseRequest, SharedState, SharedStateUnavailable
 
 __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "GuardedState"]
 
@@ -48,6 +49,7 @@ class GuardedState:
         self.inner = inner
         self.timeout_s = timeout_s
         self.on_failure = on_failure
+        self.calls = 0  # calls passed on to the backend: each one round trip
         self.failures = 0
         self.skipped = 0
         self._clock = clock
@@ -75,6 +77,7 @@ class GuardedState:
                 self.skipped += 1
                 raise SharedStateUnavailable("the shared state is unreachable", max(0.0, self._retry_at - now))
             self._state, self._probing, probe = HALF_OPEN, True, True
+        self.calls += 1
         try:
             result = await op()
         except asyncio.CancelledError:
@@ -114,6 +117,8 @@ class GuardedState:
 
     def collect(self) -> Iterator[Metric]:
         """Prometheus collector protocol (registered by access control)."""
+        yield CounterMetricFamily("switchboard_shared_state_calls", "Shared-state calls made (each one round "
+                                  "trip; calls skipped by the open breaker are not counted).", value=self.calls)
         yield CounterMetricFamily("switchboard_shared_state_failures", "Shared-state calls that failed or missed "
                                   "their deadline (shared_state.timeout_ms).", value=self.failures)
         yield CounterMetricFamily("switchboard_shared_state_skipped", "Shared-state calls not made because its "
@@ -132,17 +137,8 @@ class GuardedState:
     async def ping(self) -> None:
         await self._call(self.inner.ping)
 
-    async def take(self, buckets: Sequence[Bucket]) -> tuple[bool, list[float]]:
-        return await self._call(lambda: self.inner.take(buckets))
-
-    async def get_float(self, key: str) -> float | None:
-        return await self._call(lambda: self.inner.get_float(key))
-
-    async def add_float(self, key: str, amount: float, ttl_s: float | None) -> float:
-        return await self._call(lambda: self.inner.add_float(key, amount, ttl_s))
-
-    async def init_float(self, key: str, value: float, ttl_s: float | None) -> bool:
-        return await self._call(lambda: self.inner.init_float(key, value, ttl_s))
+    async def lease(self, requests: Sequence[LeaseRequest]) -> list[Grant]:
+        return await self._call(lambda: self.inner.lease(requests))
 
     async def mark(self, key: str, ttl_s: float) -> None:
         await self._call(lambda: self.inner.mark(key, ttl_s))

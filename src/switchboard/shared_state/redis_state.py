@@ -1,10 +1,10 @@
 """Shared state in Redis (`shared_state.url: redis://...`): limits and budgets across instances.
 
-Every operation is one atomic command or Lua script (no read-modify-write from Python), and
-buckets use Redis's clock (`TIME`) so instances with skewed clocks agree. All keys live under
-`shared_state.key_prefix`. A multi-bucket take touches several keys, so a Redis Cluster would
-need them in one hash slot; a single Redis (or a replicated primary) is what this targets.
-The `redis` package is an optional extra, imported only when configured.
+Every operation is one atomic command or Lua script (no read-modify-write from Python): a `lease`
+of any number of counters is one EVALSHA, one round trip. Buckets use Redis's clock (`TIME`) so
+instances with skewed clocks agree. All keys live under `shared_state.key_prefix`. A lease touches
+several keys, so a Redis Cluster would need them in one hash slot; a single Redis (or a replicated
+primary) is what this targets. The `redis` package is an optional extra, imported only when configured.
 """
 
 from __future__ import annotations
@@ -12,52 +12,79 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import Bucket
+from .base import Grant, LeaseRequest
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisState"]
 
-# KEYS: the buckets. ARGV: per bucket capacity, rate, cost, need (4 values each).
-# Returns {allowed, level1, level2, ...} with levels as strings (Lua numbers become Redis integers).
-_TAKE = """
+# KEYS: the counters. ARGV: 8 values per counter: budget (1) or bucket (0), limit, rate, settle, want,
+# need, ttl in ms (budgets; 0: none), seed (budgets; "": none). See shared_state.base for the meaning.
+# Returns {granted1, level1, granted2, level2, ...} as strings (Lua numbers would become integers);
+# granted is "-1" for a budget that does not exist and had no seed (nothing was done to it).
+_LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local levels = {}
-local allowed = 1
+local level, spent, existed = {}, {}, {}
+local allowed = true
 for i, key in ipairs(KEYS) do
-  local cap = tonumber(ARGV[i * 4 - 3])
-  local rate = tonumber(ARGV[i * 4 - 2])
-  local need = tonumber(ARGV[i * 4])
-  local h = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens = tonumber(h[1])
-  local ts = tonumber(h[2])
-  if tokens == nil then tokens = cap; ts = now end
-  tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
-  levels[i] = tokens
-  if tokens < need then allowed = 0 end
+  local o = i * 8 - 8
+  local limit = tonumber(ARGV[o + 2])
+  local settle = tonumber(ARGV[o + 4])
+  local want = tonumber(ARGV[o + 5])
+  if ARGV[o + 1] == '1' then
+    local v = tonumber(redis.call('GET', key))
+    existed[i] = v ~= nil
+    if v == nil then v = tonumber(ARGV[o + 8]) end
+    if v ~= nil then
+      spent[i] = v + settle
+      level[i] = limit - spent[i]
+      if want > 0 and level[i] <= 0 then allowed = false end
+    elseif want > 0 then
+      allowed = false
+    end
+  else
+    local h = redis.call('HMGET', key, 'tokens', 'ts')
+    local tokens = tonumber(h[1])
+    local ts = tonumber(h[2])
+    if tokens == nil then tokens = limit; ts = now end
+    level[i] = math.min(limit, tokens + math.max(0, now - ts) * tonumber(ARGV[o + 3])) - settle
+    if want > 0 and level[i] < tonumber(ARGV[o + 6]) then allowed = false end
+  end
 end
-local out = {allowed}
+local out = {}
 for i, key in ipairs(KEYS) do
-  local cap = tonumber(ARGV[i * 4 - 3])
-  local rate = tonumber(ARGV[i * 4 - 2])
-  local tokens = levels[i]
-  if allowed == 1 then tokens = tokens - tonumber(ARGV[i * 4 - 1]) end
-  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
-  redis.call('PEXPIRE', key, math.ceil((cap - tokens) / rate * 1000) + 1000)
-  out[i + 1] = tostring(tokens)
+  local o = i * 8 - 8
+  local want = tonumber(ARGV[o + 5])
+  local grant = 0
+  if level[i] == nil then
+    out[i * 2 - 1] = '-1'
+    out[i * 2] = '0'
+  else
+    if ARGV[o + 1] == '1' then
+      if allowed and want > 0 then grant = math.min(want, level[i]) end
+      local value = string.format('%.17g', spent[i] + grant)
+      local ttl = tonumber(ARGV[o + 7])
+      if existed[i] then
+        redis.call('SET', key, value, 'KEEPTTL')
+      elseif ttl > 0 then
+        redis.call('SET', key, value, 'PX', ttl)
+      else
+        redis.call('SET', key, value)
+      end
+    else
+      if allowed and want > 0 then grant = math.min(want, math.floor(level[i])) end
+      local rate = tonumber(ARGV[o + 3])
+      local tokens = level[i] - grant
+      redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
+      redis.call('PEXPIRE', key, math.ceil((tonumber(ARGV[o + 2]) - tokens) / rate * 1000) + 1000)
+    end
+    out[i * 2 - 1] = string.format('%.17g', grant)
+    out[i * 2] = string.format('%.17g', level[i] - grant)
+  end
 end
 return out
-"""
-
-# INCRBYFLOAT that sets the TTL only when it creates the key (a period's counter must not be extended).
-_ADD = """
-local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
-if tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return v
 """
 
 
@@ -67,8 +94,7 @@ class RedisState:
         self.prefix = prefix
         self.timeout_s = timeout_s
         self._redis: Redis | None = None
-        self._take: Any = None
-        self._add: Any = None
+        self._lease: Any = None
 
     @property
     def redis(self) -> Redis:
@@ -85,8 +111,7 @@ class RedisState:
         # Socket deadlines too (not only the caller's): redis-py then drops a connection that stopped answering.
         self._redis = Redis.from_url(self.url, decode_responses=True, health_check_interval=30,
                                      socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s)
-        self._take = self._redis.register_script(_TAKE)
-        self._add = self._redis.register_script(_ADD)
+        self._lease = self._redis.register_script(_LEASE)
         await self._redis.ping()
 
     async def aclose(self) -> None:
@@ -97,24 +122,14 @@ class RedisState:
     async def ping(self) -> None:
         await self.redis.ping()
 
-    async def take(self, buckets: Sequence[Bucket]) -> tuple[bool, list[float]]:
-        args: list[float] = []
-        for b in buckets:
-            args.extend((b.capacity, b.rate, b.cost, b.need))
-        out = await self._take(keys=[self.prefix + b.key for b in buckets], args=args, client=self.redis)
-        return bool(int(out[0])), [float(v) for v in out[1:]]
-
-    async def get_float(self, key: str) -> float | None:
-        value = await self.redis.get(self.prefix + key)
-        return None if value is None else float(value)
-
-    async def add_float(self, key: str, amount: float, ttl_s: float | None) -> float:
-        ttl_ms = int(ttl_s * 1000) if ttl_s else 0
-        return float(await self._add(keys=[self.prefix + key], args=[amount, ttl_ms], client=self.redis))
-
-    async def init_float(self, key: str, value: float, ttl_s: float | None) -> bool:
-        px = int(ttl_s * 1000) if ttl_s else None
-        return bool(await self.redis.set(self.prefix + key, value, nx=True, px=px))
+    async def lease(self, requests: Sequence[LeaseRequest]) -> list[Grant]:
+        args: list[float | str] = []
+        for r in requests:
+            args += (1 if r.budget else 0, r.limit, r.rate, r.settle, r.want, r.need,
+                     int(r.ttl_s * 1000) if r.ttl_s else 0, "" if r.seed is None else r.seed)
+        out = await self._lease(keys=[self.prefix + r.key for r in requests], args=args, client=self.redis)
+        return [Grant(0.0, 0.0, absent=True) if out[i] == "-1" else Grant(float(out[i]), float(out[i + 1]))
+                for i in range(0, len(out), 2)]
 
     async def mark(self, key: str, ttl_s: float) -> None:
         await self.redis.set(self.prefix + key, 1, px=max(1, int(ttl_s * 1000)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -15,6 +16,7 @@ import orjson
 from .records import KEY_FIELDS, StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
 
 __all__ = [
+    "INT64_MAX",
     "KEY_COLUMNS",
     "MIGRATIONS",
     "PURGE_BATCH",
@@ -27,12 +29,14 @@ __all__ = [
     "RESPONSE_PUT_SQL",
     "TOTALS_SQL",
     "USAGE_COLUMNS",
+    "PostgresOnly",
     "Store",
     "UsageValues",
     "chain_params",
     "key_from_row",
     "key_to_row",
     "key_update",
+    "migration_sql",
     "response_from_row",
     "response_to_row",
     "stored_size",
@@ -102,9 +106,29 @@ class Store(Protocol):
         ...
 
 
-# Each migration is (version, statements), run in one transaction with its version row;
+INT64_MAX = 2**63 - 1
+"""The largest count or limit the store holds (64-bit columns in both backends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOnly:
+    """A migration statement that SQLite skips: its INTEGER already holds 64 bits, and it cannot
+    change a column's type."""
+
+    sql: str
+
+
+def migration_sql(statement: str | PostgresOnly, dialect: str) -> str | None:
+    """The statement to run on `dialect` ("sqlite" or "postgresql"), None when it does not apply there."""
+    if isinstance(statement, PostgresOnly):
+        return statement.sql if dialect == "postgresql" else None
+    return statement
+
+
+# Each migration is (version, statements), run in one transaction with its version row; statements
+# are idempotent where they can be, so a crash mid-way is harmless;
 # `{pk}` and `{float}` are the dialect's auto-increment key and double types.
-MIGRATIONS: list[tuple[int, list[str]]] = [
+MIGRATIONS: list[tuple[int, list[str | PostgresOnly]]] = [
     (1, [
         """CREATE TABLE IF NOT EXISTS sb_api_keys (
             id TEXT PRIMARY KEY,
@@ -138,6 +162,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             ttft_ms {float})""",
         "CREATE INDEX IF NOT EXISTS sb_usage_ts ON sb_usage (ts)",
         "CREATE INDEX IF NOT EXISTS sb_usage_key_ts ON sb_usage (key_id, ts)",
+    ]),
+    # Limits and token counts are 64-bit: PostgreSQL's INTEGER is 32-bit, so `tpm: 10000000000` failed
+    # there. Changing the type of the usage columns rewrites that table once (under the migration lock).
+    (2, [
+        PostgresOnly("ALTER TABLE sb_api_keys ALTER COLUMN rpm TYPE BIGINT, ALTER COLUMN tpm TYPE BIGINT"),
+        PostgresOnly("ALTER TABLE sb_usage ALTER COLUMN prompt_tokens TYPE BIGINT, "
+                     "ALTER COLUMN completion_tokens TYPE BIGINT"),
     ]),
     # Stored Responses API turns. Numbered 10, not 2: other branches add 2..9; keep this list sorted.
     (10, [
@@ -181,6 +212,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             cache_write_tokens INTEGER NOT NULL DEFAULT 0,
             reasoning_tokens INTEGER NOT NULL DEFAULT 0,
             estimated INTEGER NOT NULL DEFAULT 0)""",
+        PostgresOnly("ALTER TABLE sb_usage ALTER COLUMN prompt_tokens TYPE BIGINT, "
+                     "ALTER COLUMN completion_tokens TYPE BIGINT, ALTER COLUMN cached_tokens TYPE BIGINT, "
+                     "ALTER COLUMN cache_write_tokens TYPE BIGINT, ALTER COLUMN reasoning_tokens TYPE BIGINT"),
         """INSERT INTO sb_usage (ts, request_id, key_id, endpoint, model, provider, upstream_model, status, stream,
             prompt_tokens, completion_tokens, cost_usd, latency_ms, ttft_ms)
             SELECT ts, request_id, key_id, endpoint, model, provider, upstream_model, status, stream,

@@ -29,6 +29,7 @@ from .base import (
     key_from_row,
     key_to_row,
     key_update,
+    migration_sql,
     response_from_row,
     response_to_row,
     totals_from_row,
@@ -46,9 +47,9 @@ __all__ = ["PostgresStore"]
 _MIGRATION_LOCK = 0x5B5B_0001  # an arbitrary application-wide advisory lock id
 
 
-_USAGE_TYPES = {"ts": "float8", "status": "int4", "stream": "int4", "prompt_tokens": "int4",
-                "completion_tokens": "int4", "cost_usd": "float8", "latency_ms": "float8", "ttft_ms": "float8",
-                "cached_tokens": "int4", "cache_write_tokens": "int4", "reasoning_tokens": "int4", "estimated": "int4"}
+_USAGE_TYPES = {"ts": "float8", "status": "int4", "stream": "int4", "prompt_tokens": "int8",
+                "completion_tokens": "int8", "cost_usd": "float8", "latency_ms": "float8", "ttft_ms": "float8",
+                "cached_tokens": "int8", "cache_write_tokens": "int8", "reasoning_tokens": "int8", "estimated": "int4"}
 _INSERT_USAGE = (f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) SELECT * FROM unnest("
                  + ", ".join(f"${i}::{_USAGE_TYPES.get(c, 'text')}[]" for i, c in enumerate(USAGE_COLUMNS, 1)) + ")")
 
@@ -107,7 +108,9 @@ class PostgresStore:
                 if version <= current:
                     continue
                 for statement in statements:
-                    await conn.execute(statement.format(pk="BIGSERIAL PRIMARY KEY", float="DOUBLE PRECISION"))
+                    sql = migration_sql(statement, "postgresql")
+                    if sql is not None:
+                        await conn.execute(sql.format(pk="BIGSERIAL PRIMARY KEY", float="DOUBLE PRECISION"))
                 await conn.execute("INSERT INTO sb_schema_version VALUES ($1, $2)", version, time.time())
 
     async def close(self) -> None:

@@ -33,6 +33,7 @@ from .base import (
     key_from_row,
     key_to_row,
     key_update,
+    migration_sql,
     response_from_row,
     response_to_row,
     totals_from_row,
@@ -108,8 +109,10 @@ class SqliteStore:
                 if version <= current:
                     continue
                 for statement in statements:
-                    # A plain rowid key: AUTOINCREMENT would update sqlite_sequence on every insert for nothing.
-                    conn.execute(statement.format(pk="INTEGER PRIMARY KEY", float="REAL"))
+                    sql = migration_sql(statement, "sqlite")
+                    if sql is not None:
+                        # A plain rowid key: AUTOINCREMENT would update sqlite_sequence on every insert for nothing.
+                        conn.execute(sql.format(pk="INTEGER PRIMARY KEY", float="REAL"))
                 conn.execute("INSERT INTO sb_schema_version VALUES (?, ?)", (version, time.time()))
             conn.execute("COMMIT")
         except BaseException:
