@@ -13,6 +13,12 @@ from typing import Any
 __all__ = ["render"]
 
 DRIVER_MARGIN = 0.10
+TTFT_LIMIT_MS = 1000  # ours, beyond the issue's three conditions: streams queued before their first token are
+                      # not "carried" (a gateway that accepts 1,000 but starts them seconds late passes otherwise)
+
+
+def is_sustained(r: dict[str, Any]) -> bool:
+    return bool(r["sustained"]) and r["ttft_p99_ms"] <= TTFT_LIMIT_MS
 
 
 def _f(v: float | None, digits: int = 2) -> str:
@@ -53,19 +59,23 @@ def driver_ceiling(result: dict[str, Any]) -> float | None:
     if not s:
         return None
     runs = s["levels"] + [s.get("ceiling_probe")]
-    return max((r["frames_per_s"] for r in runs if r and r["sustained"]), default=None)
+    return max((r["frames_per_s"] for r in runs if r), default=None)  # what the driver delivered, gaps or not
 
 
 def sustained(result: dict[str, Any], target: str) -> dict[str, Any] | None:
     s = result["targets"].get(target, {}).get("streams")
     if not s:
         return None
-    ok = [r for r in s["levels"] if r["sustained"]]
+    ok = [r for r in s["levels"] if is_sustained(r)]
     return max(ok, key=lambda r: r["concurrency"]) if ok else None
 
 
 def _streams_table(result: dict[str, Any]) -> list[str]:
     ceiling = driver_ceiling(result)
+    direct_runs = result["targets"].get("direct", {}).get("streams", {}).get("levels", [])
+    failed_at = [r["concurrency"] for r in direct_runs if not is_sustained(r)]
+    # from the first level nginx + the driver did not sustain themselves, a gateway failing says nothing
+    first_failed = min(failed_at, default=None)
     lines = ["| target | concurrency | streams ok / failed | frames/s | gap p50 / p99 / max ms | TTFT p50 / p99 ms "
              "| driver CPU | sustained |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for t, data in result["targets"].items():
@@ -77,15 +87,17 @@ def _streams_table(result: dict[str, Any]) -> list[str]:
             flag = ""
             if t != "direct" and ceiling and r["frames_per_s"] >= (1 - DRIVER_MARGIN) * ceiling:
                 flag = " (within 10 % of the driver's ceiling)"
+            if t != "direct" and not is_sustained(r) and first_failed is not None and r["concurrency"] >= first_failed:
+                flag += " (direct not sustained at this level either: the rig is the limit)"
             probe = " (driver ceiling probe)" if r is s.get("ceiling_probe") else ""
             fails = f" {r['failures']}" if r["failures"] else ""
             lines.append(f"| {t}{probe} | {r['concurrency']} | {r['ok']:,} / {r['failed']:,}{fails} "
                          f"| {r['frames_per_s']:,.0f} | {r['gap_p50_ms']:.2f} / {r['gap_p99_ms']:.2f} / "
                          f"{r['max_gap_ms']:.1f} | {r['ttft_p50_ms']:.2f} / {r['ttft_p99_ms']:.2f} "
-                         f"| {r['driver_cpu_share']:.0%} | {'yes' if r['sustained'] else 'no'}{flag} |")
+                         f"| {r['driver_cpu_share']:.0%} | {'yes' if is_sustained(r) else 'no'}{flag} |")
     if ceiling:
         lines.append("")
-        lines.append(f"Driver ceiling (best sustained frames/s against nginx directly): {ceiling:,.0f} frames/s.")
+        lines.append(f"Driver ceiling (most frames/s it took from nginx directly, any level): {ceiling:,.0f}.")
     return lines
 
 
@@ -133,6 +145,7 @@ def _mark(ok: bool | None) -> str:
     return "not measured" if ok is None else ("pass" if ok else "FAIL")
 
 
+
 def reach(result: dict[str, Any], gw: str) -> list[tuple[str, str, str, bool | None]]:
     """(measure, measured, goal, ok) rows of issue 14's Reach table for one gateway."""
     rows: list[tuple[str, str, str, bool | None]] = []
@@ -146,8 +159,14 @@ def reach(result: dict[str, Any], gw: str) -> list[tuple[str, str, str, bool | N
         tried = max(r["concurrency"] for r in top["levels"])
         text = (f"{best['concurrency']:,} concurrent ({best['frames_per_s']:,.0f} frames/s)" if best
                 else "none of the levels") + f"; highest level tried {tried:,}"
-        rows.append(("streams sustained (64 frames at 20 ms)", text, "≥ 1,000 concurrent, zero frames lost",
-                     bool(best and best["concurrency"] >= 1000)))
+        ok: bool | None = bool(best and best["concurrency"] >= 1000)
+        rig = sustained(result, "direct")
+        if not ok and "direct" in result["targets"] and (rig is None or rig["concurrency"] < 1000):
+            # nginx + the driver did not sustain 1,000 streams themselves: this machine cannot tell
+            ok = None
+            text += (f"; direct itself sustained only {rig['concurrency'] if rig else 0:,}, so the rig is the "
+                     "limit here")
+        rows.append(("streams sustained (64 frames at 20 ms)", text, "≥ 1,000 concurrent, zero frames lost", ok))
     else:
         rows.append(("streams sustained (64 frames at 20 ms)", "-", "≥ 1,000 concurrent, zero frames lost", None))
     r = _ratio(result, gw, "slowsse-256")
