@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The load benchmark of issue 2: upstream direct vs Switchboard vs LiteLLM's proxy, in one run.
 
-    /work/venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--workers 1] [--count-packages]
+    .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--workers 1] [--count-packages]
 
 Needs `apt-get install -y nginx libnginx-mod-http-echo wrk`; LiteLLM goes into bench/.litellm-venv
 (created on first use). Starts nginx (fixed responses; see upstream.py), then each target in turn,

@@ -8,6 +8,9 @@ gateways under test get one provider per prefix:
   chunk, usage chunk, `data: [DONE]`);
 - `/slow/v1/...` and `/slowsse/v1/...`: the same two after 50 ms (`echo_sleep` from Debian's
   libnginx-mod-http-echo), so a gateway's cost shows up as lost concurrency rather than CPU;
+- `/paced/v1/...`: a paced stream (issue 14's "streams sustained"): the role chunk at once, then
+  `PACED_DELTAS` content deltas (`"<0>"`, `"<1>"`, ... so a client can check order) `PACED_GAP_S`
+  apart (`echo_flush` + `echo_sleep`), then the finish chunk, the usage chunk and `data: [DONE]`;
 - `/nginx_status`: nginx's stub_status, read by `accepted()` (connections accepted so far), so a
   run can tell how many upstream connections a gateway opened (its client's pooling at work).
 
@@ -25,12 +28,15 @@ from pathlib import Path
 
 import cpus
 
-__all__ = ["ECHO_MODULE", "PATHS", "Upstream", "chat_completion", "sse_body"]
+__all__ = ["ECHO_MODULE", "PACED_DELTAS", "PACED_GAP_S", "PATHS", "Upstream", "chat_completion", "sse_body"]
 
 ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
 # Scenario kind -> base URL path (what a gateway's provider `base_url` / LiteLLM's `api_base` ends with).
-PATHS = {"plain": "/plain/v1", "sse": "/sse/v1", "slow": "/slow/v1", "slowsse": "/slowsse/v1"}
+PATHS = {"plain": "/plain/v1", "sse": "/sse/v1", "slow": "/slow/v1", "slowsse": "/slowsse/v1",
+         "paced": "/paced/v1"}
 LATENCY_S = 0.05
+PACED_DELTAS = 64
+PACED_GAP_S = 0.02
 
 _CREATED = 1_700_000_000
 _USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
@@ -70,6 +76,21 @@ def sse_body() -> str:
     frames.append(_chunk([], _USAGE))
     frames.append("data: [DONE]\n\n")
     return "".join(frames)
+
+
+def _paced_location() -> str:
+    """nginx directives of the paced stream: each delta flushed on its own after a `PACED_GAP_S` sleep."""
+    role = _chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                    "finish_reason": None}])
+    lines = [f"echo -n {_quote(role)};", "echo_flush;"]
+    for i in range(PACED_DELTAS):
+        delta = _chunk([{"index": 0, "delta": {"content": f"<{i}>"}, "logprobs": None, "finish_reason": None}])
+        lines += [f"echo_sleep {PACED_GAP_S};", f"echo -n {_quote(delta)};", "echo_flush;"]
+    tail = (_chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
+            + _chunk([], {"prompt_tokens": 12, "completion_tokens": PACED_DELTAS, "total_tokens": 12 + PACED_DELTAS})
+            + "data: [DONE]\n\n")
+    lines.append(f"echo -n {_quote(tail)};")
+    return "\n            ".join(lines)
 
 
 def _quote(text: str) -> str:
@@ -123,6 +144,11 @@ http {{
             add_header x-request-id upstream-bench-id;
             {sleep}
             echo -n {sse};
+        }}
+        location = /paced/v1/chat/completions {{
+            default_type text/event-stream;
+            add_header x-request-id upstream-bench-id;
+            {_paced_location()}
         }}
         location = /nginx_status {{ stub_status; }}
         location / {{ return 404 '{{"error":{{"message":"no such path","type":"invalid_request_error"}}}}'; }}
