@@ -49,7 +49,7 @@ class RequestRecord:
     fallback: bool = False
     # Extra response headers decided before routing (x-ratelimit-*); the app adds them to the response.
     headers: dict[str, str] = field(default_factory=dict)
-    admission: object | None = None  # what access control admitted (access.control.Admission)
+    admission: object | None = None  # what access control admitted (access.counters.Plan)
     agent: str | None = None  # the agent that answered, when the model is one
     facade: str | None = None  # the facade the request came through
     path: str | None = None  # the URL path, for requests no route took (404/405)
