@@ -52,6 +52,7 @@ sys.path.insert(0, str(BENCH))
 import cpus  # noqa: E402
 from field_report import is_sustained, render  # noqa: E402
 from load import request_body, run_wrk  # noqa: E402
+from report import results_stem, save_results  # noqa: E402
 from run import SCENARIOS, free_port, run_cells  # noqa: E402
 from targets import MASTER_KEY, MODELS, LiteLLM, Switchboard, Target, _request, check_answers, cpu_seconds, rss_kib  # noqa: E402
 from upstream import PACED_DELTAS, PATHS, Upstream  # noqa: E402
@@ -380,15 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    markdown = render(result)
-    out = BENCH / "results"
-    out.mkdir(exist_ok=True)
-    stem = "field-" + started.replace(":", "").replace("-", "")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown)
-    print()
-    print(markdown)
-    print(f"results: {out / stem}.json / .md")
+    save_results(results_stem("field-", started), result, render(result))
     return 0
 
 

@@ -38,7 +38,8 @@ from typing import Any
 
 import cpus
 from load import request_body, run_wrk
-from run import BENCH, free_port
+from report import results_stem, save_results
+from run import free_port
 from targets import MASTER_KEY, MODELS, Switchboard, check_answers, cpu_seconds
 from upstream import Upstream
 
@@ -267,15 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         upstream.stop()
         result["environment"]["loadavg_after"] = _loadavg()
         shutil.rmtree(workdir, ignore_errors=True)
-    markdown = render(result)
-    out = BENCH / "results"
-    out.mkdir(exist_ok=True)
-    stem = "keys-" + started.replace(":", "").replace("-", "")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown)
-    print()
-    print(markdown)
-    print(f"results: {out / stem}.json / .md")
+    save_results(results_stem("keys-", started), result, render(result))
     return 0
 
 

@@ -8,9 +8,29 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["bars", "render"]
+__all__ = ["bars", "render", "results_stem", "save_results"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def results_stem(prefix: str, started: str) -> Path:
+    """bench/results/<prefix><started, compact>: where a run's .json and .md go (the folder made)."""
+    RESULTS.mkdir(exist_ok=True)
+    return RESULTS / (prefix + started.replace(":", "").replace("-", ""))
+
+
+def save_results(stem: Path, result: dict[str, Any], markdown: str | None = None) -> None:
+    """Write a run's numbers (.json) and, when given, its report (.md, also printed)."""
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    if markdown is None:
+        return
+    stem.with_suffix(".md").write_text(markdown)
+    print()
+    print(markdown)
+    print(f"results: {stem}.json / .md")
 
 # The issue's bars (single worker process on the 2-core machine).
 MIN_VS_LITELLM = 20.0

@@ -12,7 +12,6 @@ are written to bench/results/. Not a test: CI does not run it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -27,7 +26,7 @@ from typing import Any
 import cpus
 from load import request_body, run_wrk
 from packages import count_packages
-from report import render
+from report import render, results_stem, save_results
 from spy import Profiler
 from targets import MASTER_KEY, MODELS, LiteLLM, Switchboard, Target, check_answers, cpu_seconds, ensure_litellm_venv
 from upstream import Upstream
@@ -165,10 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_litellm_venv(args.litellm_venv)
     workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    out = BENCH / "results"
-    out.mkdir(exist_ok=True)
-    stem = started.replace(":", "").replace("-", "")
-    args.results_prefix = out / stem
+    stem = results_stem("", started)
+    args.results_prefix = stem
     result: dict[str, Any] = {
         "started": started,
         "duration_s": args.duration,
@@ -216,12 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print("counting packages pulled by `pip install -e .` into a fresh venv...", flush=True)
         result["packages"] = count_packages(REPO)
 
-    markdown = render(result)
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown)
-    print()
-    print(markdown)
-    print(f"results: {out / stem}.json / .md")
+    save_results(stem, result, render(result))
     return 0
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import cpus
 from load import request_body, run_wrk
+from report import results_stem, save_results
 from run import SCENARIOS, _loadavg, _version, free_port
 from targets import MASTER_KEY, MODELS, Switchboard, _request, chat_once, cpu_seconds, rss_kib
 from transports import CLIENTS, available
@@ -442,16 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         print(render(json.loads(args.render.read_text())))
         return 0
     result = run_matrix(args)
-    out = BENCH / "results"
-    out.mkdir(exist_ok=True)
-    stem = "transports-" + result["started"].replace(":", "").replace("-", "")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")  # before rendering: never lose a run
-    markdown = render(result)
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")  # now with the decision
-    (out / f"{stem}.md").write_text(markdown)
-    print()
-    print(markdown)
-    print(f"results: {out / stem}.json / .md")
+    stem = results_stem("transports-", result["started"])
+    save_results(stem, result)  # before rendering: never lose a run
+    save_results(stem, result, render(result))  # now with the decision
     return 0
 
 
