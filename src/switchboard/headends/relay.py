@@ -60,8 +60,18 @@ class OpenAIStreamEncoder:
         self.stream_id: Any = None
 
     def encode(self, batch: list[Chunk]) -> bytes:
-        frames: list[bytes] = []
         stream_id = self.stream_id
+        wire: bytes | None = getattr(batch, "wire", None)
+        if wire is not None:  # the upstream's own frames, unless a chunk must change on the way
+            include_usage = self.include_usage
+            for chunk in batch:
+                if stream_id is None:
+                    stream_id = self.stream_id = chunk.get("id")
+                if chunk.get("id") != stream_id or (not include_usage and chunk.get("usage") is not None):
+                    break
+            else:
+                return wire
+        frames: list[bytes] = []
         for chunk in batch:
             if stream_id is None:
                 stream_id = self.stream_id = chunk.get("id")
