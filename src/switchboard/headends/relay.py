@@ -23,7 +23,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from ..asgi import StreamResponse
+from ..asgi import LastChunk, StreamResponse
 from ..errors import GatewayError
 from ..hub import Chunk, HubStream, Usage, usage_from
 from ..request_record import RequestRecord
@@ -171,12 +171,12 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                 batch = await rest.__anext__()
             except StopAsyncIteration:
                 break
-        yield await encoder.end()
+        last = await encoder.end()
     except GatewayError as err:
         record.status = err.status
         record.error_type = err.type
-        yield encoder.error(err)
-    finally:
+        last = encoder.error(err)
+    finally:  # also when the client went away (cancelled) or the encoder failed
         if record.usage is None and chars:
             prompt_tokens = 0
             if prompt is not None:
@@ -185,6 +185,8 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
             record.usage = estimated_usage(chars, prompt_tokens)
         with contextlib.suppress(Exception):
             await stream.aclose()
+    # The record is complete and the upstream closed: the final frames go with the response's end.
+    yield LastChunk(last)
 
 
 class _StreamBody:
