@@ -4,7 +4,6 @@ chunk has to change on the way (a usage chunk the client did not ask for, an id 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -15,6 +14,7 @@ from switchboard.headends.relay import OpenAIStreamEncoder
 from switchboard.hub import WireBatch
 from switchboard.providers.base import SSEChunkStream
 from switchboard.providers.openai import _openai_event
+from tests.fakes.scripted_response import ScriptedResponse
 
 
 def frame(obj: Any) -> bytes:
@@ -28,26 +28,8 @@ USAGE = {"id": "c1", "object": "chat.completion.chunk", "choices": [],
 SPACED = b'data: {"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'  # not orjson's spacing
 
 
-class FakeResponse:
-    headers: dict[str, str] = {}
-
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = pieces
-        self.released = self.closed = False
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
-
-    def release(self) -> None:
-        self.released = True
-
-    def close(self) -> None:
-        self.closed = True
-
-
 async def batches(pieces: list[bytes]) -> list[list[dict[str, Any]]]:
-    stream = SSEChunkStream(FakeResponse(pieces), "up", _openai_event, wire=True)  # type: ignore[arg-type]
+    stream = SSEChunkStream(ScriptedResponse(pieces), "up", _openai_event, wire=True)  # type: ignore[arg-type]
     return [batch async for batch in stream.batches()]
 
 
@@ -67,7 +49,7 @@ async def test_a_skipped_event_or_an_event_split_across_reads_gives_plain_batche
 
 
 async def test_an_error_event_fails_the_stream_after_the_chunks_before_it() -> None:
-    stream = SSEChunkStream(FakeResponse([frame(ROLE) + frame({"error": {"message": "boom"}})]),  # type: ignore[arg-type]
+    stream = SSEChunkStream(ScriptedResponse([frame(ROLE) + frame({"error": {"message": "boom"}})]),  # type: ignore[arg-type]
                             "up", _openai_event, wire=True)
     source = stream.batches()
     first = await source.__anext__()
