@@ -223,10 +223,14 @@ MIGRATIONS: list[tuple[int, list[str | PostgresOnly]]] = [
         "CREATE INDEX IF NOT EXISTS sb_usage_ts ON sb_usage (ts)",
         "CREATE INDEX IF NOT EXISTS sb_usage_key_ts ON sb_usage (key_id, ts)",
     ]),
+    # The dashboard (issue 16): admin roles on keys (NULL: none).
+    (30, [
+        "ALTER TABLE sb_api_keys ADD COLUMN role TEXT",
+    ]),
 ]
 
 KEY_COLUMNS = ("id", "name", "secret_hash", "hint", "models", "expires_at", "rpm", "tpm", "budget_usd",
-               "budget_period", "revoked", "created_at", "updated_at")
+               "budget_period", "revoked", "created_at", "updated_at", "role")
 USAGE_COLUMNS = ("ts", "request_id", "key_id", "endpoint", "model", "provider", "upstream_model", "status", "stream",
                  "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "ttft_ms",
                  "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated")
