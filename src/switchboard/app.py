@@ -18,6 +18,7 @@ from .access.auth import bearer_token
 from .asgi import JSONResponse, Receive, Request, Response, Scope, Send, StreamResponse, send_response, send_stream
 from .body_memory import BodyMemory
 from .config import Config, load_config
+from .dashboard import Dashboard
 from .errors import GatewayError, internal_error
 from .facades import Facade, Facades
 from .gateway import Gateway
@@ -283,6 +284,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> SwitchboardApp
         *openai_chat.ROUTES, *openai_completions.ROUTES, *embeddings.ROUTES, *anthropic.ROUTES,
         *ResponsesApi(gateway).routes(), *ModelCatalog(gateway).routes(),
         *AdminApi(gateway.access, gateway.auth).routes(),
+        *Dashboard(gateway).routes(),
         PlainRoute("GET", "/metrics", metrics.handle),
     ]
     app = SwitchboardApp(gateway, routes)

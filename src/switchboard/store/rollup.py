@@ -1,0 +1,220 @@
+"""The usage log's rollups: per-bucket sums and latency histograms, kept by the usage writer for the dashboard.
+
+Each batch `insert_usage` writes also updates, in the same transaction:
+
+- `sb_usage_rollup`: one row per (grain, bucket start, key, model, provider) with the request, error,
+  token and cost sums, for two grains: 15 minutes and 1 hour (unix-aligned). An hourly grain serves
+  every bucket of a time zone whose offset is whole hours; 15 minutes serves the others (India,
+  Nepal...). NULL key / model / provider are kept as '' (a primary key column cannot be NULL).
+- `sb_latency_rollup`: per (hour, model, metric) a histogram of latency / time to first token in
+  logarithmic bins (each `BIN_RATIO` wider than the last: percentiles within about 7 %).
+- `sb_key_last_used`: each key's newest request time.
+
+A batch is folded here first (`rollup_deltas`), so a batch of 2,000 rows costs a handful of upserts.
+The SQL text lives here once, `{}` placeholders filled per dialect like base.py's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .dialects import PostgresOnly, SqliteOnly
+from .records import USAGE_COLUMNS
+
+__all__ = [
+    "BIN_RATIO",
+    "GRAINS",
+    "LAST_USED_SQL",
+    "LATENCY_COLUMNS",
+    "LATENCY_CONFLICT",
+    "LATENCY_SQL",
+    "ROLLUP_COLUMNS",
+    "ROLLUP_CONFLICT",
+    "ROLLUP_MIGRATION",
+    "SPEND_BY_KEY_SQL",
+    "RollupDeltas",
+    "bin_value",
+    "last_used_conflict",
+    "latency_bin",
+    "rollup_deltas",
+    "series_sql",
+]
+
+GRAINS = (3600, 900)
+BIN_RATIO = 1.15
+_LOG_RATIO = math.log(BIN_RATIO)
+
+_TS, _KEY, _MODEL, _PROVIDER, _STATUS, _PROMPT, _COMPLETION, _COST, _LATENCY, _TTFT = (
+    USAGE_COLUMNS.index(c) for c in ("ts", "key_id", "model", "provider", "status", "prompt_tokens",
+                                     "completion_tokens", "cost_usd", "latency_ms", "ttft_ms"))
+
+ROLLUP_COLUMNS = ("grain", "bucket", "key_id", "model", "provider", "requests", "errors", "prompt_tokens",
+                  "completion_tokens", "cost_usd", "unpriced", "latency_ms_sum")
+LATENCY_COLUMNS = ("bucket", "model", "metric", "bin", "n")
+
+
+def latency_bin(ms: float) -> int:
+    """The histogram bin of a duration: 0 below 1 ms, then log base BIN_RATIO."""
+    return int(math.log(ms) / _LOG_RATIO) if ms > 1.0 else 0
+
+
+def bin_value(b: int) -> float:
+    """The milliseconds a bin stands for (its geometric middle)."""
+    return float(BIN_RATIO ** (b + 0.5)) if b > 0 else 1.0
+
+
+@dataclass(slots=True)
+class RollupDeltas:
+    rollup: list[tuple[Any, ...]]  # ROLLUP_COLUMNS order, sorted (so concurrent writers lock rows in one order)
+    latency: list[tuple[Any, ...]]  # LATENCY_COLUMNS order, sorted
+    last_used: list[tuple[str, float]]  # (key id, newest ts), sorted
+
+
+def rollup_deltas(rows: Sequence[tuple[Any, ...]]) -> RollupDeltas:
+    """A batch of usage rows (`base.UsageValues`) folded into the upserts of the three tables."""
+    sums: dict[tuple[int, int, str, str, str], list[Any]] = {}
+    hist: dict[tuple[int, str, str, int], int] = {}
+    last: dict[str, float] = {}
+    for row in rows:
+        ts = row[_TS]
+        key, model, provider = row[_KEY] or "", row[_MODEL] or "", row[_PROVIDER] or ""
+        cost, latency, ttft = row[_COST], row[_LATENCY], row[_TTFT]
+        error = 1 if row[_STATUS] >= 400 else 0
+        for grain in GRAINS:
+            bucket = int(ts // grain) * grain
+            cell = sums.get((grain, bucket, key, model, provider))
+            if cell is None:
+                cell = sums[(grain, bucket, key, model, provider)] = [0, 0, 0, 0, 0.0, 0, 0.0]
+            cell[0] += 1
+            cell[1] += error
+            cell[2] += row[_PROMPT]
+            cell[3] += row[_COMPLETION]
+            if cost is None:
+                cell[5] += 1
+            else:
+                cell[4] += cost
+            cell[6] += latency or 0.0
+        hour = int(ts // 3600) * 3600
+        for metric, value in (("latency", latency), ("ttft", ttft)):
+            if value is not None:
+                hkey = (hour, model, metric, latency_bin(value))
+                hist[hkey] = hist.get(hkey, 0) + 1
+        if key and ts > last.get(key, 0.0):
+            last[key] = ts
+    return RollupDeltas(
+        rollup=[(*k, *v) for k, v in sorted(sums.items())],
+        latency=[(*k, n) for k, n in sorted(hist.items())],
+        last_used=sorted(last.items()))
+
+
+def _backfill(dialect_floor: str, ln: str) -> list[str]:
+    """The rollups of the rows already logged; `dialect_floor` floors `{x}` to an integer."""
+    out = []
+    for grain in GRAINS:
+        bucket = dialect_floor.format(x=f"ts / {grain}") + f" * {grain}"
+        out.append(
+            f"INSERT INTO sb_usage_rollup ({', '.join(ROLLUP_COLUMNS)}) "
+            f"SELECT {grain}, {bucket}, COALESCE(key_id, ''), COALESCE(model, ''), COALESCE(provider, ''), "
+            "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), "
+            "COALESCE(SUM(cost_usd), 0), COUNT(*) - COUNT(cost_usd), COALESCE(SUM(latency_ms), 0) "
+            f"FROM sb_usage GROUP BY 1, 2, 3, 4, 5")
+    hour = dialect_floor.format(x="ts / 3600") + " * 3600"
+    for metric, column in (("latency", "latency_ms"), ("ttft", "ttft_ms")):
+        b = f"CASE WHEN {column} > 1 THEN {dialect_floor.format(x=f'{ln}({column}) / {_LOG_RATIO!r}')} ELSE 0 END"
+        out.append(f"INSERT INTO sb_latency_rollup ({', '.join(LATENCY_COLUMNS)}) "
+                   f"SELECT {hour}, COALESCE(model, ''), '{metric}', {b}, COUNT(*) FROM sb_usage "
+                   f"WHERE {column} IS NOT NULL GROUP BY 1, 2, 3, 4")
+    out.append("INSERT INTO sb_key_last_used (key_id, last_ts) SELECT key_id, MAX(ts) FROM sb_usage "
+               "WHERE key_id IS NOT NULL GROUP BY key_id")
+    return out
+
+
+ROLLUP_MIGRATION: list[str | PostgresOnly | SqliteOnly] = [
+    """CREATE TABLE IF NOT EXISTS sb_usage_rollup (
+        grain INTEGER NOT NULL,
+        bucket BIGINT NOT NULL,
+        key_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cost_usd {float} NOT NULL,
+        unpriced BIGINT NOT NULL,
+        latency_ms_sum {float} NOT NULL,
+        PRIMARY KEY (grain, bucket, key_id, model, provider))""",
+    """CREATE TABLE IF NOT EXISTS sb_latency_rollup (
+        bucket BIGINT NOT NULL,
+        model TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        bin INTEGER NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (bucket, model, metric, bin))""",
+    "CREATE TABLE IF NOT EXISTS sb_key_last_used (key_id TEXT PRIMARY KEY, last_ts {float} NOT NULL)",
+    *(SqliteOnly(s) for s in _backfill("CAST({x} AS INTEGER)", "ln")),
+    *(PostgresOnly(s) for s in _backfill("floor({x})::bigint", "ln")),
+]
+"""Part of migration 30: the tables, filled from the usage log already there."""
+
+
+ROLLUP_CONFLICT = ("ON CONFLICT (grain, bucket, key_id, model, provider) DO UPDATE SET "
+                   + ", ".join(f"{c} = sb_usage_rollup.{c} + excluded.{c}" for c in ROLLUP_COLUMNS[5:]))
+LATENCY_CONFLICT = "ON CONFLICT (bucket, model, metric, bin) DO UPDATE SET n = sb_latency_rollup.n + excluded.n"
+
+
+def last_used_conflict(dialect: str) -> str:
+    greatest = "MAX" if dialect == "sqlite" else "GREATEST"
+    return f"ON CONFLICT (key_id) DO UPDATE SET last_ts = {greatest}(sb_key_last_used.last_ts, excluded.last_ts)"
+
+
+_GROUP_COLUMNS = {"model": "model", "provider": "provider", "key": "key_id", "none": "''"}
+
+
+def series_sql(grain: int, group_by: str, key_id: str | None, model: str | None,
+               raw_bucket: str) -> tuple[str, list[Any]]:
+    """Sums per (grain bucket, group) over [since, until): from the rollup for its grains, else from the
+    usage log itself (`raw_bucket`: the dialect's floor of `ts` to the grain). The first two parameters
+    (since, until) are the caller's; the filters' follow."""
+    group = _GROUP_COLUMNS[group_by]
+    filters: list[str] = []
+    params: list[Any] = []
+    if grain in GRAINS:
+        if key_id is not None:
+            filters.append("key_id = {}")
+            params.append(key_id)
+        if model is not None:
+            filters.append("model = {}")
+            params.append(model)
+        where = "".join(f" AND {f}" for f in filters)
+        return (f"SELECT bucket, {group}, SUM(requests), SUM(errors), SUM(prompt_tokens), SUM(completion_tokens), "
+                f"SUM(cost_usd), SUM(unpriced) FROM sb_usage_rollup WHERE grain = {grain} AND bucket >= {{}} "
+                f"AND bucket < {{}}{where} GROUP BY 1, 2", params)
+    raw_group = {"model": "COALESCE(model, '')", "provider": "COALESCE(provider, '')",
+                 "key": "COALESCE(key_id, '')", "none": "''"}[group_by]
+    if key_id is not None:
+        filters.append("key_id = {}")
+        params.append(key_id)
+    if model is not None:
+        filters.append("model = {}")
+        params.append(model)
+    where = "".join(f" AND {f}" for f in filters)
+    bucket = raw_bucket.format(x=f"ts / {grain}") + f" * {grain}"
+    return (f"SELECT {bucket}, {raw_group}, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
+            "SUM(prompt_tokens), SUM(completion_tokens), COALESCE(SUM(cost_usd), 0), COUNT(*) - COUNT(cost_usd) "
+            f"FROM sb_usage WHERE ts >= {{}} AND ts < {{}}{where} GROUP BY 1, 2", params)
+
+
+LATENCY_SQL = ("SELECT model, metric, bin, SUM(n) FROM sb_latency_rollup WHERE bucket >= {} AND bucket < {} "
+               "GROUP BY 1, 2, 3")
+"""Parameters: (since, until), hour-aligned. The histogram of each (model, metric) over the window."""
+
+SPEND_BY_KEY_SQL = ("SELECT key_id, SUM(cost_usd), SUM(requests), SUM(prompt_tokens + completion_tokens) "
+                    "FROM sb_usage_rollup WHERE grain = 3600 AND bucket >= {} AND bucket < {} AND key_id <> '' "
+                    "GROUP BY key_id")
+"""Parameters: (since, until), hour-aligned."""
+
+LAST_USED_SQL = "SELECT key_id, last_ts FROM sb_key_last_used"
