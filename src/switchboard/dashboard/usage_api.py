@@ -22,7 +22,7 @@ from ..access.keys import parse_expiry
 from ..asgi import JSONResponse, Request, Response
 from ..errors import bad_request
 from ..routes import PlainRoute
-from ..store.rollup import LAST_USED_SQL, LATENCY_SQL, SPEND_BY_KEY_SQL, bin_value
+from ..store.rollup import LAST_USED_SQL, LATENCY_SQL, SPEND_BY_KEY_SQL, bin_value, latency_params
 from .series import BUCKETS, MAX_BUCKETS, assemble, bucket_edges, series_query
 
 __all__ = ["UsageApi", "percentile"]
@@ -143,7 +143,7 @@ class UsageApi:
         _check_params(params, {"since", "until"})
         since, until = _hours(*_window(params))
         await self.access.usage.flush()
-        rows = await self.access.store.aggregate(LATENCY_SQL, [since, until])
+        rows = await self.access.store.aggregate(LATENCY_SQL, latency_params(since, until))
         hists: dict[str, dict[str, dict[int, int]]] = {}
         for model, metric, b, n in rows:
             hists.setdefault(model or "(none)", {}).setdefault(metric, {})[int(b)] = int(n)

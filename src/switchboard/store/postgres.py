@@ -62,11 +62,11 @@ _INSERT_USAGE = (f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) SELECT * FR
                  + ", ".join(f"${i}::{_USAGE_TYPES.get(c, 'text')}[]" for i, c in enumerate(USAGE_COLUMNS, 1)) + ")")
 
 
-_ROLLUP_TYPES = ("int4", "int8", "text", "text", "text", "int8", "int8", "int8", "int8", "float8", "int8", "float8")
+_ROLLUP_TYPES = ("int4", "int8", "text", "text", "int8", "int8", "int8", "int8", "float8", "int8", "float8")
 _UPSERT_ROLLUP = (f"INSERT INTO sb_usage_rollup ({', '.join(ROLLUP_COLUMNS)}) SELECT * FROM unnest("
                   + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_ROLLUP_TYPES, 1)) + f") {ROLLUP_CONFLICT}")
 _UPSERT_LATENCY = (f"INSERT INTO sb_latency_rollup ({', '.join(LATENCY_COLUMNS)}) "
-                   "SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int4[], $5::int8[]) "
+                   "SELECT * FROM unnest($1::int4[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::int8[]) "
                    + LATENCY_CONFLICT)
 _UPSERT_LAST_USED = ("INSERT INTO sb_key_last_used (key_id, last_ts) SELECT * FROM unnest($1::text[], $2::float8[]) "
                      + last_used_conflict("postgresql"))

@@ -2,12 +2,15 @@
 
 Each batch `insert_usage` writes also updates, in the same transaction:
 
-- `sb_usage_rollup`: one row per (grain, bucket start, key, model, provider) with the request, error,
-  token and cost sums, for two grains: 15 minutes and 1 hour (unix-aligned). An hourly grain serves
+- `sb_usage_rollup`: one row per (grain, bucket start, dimension, value) with the request, error,
+  token and cost sums, where the dimension is `model`, `provider` or `key` (one row per model, one
+  per provider, one per key: a month of hours is ~720 x the number of models rows, not x every
+  key-model pair), for two grains: 15 minutes and 1 hour (unix-aligned). An hourly grain serves
   every bucket of a time zone whose offset is whole hours; 15 minutes serves the others (India,
-  Nepal...). NULL key / model / provider are kept as '' (a primary key column cannot be NULL).
-- `sb_latency_rollup`: per (hour, model, metric) a histogram of latency / time to first token in
-  logarithmic bins (each `BIN_RATIO` wider than the last: percentiles within about 7 %).
+  Nepal...). A NULL key / model / provider is kept as '' (a primary key column cannot be NULL).
+- `sb_latency_rollup`: per (grain, bucket, model, metric) a histogram of latency / time to first
+  token in logarithmic bins (each `BIN_RATIO` wider than the last: percentiles within about 7 %), by
+  hour and by UTC day (a month's percentiles read whole days and only the ragged hours at its ends).
 - `sb_key_last_used`: each key's newest request time.
 
 A batch is folded here first (`rollup_deltas`), so a batch of 2,000 rows costs a handful of upserts.
@@ -30,6 +33,7 @@ __all__ = [
     "LAST_USED_SQL",
     "LATENCY_COLUMNS",
     "LATENCY_CONFLICT",
+    "LATENCY_GRAINS",
     "LATENCY_SQL",
     "ROLLUP_COLUMNS",
     "ROLLUP_CONFLICT",
@@ -39,6 +43,7 @@ __all__ = [
     "bin_value",
     "last_used_conflict",
     "latency_bin",
+    "latency_params",
     "rollup_deltas",
     "series_sql",
 ]
@@ -51,9 +56,10 @@ _TS, _KEY, _MODEL, _PROVIDER, _STATUS, _PROMPT, _COMPLETION, _COST, _LATENCY, _T
     USAGE_COLUMNS.index(c) for c in ("ts", "key_id", "model", "provider", "status", "prompt_tokens",
                                      "completion_tokens", "cost_usd", "latency_ms", "ttft_ms"))
 
-ROLLUP_COLUMNS = ("grain", "bucket", "key_id", "model", "provider", "requests", "errors", "prompt_tokens",
+ROLLUP_COLUMNS = ("grain", "bucket", "dim", "value", "requests", "errors", "prompt_tokens",
                   "completion_tokens", "cost_usd", "unpriced", "latency_ms_sum")
-LATENCY_COLUMNS = ("bucket", "model", "metric", "bin", "n")
+LATENCY_COLUMNS = ("grain", "bucket", "model", "metric", "bin", "n")
+LATENCY_GRAINS = (3600, 86400)
 
 
 def latency_bin(ms: float) -> int:
@@ -75,8 +81,8 @@ class RollupDeltas:
 
 def rollup_deltas(rows: Sequence[tuple[Any, ...]]) -> RollupDeltas:
     """A batch of usage rows (`base.UsageValues`) folded into the upserts of the three tables."""
-    sums: dict[tuple[int, int, str, str, str], list[Any]] = {}
-    hist: dict[tuple[int, str, str, int], int] = {}
+    sums: dict[tuple[int, int, str, str], list[Any]] = {}
+    hist: dict[tuple[int, int, str, str, int], int] = {}
     last: dict[str, float] = {}
     for row in rows:
         ts = row[_TS]
@@ -85,23 +91,25 @@ def rollup_deltas(rows: Sequence[tuple[Any, ...]]) -> RollupDeltas:
         error = 1 if row[_STATUS] >= 400 else 0
         for grain in GRAINS:
             bucket = int(ts // grain) * grain
-            cell = sums.get((grain, bucket, key, model, provider))
-            if cell is None:
-                cell = sums[(grain, bucket, key, model, provider)] = [0, 0, 0, 0, 0.0, 0, 0.0]
-            cell[0] += 1
-            cell[1] += error
-            cell[2] += row[_PROMPT]
-            cell[3] += row[_COMPLETION]
-            if cost is None:
-                cell[5] += 1
-            else:
-                cell[4] += cost
-            cell[6] += latency or 0.0
-        hour = int(ts // 3600) * 3600
-        for metric, value in (("latency", latency), ("ttft", ttft)):
-            if value is not None:
-                hkey = (hour, model, metric, latency_bin(value))
-                hist[hkey] = hist.get(hkey, 0) + 1
+            for dim, value in (("model", model), ("provider", provider), ("key", key)):
+                cell = sums.get((grain, bucket, dim, value))
+                if cell is None:
+                    cell = sums[(grain, bucket, dim, value)] = [0, 0, 0, 0, 0.0, 0, 0.0]
+                cell[0] += 1
+                cell[1] += error
+                cell[2] += row[_PROMPT]
+                cell[3] += row[_COMPLETION]
+                if cost is None:
+                    cell[5] += 1
+                else:
+                    cell[4] += cost
+                cell[6] += latency or 0.0
+        for metric, duration in (("latency", latency), ("ttft", ttft)):
+            if duration is not None:
+                b = latency_bin(duration)
+                for grain in LATENCY_GRAINS:
+                    hkey = (grain, int(ts // grain) * grain, model, metric, b)
+                    hist[hkey] = hist.get(hkey, 0) + 1
         if key and ts > last.get(key, 0.0):
             last[key] = ts
     return RollupDeltas(
@@ -115,18 +123,20 @@ def _backfill(dialect_floor: str, ln: str) -> list[str]:
     out = []
     for grain in GRAINS:
         bucket = dialect_floor.format(x=f"ts / {grain}") + f" * {grain}"
-        out.append(
-            f"INSERT INTO sb_usage_rollup ({', '.join(ROLLUP_COLUMNS)}) "
-            f"SELECT {grain}, {bucket}, COALESCE(key_id, ''), COALESCE(model, ''), COALESCE(provider, ''), "
-            "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), "
-            "COALESCE(SUM(cost_usd), 0), COUNT(*) - COUNT(cost_usd), COALESCE(SUM(latency_ms), 0) "
-            f"FROM sb_usage GROUP BY 1, 2, 3, 4, 5")
-    hour = dialect_floor.format(x="ts / 3600") + " * 3600"
-    for metric, column in (("latency", "latency_ms"), ("ttft", "ttft_ms")):
-        b = f"CASE WHEN {column} > 1 THEN {dialect_floor.format(x=f'{ln}({column}) / {_LOG_RATIO!r}')} ELSE 0 END"
-        out.append(f"INSERT INTO sb_latency_rollup ({', '.join(LATENCY_COLUMNS)}) "
-                   f"SELECT {hour}, COALESCE(model, ''), '{metric}', {b}, COUNT(*) FROM sb_usage "
-                   f"WHERE {column} IS NOT NULL GROUP BY 1, 2, 3, 4")
+        for dim, column in (("model", "model"), ("provider", "provider"), ("key", "key_id")):
+            out.append(
+                f"INSERT INTO sb_usage_rollup ({', '.join(ROLLUP_COLUMNS)}) "
+                f"SELECT {grain}, {bucket}, '{dim}', COALESCE({column}, ''), COUNT(*), "
+                "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), "
+                "COALESCE(SUM(cost_usd), 0), COUNT(*) - COUNT(cost_usd), COALESCE(SUM(latency_ms), 0) "
+                "FROM sb_usage GROUP BY 1, 2, 3, 4")
+    for grain in LATENCY_GRAINS:
+        bucket = dialect_floor.format(x=f"ts / {grain}") + f" * {grain}"
+        for metric, column in (("latency", "latency_ms"), ("ttft", "ttft_ms")):
+            b = f"CASE WHEN {column} > 1 THEN {dialect_floor.format(x=f'{ln}({column}) / {_LOG_RATIO!r}')} ELSE 0 END"
+            out.append(f"INSERT INTO sb_latency_rollup ({', '.join(LATENCY_COLUMNS)}) "
+                       f"SELECT {grain}, {bucket}, COALESCE(model, ''), '{metric}', {b}, COUNT(*) FROM sb_usage "
+                       f"WHERE {column} IS NOT NULL GROUP BY 1, 2, 3, 4, 5")
     out.append("INSERT INTO sb_key_last_used (key_id, last_ts) SELECT key_id, MAX(ts) FROM sb_usage "
                "WHERE key_id IS NOT NULL GROUP BY key_id")
     return out
@@ -136,9 +146,8 @@ ROLLUP_MIGRATION: list[str | PostgresOnly | SqliteOnly] = [
     """CREATE TABLE IF NOT EXISTS sb_usage_rollup (
         grain INTEGER NOT NULL,
         bucket BIGINT NOT NULL,
-        key_id TEXT NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
+        dim TEXT NOT NULL,
+        value TEXT NOT NULL,
         requests BIGINT NOT NULL,
         errors BIGINT NOT NULL,
         prompt_tokens BIGINT NOT NULL,
@@ -146,14 +155,15 @@ ROLLUP_MIGRATION: list[str | PostgresOnly | SqliteOnly] = [
         cost_usd {float} NOT NULL,
         unpriced BIGINT NOT NULL,
         latency_ms_sum {float} NOT NULL,
-        PRIMARY KEY (grain, bucket, key_id, model, provider))""",
+        PRIMARY KEY (grain, bucket, dim, value))""",
     """CREATE TABLE IF NOT EXISTS sb_latency_rollup (
+        grain INTEGER NOT NULL,
         bucket BIGINT NOT NULL,
         model TEXT NOT NULL,
         metric TEXT NOT NULL,
         bin INTEGER NOT NULL,
         n BIGINT NOT NULL,
-        PRIMARY KEY (bucket, model, metric, bin))""",
+        PRIMARY KEY (grain, bucket, model, metric, bin))""",
     "CREATE TABLE IF NOT EXISTS sb_key_last_used (key_id TEXT PRIMARY KEY, last_ts {float} NOT NULL)",
     *(SqliteOnly(s) for s in _backfill("CAST({x} AS INTEGER)", "ln")),
     *(PostgresOnly(s) for s in _backfill("floor({x})::bigint", "ln")),
@@ -161,9 +171,10 @@ ROLLUP_MIGRATION: list[str | PostgresOnly | SqliteOnly] = [
 """Part of migration 30: the tables, filled from the usage log already there."""
 
 
-ROLLUP_CONFLICT = ("ON CONFLICT (grain, bucket, key_id, model, provider) DO UPDATE SET "
-                   + ", ".join(f"{c} = sb_usage_rollup.{c} + excluded.{c}" for c in ROLLUP_COLUMNS[5:]))
-LATENCY_CONFLICT = "ON CONFLICT (bucket, model, metric, bin) DO UPDATE SET n = sb_latency_rollup.n + excluded.n"
+ROLLUP_CONFLICT = ("ON CONFLICT (grain, bucket, dim, value) DO UPDATE SET "
+                   + ", ".join(f"{c} = sb_usage_rollup.{c} + excluded.{c}" for c in ROLLUP_COLUMNS[4:]))
+LATENCY_CONFLICT = ("ON CONFLICT (grain, bucket, model, metric, bin) DO UPDATE SET "
+                    "n = sb_latency_rollup.n + excluded.n")
 
 
 def last_used_conflict(dialect: str) -> str:
@@ -171,30 +182,21 @@ def last_used_conflict(dialect: str) -> str:
     return f"ON CONFLICT (key_id) DO UPDATE SET last_ts = {greatest}(sb_key_last_used.last_ts, excluded.last_ts)"
 
 
-_GROUP_COLUMNS = {"model": "model", "provider": "provider", "key": "key_id", "none": "''"}
-
-
 def series_sql(grain: int, group_by: str, key_id: str | None, model: str | None,
                raw_bucket: str) -> tuple[str, list[Any]]:
-    """Sums per (grain bucket, group) over [since, until): from the rollup for its grains, else from the
-    usage log itself (`raw_bucket`: the dialect's floor of `ts` to the grain). The first two parameters
-    (since, until) are the caller's; the filters' follow."""
-    group = _GROUP_COLUMNS[group_by]
-    filters: list[str] = []
-    params: list[Any] = []
-    if grain in GRAINS:
-        if key_id is not None:
-            filters.append("key_id = {}")
-            params.append(key_id)
-        if model is not None:
-            filters.append("model = {}")
-            params.append(model)
-        where = "".join(f" AND {f}" for f in filters)
+    """Sums per (grain bucket, group) over [since, until): from the rollup for its grains when no filter
+    is given, else from the usage log itself (`raw_bucket`: the dialect's floor of `{x}`). The first two
+    parameters (since, until) are the caller's; the filters' follow."""
+    if grain in GRAINS and key_id is None and model is None:
+        dim = {"model": "model", "provider": "provider", "key": "key", "none": "provider"}[group_by]
+        group = "''" if group_by == "none" else "value"
         return (f"SELECT bucket, {group}, SUM(requests), SUM(errors), SUM(prompt_tokens), SUM(completion_tokens), "
-                f"SUM(cost_usd), SUM(unpriced) FROM sb_usage_rollup WHERE grain = {grain} AND bucket >= {{}} "
-                f"AND bucket < {{}}{where} GROUP BY 1, 2", params)
+                f"SUM(cost_usd), SUM(unpriced) FROM sb_usage_rollup WHERE grain = {grain} AND dim = '{dim}' "
+                "AND bucket >= {} AND bucket < {} GROUP BY 1, 2", [])
     raw_group = {"model": "COALESCE(model, '')", "provider": "COALESCE(provider, '')",
                  "key": "COALESCE(key_id, '')", "none": "''"}[group_by]
+    filters: list[str] = []
+    params: list[Any] = []
     if key_id is not None:
         filters.append("key_id = {}")
         params.append(key_id)
@@ -208,13 +210,24 @@ def series_sql(grain: int, group_by: str, key_id: str | None, model: str | None,
             f"FROM sb_usage WHERE ts >= {{}} AND ts < {{}}{where} GROUP BY 1, 2", params)
 
 
-LATENCY_SQL = ("SELECT model, metric, bin, SUM(n) FROM sb_latency_rollup WHERE bucket >= {} AND bucket < {} "
-               "GROUP BY 1, 2, 3")
-"""Parameters: (since, until), hour-aligned. The histogram of each (model, metric) over the window."""
+def latency_params(since: int, until: int) -> list[int]:
+    """LATENCY_SQL's parameters for an hour-aligned window: its whole UTC days, and the hours outside those."""
+    first_day = -(-since // 86400) * 86400
+    last_day = max(first_day, until // 86400 * 86400)
+    if first_day >= last_day:
+        return [0, 0, since, until, 0, 0]
+    return [first_day, last_day, since, first_day, last_day, until]
 
-SPEND_BY_KEY_SQL = ("SELECT key_id, SUM(cost_usd), SUM(requests), SUM(prompt_tokens + completion_tokens) "
-                    "FROM sb_usage_rollup WHERE grain = 3600 AND bucket >= {} AND bucket < {} AND key_id <> '' "
-                    "GROUP BY key_id")
+
+LATENCY_SQL = ("SELECT model, metric, bin, SUM(n) FROM sb_latency_rollup WHERE "
+               "(grain = 86400 AND bucket >= {} AND bucket < {}) OR "
+               "(grain = 3600 AND ((bucket >= {} AND bucket < {}) OR (bucket >= {} AND bucket < {}))) "
+               "GROUP BY 1, 2, 3")
+"""Parameters: `latency_params(since, until)`. The histogram of each (model, metric) over the window."""
+
+SPEND_BY_KEY_SQL = ("SELECT value, SUM(cost_usd), SUM(requests), SUM(prompt_tokens + completion_tokens) "
+                    "FROM sb_usage_rollup WHERE grain = 3600 AND dim = 'key' AND bucket >= {} AND bucket < {} "
+                    "AND value <> '' GROUP BY value")
 """Parameters: (since, until), hour-aligned."""
 
 LAST_USED_SQL = "SELECT key_id, last_ts FROM sb_key_last_used"
