@@ -29,7 +29,8 @@ from switchboard.store.rollup import LAST_USED_SQL, LATENCY_SQL, SPEND_BY_KEY_SQ
 
 DAYS = 30
 MODELS = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("claude-sonnet", "anthropic"),
-          ("claude-haiku", "anthropic"), ("llama-70b", "groq"), ("llama-8b", "groq"), ("mistral-large", "mistral"), ("mistral-small", "mistral")]
+          ("claude-haiku", "anthropic"), ("llama-70b", "groq"), ("llama-8b", "groq"), ("mistral-large", "mistral"),
+          ("mistral-small", "mistral")]
 KEYS = [f"key_{i:02d}" for i in range(20)]
 
 

@@ -14,6 +14,7 @@ so the answer is exact either way.
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -123,7 +124,9 @@ def series_query(edges: list[float], group_by: str, key_id: str | None, model: s
                  floor_sql: str) -> tuple[int, str, list[Any]]:
     """(grain, SQL, parameters) of the sums between the first and last edge."""
     grain = grain_for(edges)
-    sql, filters = series_sql(grain, group_by, key_id, model, floor_sql)
+    widths = {b - a for a, b in itertools.pairwise(edges)}
+    regular = (int(edges[0]), int(widths.pop())) if len(widths) == 1 else None
+    sql, filters = series_sql(grain, group_by, key_id, model, floor_sql, regular)
     return grain, sql, [int(edges[0]) if grain in GRAINS else edges[0],
                         int(edges[-1]) if grain in GRAINS else edges[-1], *filters]
 

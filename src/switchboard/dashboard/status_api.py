@@ -1,4 +1,5 @@
-"""This instance's live state for the dashboard: `GET /admin/health` and `GET /admin/agents`.
+"""This instance's live state for the dashboard: `GET /admin/health`, `GET /admin/agents` (and `GET /admin/me`:
+the signed-in key and its role).
 
 Health: every model with its route and fallbacks, and per provider its concurrency (in flight, queue
 depth) and per deployment the circuit breaker (state, consecutive failures, cooldown left), the error
@@ -44,7 +45,13 @@ class StatusApi:
         self.gateway.observers.append(self.observe)
 
     def routes(self) -> list[PlainRoute]:
-        return [PlainRoute("GET", "/admin/health", self.health), PlainRoute("GET", "/admin/agents", self.agents)]
+        return [PlainRoute("GET", "/admin/health", self.health), PlainRoute("GET", "/admin/agents", self.agents),
+                PlainRoute("GET", "/admin/me", self.me)]
+
+    async def me(self, request: Request) -> Response:
+        """Who is signed in, and its role (the dashboard shows or hides its buttons by it)."""
+        principal = await authorize(self.auth, request, write=False)
+        return JSONResponse({"key_id": principal.key_id, "name": principal.name, "role": principal.role})
 
     def on_router_event(self, event: RouterEvent) -> None:
         if event.kind != "upstream_error" or event.error is None:

@@ -155,7 +155,7 @@ ROLLUP_MIGRATION: list[str | PostgresOnly | SqliteOnly] = [
         cost_usd {float} NOT NULL,
         unpriced BIGINT NOT NULL,
         latency_ms_sum {float} NOT NULL,
-        PRIMARY KEY (grain, bucket, dim, value))""",
+        PRIMARY KEY (grain, dim, bucket, value))""",
     """CREATE TABLE IF NOT EXISTS sb_latency_rollup (
         grain INTEGER NOT NULL,
         bucket BIGINT NOT NULL,
@@ -171,7 +171,7 @@ ROLLUP_MIGRATION: list[str | PostgresOnly | SqliteOnly] = [
 """Part of migration 30: the tables, filled from the usage log already there."""
 
 
-ROLLUP_CONFLICT = ("ON CONFLICT (grain, bucket, dim, value) DO UPDATE SET "
+ROLLUP_CONFLICT = ("ON CONFLICT (grain, dim, bucket, value) DO UPDATE SET "
                    + ", ".join(f"{c} = sb_usage_rollup.{c} + excluded.{c}" for c in ROLLUP_COLUMNS[4:]))
 LATENCY_CONFLICT = ("ON CONFLICT (grain, bucket, model, metric, bin) DO UPDATE SET "
                     "n = sb_latency_rollup.n + excluded.n")
@@ -183,14 +183,20 @@ def last_used_conflict(dialect: str) -> str:
 
 
 def series_sql(grain: int, group_by: str, key_id: str | None, model: str | None,
-               raw_bucket: str) -> tuple[str, list[Any]]:
-    """Sums per (grain bucket, group) over [since, until): from the rollup for its grains when no filter
-    is given, else from the usage log itself (`raw_bucket`: the dialect's floor of `{x}`). The first two
+               raw_bucket: str, regular: tuple[int, int] | None = None) -> tuple[str, list[Any]]:
+    """Sums per (bucket, group) over [since, until): from the rollup for its grains when no filter is
+    given, else from the usage log itself (`raw_bucket`: the dialect's floor of `{x}`). With `regular`
+    (origin, width: the output buckets are that evenly spaced) the rollup's rows are summed per output
+    bucket in the database; otherwise per grain bucket, for the caller to place. The first two
     parameters (since, until) are the caller's; the filters' follow."""
     if grain in GRAINS and key_id is None and model is None:
         dim = {"model": "model", "provider": "provider", "key": "key", "none": "provider"}[group_by]
         group = "''" if group_by == "none" else "value"
-        return (f"SELECT bucket, {group}, SUM(requests), SUM(errors), SUM(prompt_tokens), SUM(completion_tokens), "
+        bucket = "bucket"
+        if regular is not None and regular[1] > grain:
+            origin, width = int(regular[0]), int(regular[1])
+            bucket = f"{origin} + " + raw_bucket.format(x=f"(bucket - {origin}) / {width}") + f" * {width}"
+        return (f"SELECT {bucket}, {group}, SUM(requests), SUM(errors), SUM(prompt_tokens), SUM(completion_tokens), "
                 f"SUM(cost_usd), SUM(unpriced) FROM sb_usage_rollup WHERE grain = {grain} AND dim = '{dim}' "
                 "AND bucket >= {} AND bucket < {} GROUP BY 1, 2", [])
     raw_group = {"model": "COALESCE(model, '')", "provider": "COALESCE(provider, '')",
