@@ -10,6 +10,7 @@ $SWITCHBOARD_ARTIFACTS).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,4 +218,53 @@ def test_no_key_no_data(browser: Any, server: SwitchboardProcess) -> None:
     ui.page.wait_for_selector("#signin-error:text('no admin role')")
     assert ui.page.locator("#who").count() == 0
     ui.errors = [e for e in ui.errors if "403" not in e]  # the refused sign-in's own request
+    ui.close()
+
+
+AGENT_FILES = {"agents/calc.md": "---\nmodel: small\ntools: [tools]\ndescription: Adds numbers.\n---\nYou add.\n"}
+
+
+@pytest.fixture(scope="module")
+def agent_server() -> Iterator[SwitchboardProcess]:
+    import sys
+
+    from tests.fakes.agent_upstream import FakeAgentUpstream
+
+    mcp = Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py"
+    upstream = FakeAgentUpstream().start()
+    config = f"""
+auth: {{master_key: {MASTER}}}
+providers:
+  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
+models:
+  small: up/small-model
+agents: {{dir: agents}}
+mcp:
+  servers:
+    tools: {{command: "{sys.executable}", args: ["{mcp}"], timeout_s: 10}}
+"""
+    proc = SwitchboardProcess(config, extra_files=AGENT_FILES).start()
+    yield proc
+    proc.stop()
+    upstream.stop()
+
+
+def test_agents_page_and_agent_tool_activity_in_the_playground(browser: Any, agent_server: SwitchboardProcess
+                                                               ) -> None:
+    ui = Page(browser, agent_server)
+    page = ui.page
+    ui.sign_in(MASTER)
+    page.click("#nav-agents")
+    page.wait_for_selector("strong:text-is('calc')")
+    text = page.text_content("main") or ""
+    assert "tools.add" in text and "connected" in text and "small" in text
+    ui.shot("agents")
+    page.click("#nav-playground")
+    page.select_option("#pg-model", "calc")
+    page.fill("#pg-prompt", json.dumps({"calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}))
+    page.click("#pg-send")
+    page.wait_for_selector("#pg-status:text('Done')")
+    assert "Calling tools.add" in (page.text_content("#pg-chat .msg.assistant .tools") or "")
+    assert "5" in (page.text_content("#pg-chat .msg.assistant .content") or "")
+    ui.shot("playground-agent")
     ui.close()

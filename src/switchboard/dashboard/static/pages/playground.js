@@ -60,8 +60,8 @@ export async function playground(main) {
     } finally {
       send.disabled = false;
     }
-  } }, h("div", { class: "toolbar" }, h("label", {}, "Model or agent", select)), prompt, h("div", { class: "toolbar" }, send, status));
+  } }, prompt, h("div", { class: "toolbar" }, send, status));
   main.append(h("h1", {}, "Playground"), h("div", { class: "scope" }, "Uses the signed-in key: its models, limits and budget apply"),
-    h("div", { class: "card" }, chat, form));
+    h("div", { class: "toolbar" }, h("label", {}, "Model or agent", select)), h("div", { class: "card" }, chat, form));
   return () => controller?.abort();
 }
