@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -13,13 +16,32 @@ from tests.server import SwitchboardProcess
 
 
 @pytest.fixture(scope="module")
-def client(fake_openai: FakeOpenAI) -> Iterator[httpx.Client]:
+def server(fake_openai: FakeOpenAI) -> Iterator[SwitchboardProcess]:
     proc = SwitchboardProcess(access_config(fake_openai, "sqlite:///data/switchboard.db")).start()
-    try:
-        with httpx.Client(base_url=proc.url, timeout=10) as c:
-            yield c
-    finally:
-        proc.stop()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: SwitchboardProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        yield c
+
+
+def test_the_cli_sets_and_lists_roles(server: SwitchboardProcess, client: httpx.Client) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "switchboard.cli", *args, "--config", str(server.config_path)],
+                              capture_output=True, text=True, timeout=30, cwd=server.dir)
+
+    made = cli("keys", "create", "--name", "cli-viewer", "--role", "viewer", "--json")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert key["role"] == "viewer"
+    assert client.get("/admin/keys", headers=bearer(key["key"])).status_code == 200
+    listing = cli("keys", "list")
+    assert "ROLE" in listing.stdout and "viewer" in listing.stdout
+    assert cli("keys", "update", key["id"], "--role", "none").returncode == 0
+    assert client.get(f"/admin/keys/{key['id']}", headers=ADMIN).json()["role"] is None
 
 
 def test_a_new_key_has_no_role_and_no_admin_access(client: httpx.Client) -> None:

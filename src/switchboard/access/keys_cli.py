@@ -149,9 +149,9 @@ def _key_table(keys: list[VirtualKey]) -> str:
         return "expired" if k.expires_at is not None and k.expires_at <= now else "active"
 
     rows = [[k.id, k.name, ",".join(k.models), str(k.rpm or "-"), str(k.tpm or "-"),
-             "-" if k.budget_usd is None else f"${k.budget_usd:g}/{k.budget_period}", _when(k.expires_at), status(k)]
-            for k in keys]
-    return _table(["ID", "NAME", "MODELS", "RPM", "TPM", "BUDGET", "EXPIRES (UTC)", "STATUS"], rows)
+             "-" if k.budget_usd is None else f"${k.budget_usd:g}/{k.budget_period}", _when(k.expires_at),
+             k.role or "-", status(k)] for k in keys]
+    return _table(["ID", "NAME", "MODELS", "RPM", "TPM", "BUDGET", "EXPIRES (UTC)", "ROLE", "STATUS"], rows)
 
 
 def _print_json(obj: Any) -> None:
