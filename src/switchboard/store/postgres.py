@@ -7,6 +7,7 @@ of the URL are passed as server settings by asyncpg (e.g. `?search_path=myschema
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Sequence
@@ -172,7 +173,7 @@ class PostgresStore:
         # One statement per batch, one array per column: a round trip and a parse per batch, not per row.
         # The rollups in the same transaction, their rows sorted: concurrent instances lock them in one order.
         columns = list(zip(*rows, strict=True))
-        deltas = rollup_deltas(rows)
+        deltas = await asyncio.to_thread(rollup_deltas, rows)  # a big batch does not hold up the event loop
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(_INSERT_USAGE, *columns)
             await conn.execute(_UPSERT_ROLLUP, *zip(*deltas.rollup, strict=True))

@@ -80,40 +80,59 @@ class RollupDeltas:
 
 
 def rollup_deltas(rows: Sequence[tuple[Any, ...]]) -> RollupDeltas:
-    """A batch of usage rows (`base.UsageValues`) folded into the upserts of the three tables."""
-    sums: dict[tuple[int, int, str, str], list[Any]] = {}
-    hist: dict[tuple[int, int, str, str, int], int] = {}
+    """A batch of usage rows (`base.UsageValues`) folded into the upserts of the three tables.
+
+    Each row costs one sum update (per 15 minutes and key, model, provider) and one histogram update per
+    duration; the grains and dimensions are expanded from those few aggregates afterwards."""
+    fine: dict[tuple[int, str, str, str], list[Any]] = {}  # (15-minute bucket, key, model, provider) -> sums
+    hours: dict[tuple[int, str, str, int], int] = {}  # (hour, model, metric, bin) -> count
     last: dict[str, float] = {}
+    log, log_ratio = math.log, _LOG_RATIO
     for row in rows:
         ts = row[_TS]
-        key, model, provider = row[_KEY] or "", row[_MODEL] or "", row[_PROVIDER] or ""
-        cost, latency, ttft = row[_COST], row[_LATENCY], row[_TTFT]
-        error = 1 if row[_STATUS] >= 400 else 0
-        for grain in GRAINS:
-            bucket = int(ts // grain) * grain
-            for dim, value in (("model", model), ("provider", provider), ("key", key)):
-                cell = sums.get((grain, bucket, dim, value))
-                if cell is None:
-                    cell = sums[(grain, bucket, dim, value)] = [0, 0, 0, 0, 0.0, 0, 0.0]
-                cell[0] += 1
-                cell[1] += error
-                cell[2] += row[_PROMPT]
-                cell[3] += row[_COMPLETION]
-                if cost is None:
-                    cell[5] += 1
-                else:
-                    cell[4] += cost
-                cell[6] += latency or 0.0
-        for metric, duration in (("latency", latency), ("ttft", ttft)):
-            if duration is not None:
-                b = latency_bin(duration)
-                for grain in LATENCY_GRAINS:
-                    hkey = (grain, int(ts // grain) * grain, model, metric, b)
-                    hist[hkey] = hist.get(hkey, 0) + 1
+        key, model = row[_KEY] or "", row[_MODEL] or ""
+        combo = (int(ts // 900) * 900, key, model, row[_PROVIDER] or "")
+        cell = fine.get(combo)
+        if cell is None:
+            cell = fine[combo] = [0, 0, 0, 0, 0.0, 0, 0.0]
+        cell[0] += 1
+        if row[_STATUS] >= 400:
+            cell[1] += 1
+        cell[2] += row[_PROMPT]
+        cell[3] += row[_COMPLETION]
+        cost = row[_COST]
+        if cost is None:
+            cell[5] += 1
+        else:
+            cell[4] += cost
+        latency, ttft = row[_LATENCY], row[_TTFT]
+        if latency is not None:
+            cell[6] += latency
+            hkey = (combo[0] // 3600 * 3600, model, "latency", int(log(latency) / log_ratio) if latency > 1.0 else 0)
+            hours[hkey] = hours.get(hkey, 0) + 1
+        if ttft is not None:
+            hkey = (combo[0] // 3600 * 3600, model, "ttft", int(log(ttft) / log_ratio) if ttft > 1.0 else 0)
+            hours[hkey] = hours.get(hkey, 0) + 1
         if key and ts > last.get(key, 0.0):
             last[key] = ts
+    sums: dict[tuple[int, int, str, str], list[Any]] = {}
+    for (bucket, key, model, provider), cell in fine.items():
+        for grain in GRAINS:
+            start = bucket // grain * grain
+            for dim, value in (("model", model), ("provider", provider), ("key", key)):
+                total = sums.get((grain, start, dim, value))
+                if total is None:
+                    sums[(grain, start, dim, value)] = list(cell)
+                else:
+                    for i, v in enumerate(cell):
+                        total[i] += v
+    hist: dict[tuple[int, int, str, str, int], int] = {}
+    for (hour, model, metric, b), n in hours.items():
+        for grain in LATENCY_GRAINS:
+            cell_key = (grain, hour // grain * grain, model, metric, b)
+            hist[cell_key] = hist.get(cell_key, 0) + n
     return RollupDeltas(
-        rollup=[(*k, *v) for k, v in sorted(sums.items())],
+        rollup=[(g, b, d, v, *cell) for (g, b, d, v), cell in sorted(sums.items())],
         latency=[(*k, n) for k, n in sorted(hist.items())],
         last_used=sorted(last.items()))
 

@@ -178,9 +178,8 @@ class SqliteStore:
     async def insert_usage(self, rows: Sequence[UsageValues]) -> None:
         if not rows:
             return
-        deltas = rollup_deltas(rows)
-
         def write(c: sqlite3.Connection) -> None:
+            deltas = rollup_deltas(rows)  # on the store's thread: a big batch does not hold up the event loop
             # Multi-row INSERTs, not `executemany`: that releases and retakes the GIL around every row, and
             # each retake can stall the event loop thread for a whole switch interval.
             c.execute("BEGIN")
