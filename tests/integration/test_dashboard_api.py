@@ -21,6 +21,7 @@ SECRET_WORDS = "private-words-7f3a"
 def server(fake_openai: FakeOpenAI) -> Iterator[SwitchboardProcess]:
     config = f"""
 auth: {{master_key: {MASTER}}}
+server: {{path_prefixes: [/openai]}}
 providers:
   up:
     type: openai
@@ -110,3 +111,11 @@ def test_agents_me_and_roles(server: SwitchboardProcess) -> None:
     for path in ("/admin/health", "/admin/agents", "/admin/requests/req-ok", "/admin/me"):
         assert httpx.get(server.url + path, headers=bearer(plain)).status_code == 403, path
         assert httpx.get(server.url + path).status_code == 401, path
+
+
+def test_the_dashboard_under_a_path_prefix(server: SwitchboardProcess) -> None:
+    page = httpx.get(server.url + "/openai/ui")
+    assert page.status_code == 200 and 'src="ui/app.js"' in page.text  # relative: resolves under the prefix
+    assert httpx.get(server.url + "/openai/ui/app.js").status_code == 200
+    assert httpx.get(server.url + "/openai/ui/", follow_redirects=False).headers["location"] == "/openai/ui"
+    assert httpx.get(server.url + "/openai/admin/health", headers=ADMIN).json()["object"] == "health"
