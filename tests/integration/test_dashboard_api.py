@@ -119,3 +119,30 @@ def test_the_dashboard_under_a_path_prefix(server: SwitchboardProcess) -> None:
     assert httpx.get(server.url + "/openai/ui/app.js").status_code == 200
     assert httpx.get(server.url + "/openai/ui/", follow_redirects=False).headers["location"] == "/openai/ui"
     assert httpx.get(server.url + "/openai/admin/health", headers=ADMIN).json()["object"] == "health"
+
+
+def test_bodies_only_with_log_bodies_and_then_redacted(fake_openai: FakeOpenAI) -> None:
+    config = f"""
+auth: {{master_key: {MASTER}}}
+observability: {{log_bodies: true}}
+providers:
+  up: {{type: openai, base_url: "{fake_openai.base_url}", keys: [sk-upstream-dash], retries: {{max: 0}}}}
+models:
+  gpt-4o-mini: up/gpt-4o-mini
+store: {{url: "sqlite:///data/switchboard.db"}}
+"""
+    leaked = "sk-proj-" + "a1B2c3D4e5F6g7H8i9J0k1L2"
+    proc = SwitchboardProcess(config).start()
+    try:
+        r = httpx.post(proc.url + "/v1/chat/completions", headers={**ADMIN, "x-request-id": "req-body"}, json={
+            "model": "gpt-4o-mini", "metadata": {"api_key": "plain-secret-value"},
+            "messages": [{"role": "user", "content": f"{SECRET_WORDS}; my key is {leaked}"}]})
+        assert r.status_code == 200
+        record = httpx.get(proc.url + "/admin/requests/req-body", headers=ADMIN).json()
+    finally:
+        proc.stop()
+    body = record["request_body"]
+    assert body["messages"][0]["content"] == f"{SECRET_WORDS}; my key is [REDACTED]"
+    assert body["metadata"] == {"api_key": "[REDACTED]"}
+    assert record["response_body"]["choices"][0]["message"]["content"] == "Hello from gpt-4o-mini"
+    assert leaked not in json.dumps(record) and "plain-secret-value" not in json.dumps(record)

@@ -1,7 +1,8 @@
 """This instance's recent requests: a bounded ring buffer of request records and their live stream.
 
 A gateway observer keeps the last `capacity` finished API requests as access-log entries (the same
-fields: ids, model, provider, status, tokens, timing; never message contents or keys). `GET
+fields: ids, model, provider, status, tokens, timing; never keys, and message contents only with
+`observability.log_bodies`, then with their secrets redacted: redact.py). `GET
 /admin/requests` is an SSE stream: the buffered records that match its filters (`model`, `key_id`,
 `status`: a code, `2xx`.. `5xx` or `error`), then each new one as it finishes. Every subscriber has
 a bounded queue: a reader too slow to keep up loses records (counted in a `dropped` event), never
@@ -27,6 +28,7 @@ from ..observability.access_log import access_entry
 from ..request_record import RequestRecord
 from ..routes import PlainRoute
 from ..sse import event_frame
+from .redact import redacted_body
 
 __all__ = ["INSTANCE_ID", "RecentRequests", "record_filter"]
 
@@ -75,6 +77,10 @@ class RecentRequests:
             return  # a URL no route took: not a request worth watching
         entry = access_entry(record)
         entry["error_type"] = record.error_type
+        if record.body is not None:  # observability.log_bodies: shown with its secrets taken out
+            entry["request_body"] = redacted_body(record.body)
+        if record.response_body is not None:
+            entry["response_body"] = redacted_body(record.response_body)
         if len(self.records) == self.capacity:
             oldest = self.records[0]
             if self._by_id.get(oldest["request_id"]) is oldest:
