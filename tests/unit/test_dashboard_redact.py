@@ -23,3 +23,16 @@ def test_long_bodies_are_cut_and_bytes_parsed() -> None:
     assert isinstance(long, str) and len(long) < MAX_BODY_CHARS + 100 and long.endswith("chars)")
     assert redacted_body(b'{"a": "sk-' + b"b" * 30 + b'"}') == {"a": REDACTED}
     assert redacted_body(b"not json sk-" + b"c" * 30) == f"not json {REDACTED}"
+
+
+def test_log_bodies_is_read_from_the_config() -> None:
+    import pytest
+
+    from switchboard.config import ConfigError, parse_config
+
+    assert parse_config("observability: {log_bodies: true}\n").log_bodies is True
+    assert parse_config("server: {port: 8080}\n").log_bodies is False
+    with pytest.raises(ConfigError, match=r"observability\.log_bodies"):
+        parse_config("observability: {log_bodies: 3}\n")
+    with pytest.raises(ConfigError, match=r"unknown key `observability\.log_body`"):
+        parse_config("observability: {log_body: true}\n")
