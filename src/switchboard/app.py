@@ -18,6 +18,7 @@ from .access.auth import bearer_token
 from .asgi import JSONResponse, Receive, Request, Response, Scope, Send, StreamResponse, send_response, send_stream
 from .body_memory import BodyMemory
 from .config import Config, load_config
+from .dashboard import Dashboard
 from .errors import GatewayError, internal_error
 from .facades import Facade, Facades
 from .gateway import Gateway
@@ -76,6 +77,7 @@ class SwitchboardApp:
         self.body_memory = BodyMemory(gateway.config.server.max_body_memory_bytes,
                                       gateway.config.server.max_body_memory_per_key_bytes)
         self.facades = Facades(gateway.config)
+        self.log_bodies = gateway.config.log_bodies
         self.shutting_down = False
         # Request ids: a random prefix per process and a counter, unique across workers and restarts
         # without reading the OS's random source on every request.
@@ -157,6 +159,8 @@ class SwitchboardApp:
         method = scope["method"]
         request = Request(scope, receive, path, "", self.max_body, self.body_memory)
         request.facade = facade
+        if self.log_bodies:
+            request.keep_json = True
         incoming = request.headers.get("x-request-id")
         if incoming is not None and _valid_request_id(incoming):
             request_id = incoming
@@ -210,6 +214,10 @@ class SwitchboardApp:
             if record is not None:
                 record.error_type = "api_error"
         request.release_body()
+        if self.log_bodies and record is not None:
+            record.body = request.state.get("json")
+            if isinstance(response, Response):
+                record.response_body = response.body[:MAX_LOGGED_BODY]
         if record is not None and record.headers:
             response.headers = {**record.headers, **response.headers}
         if lease is not None:
@@ -243,6 +251,8 @@ class SwitchboardApp:
         return _error_response(GatewayError(404, f"Unknown request URL: {method} {path}.", "invalid_request_error",
                                             code="unknown_url", retryable=False))
 
+
+MAX_LOGGED_BODY = 64 * 1024  # of a non-stream answer, kept with observability.log_bodies
 
 _FACADE_PLAIN = frozenset({"/health", "/ready"})  # the plain routes a facade serves too
 
@@ -283,6 +293,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> SwitchboardApp
         *openai_chat.ROUTES, *openai_completions.ROUTES, *embeddings.ROUTES, *anthropic.ROUTES,
         *ResponsesApi(gateway).routes(), *ModelCatalog(gateway).routes(),
         *AdminApi(gateway.access, gateway.auth).routes(),
+        *Dashboard(gateway).routes(),
         PlainRoute("GET", "/metrics", metrics.handle),
     ]
     app = SwitchboardApp(gateway, routes)

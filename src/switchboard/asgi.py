@@ -36,8 +36,8 @@ def _too_large(limit: int) -> GatewayError:
 
 
 class Request:
-    __slots__ = ("_body", "_held", "body_memory", "endpoint", "facade", "headers", "max_body", "method", "path",
-                 "principal", "query", "receive", "request_id", "scope", "state")
+    __slots__ = ("_body", "_held", "body_memory", "endpoint", "facade", "headers", "keep_json", "max_body", "method",
+                 "path", "principal", "query", "receive", "request_id", "scope", "state")
 
     def __init__(self, scope: Scope, receive: Receive, path: str, request_id: str, max_body: int,
                  body_memory: BodyMemory | None = None) -> None:
@@ -59,6 +59,7 @@ class Request:
         self._body: bytes | bytearray | None = None
         self._held = 0  # bytes of body_memory this request holds
         self.state: dict[str, Any] = {}
+        self.keep_json = False  # keep an untouched copy of the parsed body in state["json"] (observability.log_bodies)
 
     async def body(self) -> bytes | bytearray:
         """The whole body (at most `max_body` bytes), kept for later calls."""
@@ -115,6 +116,8 @@ class Request:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise bad_request(f"The request body is not valid JSON: {exc}") from None
+            if self.keep_json:
+                self.state["json"] = orjson.loads(raw)  # a copy: the headend may change `data` as it goes
         finally:
             self.release_body()
         if not isinstance(data, dict):

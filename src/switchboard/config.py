@@ -267,6 +267,7 @@ class Config:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     facades: dict[str, FacadeConfig] = field(default_factory=dict)
+    log_bodies: bool = False  # `observability.log_bodies`: the dashboard's live records keep bodies (redacted)
     base_dir: Path = field(default_factory=Path.cwd)
     warnings: list[str] = field(default_factory=list)
 
@@ -806,6 +807,10 @@ def parse_config(text: str, source: str = "switchboard.yaml", environ: dict[str,
         cfg.responses = _read_responses(root.section("responses"))
     with problems.guard():
         cfg.facades = _read_facades(root.section("facades"), cfg.server.port)
+    with problems.guard():
+        observability = root.section("observability")
+        cfg.log_bodies = observability.get("log_bodies", bool, False)
+        observability.done()
     root.done()
     _check_routes(cfg, source, broken, problems)
     problems.raise_any()

@@ -54,6 +54,9 @@ class RequestRecord:
     facade: str | None = None  # the facade the request came through
     path: str | None = None  # the URL path, for requests no route took (404/405)
     turns: list[Turn] | None = None  # an agent's model calls, in order
+    # With `observability.log_bodies` only: the parsed request body and a non-stream answer's bytes.
+    body: object | None = None
+    response_body: bytes | None = None
 
     def routed(self, outcome: Outcome) -> None:
         self.provider = outcome.deployment.provider.name

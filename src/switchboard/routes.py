@@ -23,7 +23,7 @@ from .request_record import RequestRecord
 __all__ = ["ApiHandler", "ApiRoute", "ErrorRenderer", "PlainHandler", "PlainRoute", "Route"]
 
 ApiHandler = Callable[[Gateway, Request, RequestRecord], Awaitable[Response | StreamResponse]]
-PlainHandler = Callable[[Request], Awaitable[Response]]
+PlainHandler = Callable[[Request], Awaitable[Response | StreamResponse]]
 # (error, request id) -> (JSON body, extra headers): a route answering errors in its own wire format
 # (the Anthropic headend); status and retry headers stay the gateway's.
 ErrorRenderer = Callable[[GatewayError, str], tuple[dict[str, Any], dict[str, str]]]

@@ -58,7 +58,7 @@ async def test_a_batch_is_written_as_small_statements_in_one_transaction(tmp_pat
         await store._run(lambda c: c.set_trace_callback(statements.append))
         await store.insert_usage([_values(i) for i in range(60)])
         await store._run(lambda c: c.set_trace_callback(None))
-        inserts = [s for s in statements if s.startswith("INSERT")]
+        inserts = [s for s in statements if s.startswith("INSERT INTO sb_usage (")]
         assert len(inserts) == 3  # 25 + 25 + 10 rows
         assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"
         count = await store._run(lambda c: c.execute("SELECT COUNT(*) FROM sb_usage").fetchone()[0])

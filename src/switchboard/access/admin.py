@@ -1,8 +1,11 @@
-"""The admin API (master key only): `/admin/keys` CRUD and `/admin/usage`.
+"""The admin API: `/admin/keys` CRUD and `/admin/usage`, for the master key and keys with an admin role.
+
+Reads need the `viewer` or `admin` role, changes the `admin` role (the master key is `admin`);
+`authorize` is the one check, also used by the dashboard's APIs (`dashboard/`).
 
 POST /admin/keys creates a key and is the only response that ever contains its secret
 (`key`); DELETE revokes (the row stays, so usage keeps its key id). Declared as plain routes
-(`AdminApi.routes()`); each handler checks the master key before it reads a body.
+(`AdminApi.routes()`); each handler checks the caller's role before it reads a body.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from ..asgi import JSONResponse, Request, Response
 from ..errors import GatewayError, bad_request
 from ..routes import PlainRoute
 from ..store import UsageQuery
-from .auth import Authenticator
+from .auth import Authenticator, Principal
 from .control import AccessControl
 from .keys import parse_expiry, validate_key_fields
 
-__all__ = ["AdminApi"]
+__all__ = ["AdminApi", "authorize"]
 
 
 def _not_found(key_id: str) -> GatewayError:
@@ -36,14 +39,11 @@ class AdminApi:
                 PlainRoute("DELETE", "/admin/keys/{id}", self.revoke),
                 PlainRoute("GET", "/admin/usage", self.usage)]
 
+    async def _reader(self, request: Request) -> None:
+        await authorize(self.auth, request, write=False)
+
     async def _master(self, request: Request) -> None:
-        if not self.auth.enabled:
-            raise GatewayError(403, "The admin API is disabled: set auth.master_key to use it.", "permission_error",
-                               code="admin_disabled", retryable=False)
-        principal = await self.auth.authenticate(request.headers)
-        if not principal.is_master:
-            raise GatewayError(403, "The admin API requires the master key.", "permission_error",
-                               code="master_key_required", retryable=False)
+        await authorize(self.auth, request, write=True)
 
     async def create(self, request: Request) -> Response:
         await self._master(request)
@@ -52,12 +52,12 @@ class AdminApi:
         return JSONResponse({**key.public(), "key": secret}, status=201)
 
     async def list_keys(self, request: Request) -> Response:
-        await self._master(request)
+        await self._reader(request)
         keys = await self.access.store.list_keys()
         return JSONResponse({"object": "list", "data": [k.public() for k in keys]})
 
     async def get(self, request: Request) -> Response:
-        await self._master(request)
+        await self._reader(request)
         key_id = request.state["path_params"]["id"]
         key = await self.access.store.get_key(key_id)
         if key is None:
@@ -82,7 +82,7 @@ class AdminApi:
         return JSONResponse(key.public())
 
     async def usage(self, request: Request) -> Response:
-        await self._master(request)
+        await self._reader(request)
         params = request.query_params()
         unknown = set(params) - {"key_id", "model", "since", "until", "status", "limit"}
         if unknown:
@@ -96,6 +96,24 @@ class AdminApi:
         await self.access.usage.flush()  # this instance's own recent requests are in the answer
         rows, totals = await self.access.store.query_usage(query)
         return JSONResponse({"object": "list", "data": [r.public() for r in rows], "totals": totals.public()})
+
+
+async def authorize(auth: Authenticator, request: Request, write: bool) -> Principal:
+    """The caller, if its role allows a read (`viewer` or `admin`) or a change (`admin`); else 401/403."""
+    if not auth.enabled:
+        raise GatewayError(403, "The admin API is disabled: set auth.master_key to use it.", "permission_error",
+                           code="admin_disabled", retryable=False)
+    principal = await auth.authenticate(request.headers)
+    role = principal.role
+    if role == "admin" or (role == "viewer" and not write):
+        request.principal = principal
+        return principal
+    if role == "viewer":
+        raise GatewayError(403, "This key has the `viewer` role: it may read the admin API but not change anything; "
+                           "an `admin` key or the master key may.", "permission_error", code="admin_role_required",
+                           retryable=False)
+    raise GatewayError(403, "The admin API requires the master key or a key with the `viewer` or `admin` role.",
+                       "permission_error", code="admin_role_required", retryable=False)
 
 
 def _time_param(params: dict[str, str], name: str) -> float | None:

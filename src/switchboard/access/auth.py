@@ -32,6 +32,13 @@ class Principal:
     is_master: bool = False
     virtual: VirtualKey | None = None  # set for keys issued through the admin API / CLI (access.keys)
 
+    @property
+    def role(self) -> str | None:
+        """Its admin role: "admin" for the master key, a virtual key's own role, else None (no admin access)."""
+        if self.is_master:
+            return "admin"
+        return self.virtual.role if self.virtual is not None else None
+
     def may_use(self, model: str) -> bool:
         if self.is_master:
             return True

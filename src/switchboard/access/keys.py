@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import GatewayError, bad_request
-from ..store import BUDGET_PERIODS, Store, VirtualKey
+from ..store import BUDGET_PERIODS, KEY_ROLES, Store, VirtualKey
 from ..store.base import INT64_MAX
 from .auth import Principal
 
@@ -81,7 +81,7 @@ def _positive_int(value: Any, param: str) -> int | None:
 
 def validate_key_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
     """The key fields present in `body`, checked; unknown fields are an error (a typo must not pass)."""
-    allowed = {"name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period"} | (
+    allowed = {"name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period", "role"} | (
         set() if creating else {"revoked"})
     for field in body:
         if field not in allowed:
@@ -119,6 +119,11 @@ def validate_key_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
             raise bad_request(f"`budget_period` must be one of {', '.join(BUDGET_PERIODS)}.", param="budget_period",
                               code="invalid_value")
         out["budget_period"] = body["budget_period"]
+    if "role" in body:
+        if body["role"] is not None and body["role"] not in KEY_ROLES:
+            raise bad_request(f"`role` must be null (no admin access) or one of {', '.join(KEY_ROLES)}.", param="role",
+                              code="invalid_value")
+        out["role"] = body["role"]
     if "revoked" in body:
         if not isinstance(body["revoked"], bool):
             raise bad_request("`revoked` must be a boolean.", param="revoked", code="invalid_value")

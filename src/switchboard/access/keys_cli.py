@@ -42,6 +42,8 @@ def add_parsers(sub: Any, load: Loader) -> None:
         p.add_argument("--budget", help="budget in USD per period ('none': no budget)")
         p.add_argument("--budget-period", choices=["daily", "weekly", "monthly", "total"])
         p.add_argument("--expires", help="expiry: ISO date/time (UTC) or unix seconds ('none': never)")
+        p.add_argument("--role", choices=["viewer", "admin", "none"],
+                       help="admin API / dashboard access: viewer (read), admin (full), none (default)")
 
     create = keys_sub.add_parser("create", help="create a key; its secret is printed once")
     common(create)
@@ -113,6 +115,8 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
             raise GatewayError(400, f"--budget must be a number or 'none', got {args.budget!r}") from None
     if args.budget_period is not None:
         body["budget_period"] = args.budget_period
+    if args.role is not None:
+        body["role"] = None if args.role == "none" else args.role
     if args.expires is not None:
         body["expires_at"] = None if args.expires.lower() == "none" else _time(args.expires, "--expires")
     return body
@@ -145,9 +149,9 @@ def _key_table(keys: list[VirtualKey]) -> str:
         return "expired" if k.expires_at is not None and k.expires_at <= now else "active"
 
     rows = [[k.id, k.name, ",".join(k.models), str(k.rpm or "-"), str(k.tpm or "-"),
-             "-" if k.budget_usd is None else f"${k.budget_usd:g}/{k.budget_period}", _when(k.expires_at), status(k)]
-            for k in keys]
-    return _table(["ID", "NAME", "MODELS", "RPM", "TPM", "BUDGET", "EXPIRES (UTC)", "STATUS"], rows)
+             "-" if k.budget_usd is None else f"${k.budget_usd:g}/{k.budget_period}", _when(k.expires_at),
+             k.role or "-", status(k)] for k in keys]
+    return _table(["ID", "NAME", "MODELS", "RPM", "TPM", "BUDGET", "EXPIRES (UTC)", "ROLE", "STATUS"], rows)
 
 
 def _print_json(obj: Any) -> None:

@@ -118,6 +118,16 @@ class Health:
         if breaker is not None:
             breaker.probing = False
 
+    def snapshot(self, deployment: str) -> dict[str, object]:
+        """The breaker's state for a status page: state, consecutive failures, cooldown and the time left of it."""
+        breaker = self._breakers.get(deployment)
+        if breaker is None:
+            return {"state": CLOSED, "failures": 0, "cooldown_s": None, "cooldown_remaining_s": 0.0}
+        now = self._clock()
+        left = 0.0 if breaker.opened_at is None else max(0.0, breaker.opened_at + breaker.cooldown_s - now)
+        return {"state": breaker.state(now), "failures": breaker.failures, "cooldown_s": breaker.cooldown_s,
+                "cooldown_remaining_s": round(left, 3)}
+
     def _notify(self, breaker: Breaker, state: str) -> None:
         for listener in self.listeners:
             listener(breaker, state)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from ..config import ConfigError
 from .base import Store, UsageValues, stored_size
-from .records import BUDGET_PERIODS, StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .records import BUDGET_PERIODS, KEY_ROLES, StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
 
-__all__ = ["BUDGET_PERIODS", "Store", "StoredResponse", "UsageQuery", "UsageRow", "UsageTotals", "UsageValues",
-           "VirtualKey", "build_store", "stored_size"]
+__all__ = ["BUDGET_PERIODS", "KEY_ROLES", "Store", "StoredResponse", "UsageQuery", "UsageRow", "UsageTotals",
+           "UsageValues", "VirtualKey", "build_store", "stored_size"]
 
 
 def build_store(url: str, base_dir: Path) -> Store:

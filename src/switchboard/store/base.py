@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
-from .records import KEY_FIELDS, StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .dialects import PostgresOnly, SqliteOnly, migration_sql
+from .records import KEY_FIELDS, USAGE_COLUMNS, StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .rollup import ROLLUP_MIGRATION
 
 __all__ = [
     "INT64_MAX",
@@ -30,6 +31,7 @@ __all__ = [
     "TOTALS_SQL",
     "USAGE_COLUMNS",
     "PostgresOnly",
+    "SqliteOnly",
     "Store",
     "UsageValues",
     "chain_params",
@@ -62,6 +64,8 @@ class Store(Protocol):
     past its `expires_at`, reads exactly like one that does not exist (never reveal which).
     """
 
+    floor_sql: str  # the dialect's floor of `{x}` to an integer (for aggregates by time)
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
@@ -73,6 +77,11 @@ class Store(Protocol):
     async def insert_usage(self, rows: Sequence[UsageValues]) -> None: ...
     async def query_usage(self, query: UsageQuery) -> tuple[list[UsageRow], UsageTotals]: ...
     async def spend(self, key_id: str, since: float) -> float: ...
+
+    async def aggregate(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a read-only aggregate query over the usage log or its rollups (SQL from rollup.py, `{}`
+        placeholders)."""
+        ...
 
     async def put_response(self, r: StoredResponse) -> None:
         """Insert `r`; a row with the same id is replaced. The caller has checked its size (`stored_size`)."""
@@ -110,25 +119,10 @@ INT64_MAX = 2**63 - 1
 """The largest count or limit the store holds (64-bit columns in both backends)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PostgresOnly:
-    """A migration statement that SQLite skips: its INTEGER already holds 64 bits, and it cannot
-    change a column's type."""
-
-    sql: str
-
-
-def migration_sql(statement: str | PostgresOnly, dialect: str) -> str | None:
-    """The statement to run on `dialect` ("sqlite" or "postgresql"), None when it does not apply there."""
-    if isinstance(statement, PostgresOnly):
-        return statement.sql if dialect == "postgresql" else None
-    return statement
-
-
 # Each migration is (version, statements), run in one transaction with its version row; statements
 # are idempotent where they can be, so a crash mid-way is harmless;
 # `{pk}` and `{float}` are the dialect's auto-increment key and double types.
-MIGRATIONS: list[tuple[int, list[str | PostgresOnly]]] = [
+MIGRATIONS: list[tuple[int, list[str | PostgresOnly | SqliteOnly]]] = [
     (1, [
         """CREATE TABLE IF NOT EXISTS sb_api_keys (
             id TEXT PRIMARY KEY,
@@ -223,13 +217,15 @@ MIGRATIONS: list[tuple[int, list[str | PostgresOnly]]] = [
         "CREATE INDEX IF NOT EXISTS sb_usage_ts ON sb_usage (ts)",
         "CREATE INDEX IF NOT EXISTS sb_usage_key_ts ON sb_usage (key_id, ts)",
     ]),
+    # The dashboard (issue 16): admin roles on keys (NULL: none), and the usage log's rollups (rollup.py).
+    (30, [
+        "ALTER TABLE sb_api_keys ADD COLUMN role TEXT",
+        *ROLLUP_MIGRATION,
+    ]),
 ]
 
 KEY_COLUMNS = ("id", "name", "secret_hash", "hint", "models", "expires_at", "rpm", "tpm", "budget_usd",
-               "budget_period", "revoked", "created_at", "updated_at")
-USAGE_COLUMNS = ("ts", "request_id", "key_id", "endpoint", "model", "provider", "upstream_model", "status", "stream",
-                 "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "ttft_ms",
-                 "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated")
+               "budget_period", "revoked", "created_at", "updated_at", "role")
 _STREAM = USAGE_COLUMNS.index("stream")
 _ESTIMATED = USAGE_COLUMNS.index("estimated")
 

@@ -7,6 +7,7 @@ of the URL are passed as server settings by asyncpg (e.g. `?search_path=myschema
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Sequence
@@ -38,6 +39,14 @@ from .base import (
     visible_params,
 )
 from .records import StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .rollup import (
+    LATENCY_COLUMNS,
+    LATENCY_CONFLICT,
+    ROLLUP_COLUMNS,
+    ROLLUP_CONFLICT,
+    last_used_conflict,
+    rollup_deltas,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -52,6 +61,18 @@ _USAGE_TYPES = {"ts": "float8", "status": "int4", "stream": "int4", "prompt_toke
                 "cached_tokens": "int8", "cache_write_tokens": "int8", "reasoning_tokens": "int8", "estimated": "int4"}
 _INSERT_USAGE = (f"INSERT INTO sb_usage ({', '.join(USAGE_COLUMNS)}) SELECT * FROM unnest("
                  + ", ".join(f"${i}::{_USAGE_TYPES.get(c, 'text')}[]" for i, c in enumerate(USAGE_COLUMNS, 1)) + ")")
+
+
+_ROLLUP_TYPES = ("int4", "int8", "text", "text", "int8", "int8", "int8", "int8", "float8", "int8", "float8")
+_UPSERT_ROLLUP = (f"INSERT INTO sb_usage_rollup ({', '.join(ROLLUP_COLUMNS)}) SELECT * FROM unnest("
+                  + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_ROLLUP_TYPES, 1)) + f") {ROLLUP_CONFLICT}")
+_UPSERT_LATENCY = (f"INSERT INTO sb_latency_rollup ({', '.join(LATENCY_COLUMNS)}) "
+                   "SELECT * FROM unnest($1::int4[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::int8[]) "
+                   + LATENCY_CONFLICT)
+_UPSERT_LAST_USED = ("INSERT INTO sb_key_last_used (key_id, last_ts) SELECT * FROM unnest($1::text[], $2::float8[]) "
+                     + last_used_conflict("postgresql"))
+FLOOR = "floor({x})::bigint"
+"""Flooring `{x}` to an integer, in PostgreSQL."""
 
 
 def _q(sql: str, start: int = 1) -> str:
@@ -82,6 +103,7 @@ _PURGE_RESPONSES = _q(RESPONSE_PURGE_SQL)
 
 
 class PostgresStore:
+    floor_sql = FLOOR
     def __init__(self, url: str) -> None:
         self.url = url
         self._pool: asyncpg.Pool | None = None
@@ -149,8 +171,16 @@ class PostgresStore:
         if not rows:
             return
         # One statement per batch, one array per column: a round trip and a parse per batch, not per row.
+        # The rollups in the same transaction, their rows sorted: concurrent instances lock them in one order.
         columns = list(zip(*rows, strict=True))
-        await self.pool.execute(_INSERT_USAGE, *columns)
+        deltas = await asyncio.to_thread(rollup_deltas, rows)  # a big batch does not hold up the event loop
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_INSERT_USAGE, *columns)
+            await conn.execute(_UPSERT_ROLLUP, *zip(*deltas.rollup, strict=True))
+            if deltas.latency:
+                await conn.execute(_UPSERT_LATENCY, *zip(*deltas.latency, strict=True))
+            if deltas.last_used:
+                await conn.execute(_UPSERT_LAST_USED, *zip(*deltas.last_used, strict=True))
 
     async def query_usage(self, query: UsageQuery) -> tuple[list[UsageRow], UsageTotals]:
         where, params = usage_where(query)
@@ -159,6 +189,10 @@ class PostgresStore:
             rows = await conn.fetch(rows_sql, *params, query.limit)
             totals = await conn.fetchrow(_q(TOTALS_SQL + where), *params)
         return [usage_from_row(tuple(r)) for r in rows], totals_from_row(tuple(totals))
+
+    async def aggregate(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a read-only aggregate query written with `{}` placeholders (the dashboard's, rollup.py)."""
+        return [tuple(r) for r in await self.pool.fetch(_q(sql), *params)]
 
     async def spend(self, key_id: str, since: float) -> float:
         value = await self.pool.fetchval(

@@ -8,12 +8,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BUDGET_PERIODS", "KEY_FIELDS", "StoredResponse", "UsageQuery", "UsageRow", "UsageTotals", "VirtualKey"]
+__all__ = ["BUDGET_PERIODS", "KEY_FIELDS", "KEY_ROLES", "USAGE_COLUMNS", "StoredResponse", "UsageQuery", "UsageRow",
+           "UsageTotals", "VirtualKey"]
 
 BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
 
 # Fields of a key that may change after creation (the secret never does).
-KEY_FIELDS = ("name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period", "revoked")
+KEY_FIELDS = ("name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budget_period", "revoked", "role")
+
+# The usage log's columns, in the order of a written row (`base.UsageValues`).
+USAGE_COLUMNS = ("ts", "request_id", "key_id", "endpoint", "model", "provider", "upstream_model", "status", "stream",
+                 "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "ttft_ms",
+                 "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated")
+
+# What a key may do on the admin API and the dashboard: `viewer` reads, `admin` also changes keys.
+# A key without a role (None) has no admin access; the master key is always `admin`.
+KEY_ROLES = ("viewer", "admin")
 
 
 @dataclass(slots=True)
@@ -33,6 +43,7 @@ class VirtualKey:
     revoked: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+    role: str | None = None  # None, "viewer" or "admin" (KEY_ROLES)
 
     def public(self) -> dict[str, object]:
         """The admin API view: everything except the hash."""
@@ -50,6 +61,7 @@ class VirtualKey:
             "revoked": self.revoked,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "role": self.role,
         }
 
 

@@ -43,6 +43,14 @@ from .base import (
     visible_params,
 )
 from .records import StoredResponse, UsageQuery, UsageRow, UsageTotals, VirtualKey
+from .rollup import (
+    LATENCY_COLUMNS,
+    LATENCY_CONFLICT,
+    ROLLUP_COLUMNS,
+    ROLLUP_CONFLICT,
+    last_used_conflict,
+    rollup_deltas,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -67,6 +75,14 @@ def _q(sql: str) -> str:
     return sql.replace("{}", "?")
 
 
+_UPSERT_ROLLUP = (f"INSERT INTO sb_usage_rollup ({', '.join(ROLLUP_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))}) {ROLLUP_CONFLICT}")
+_UPSERT_LATENCY = (f"INSERT INTO sb_latency_rollup ({', '.join(LATENCY_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(LATENCY_COLUMNS))}) {LATENCY_CONFLICT}")
+_UPSERT_LAST_USED = f"INSERT INTO sb_key_last_used (key_id, last_ts) VALUES (?, ?) {last_used_conflict('sqlite')}"
+FLOOR = "CAST({x} AS INTEGER)"
+"""Flooring `{x}` (a non-negative number) to an integer, in SQLite."""
+
 _PUT_RESPONSE = _q(RESPONSE_PUT_SQL)
 _GET_RESPONSE = _q(RESPONSE_GET_SQL)
 _DELETE_RESPONSE = _q(RESPONSE_DELETE_SQL)
@@ -76,6 +92,7 @@ _PURGE_RESPONSES = _q(RESPONSE_PURGE_SQL)
 
 
 class SqliteStore:
+    floor_sql = FLOOR
     def __init__(self, path: Path) -> None:
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
@@ -165,8 +182,8 @@ class SqliteStore:
     async def insert_usage(self, rows: Sequence[UsageValues]) -> None:
         if not rows:
             return
-
         def write(c: sqlite3.Connection) -> None:
+            deltas = rollup_deltas(rows)  # on the store's thread, yielding to the loop as it goes
             # Multi-row INSERTs, not `executemany`: that releases and retakes the GIL around every row, and
             # each retake can stall the event loop thread for a whole switch interval.
             c.execute("BEGIN")
@@ -176,6 +193,9 @@ class SqliteStore:
                     sql = _INSERT_FULL if len(chunk) == _ROWS_PER_INSERT else _insert_sql(len(chunk))
                     c.execute(sql, list(itertools.chain.from_iterable(chunk)))
                     yield_to_loop()
+                c.executemany(_UPSERT_ROLLUP, deltas.rollup)  # a few rows per batch (rollup.py)
+                c.executemany(_UPSERT_LATENCY, deltas.latency)
+                c.executemany(_UPSERT_LAST_USED, deltas.last_used)
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -193,6 +213,13 @@ class SqliteStore:
 
         rows, totals = await self._run(read)
         return [usage_from_row(r) for r in rows], totals_from_row(totals)
+
+    async def aggregate(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a read-only aggregate query written with `{}` placeholders (the dashboard's, rollup.py)."""
+        text = _q(sql)
+        values = tuple(params)
+        rows: list[tuple[Any, ...]] = await self._run(lambda c: c.execute(text, values).fetchall())
+        return rows
 
     async def spend(self, key_id: str, since: float) -> float:
         sql = "SELECT COALESCE(SUM(cost_usd), 0) FROM sb_usage WHERE key_id = ? AND ts >= ?"
