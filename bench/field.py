@@ -25,7 +25,8 @@ per target, in this order:
   10, 50 ms and no failed request.
 - **memory** (gateways): idle RSS after /health and before the first request; RSS sampled every second
   during `--soak` seconds of a fixed load (wrk, 64 connections, stream and non-stream alternating);
-  steady = the median sample, growth = least-squares slope over the soak after its first 10 %, in
+  steady = the median sample, growth = least-squares slope over the soak after its first 10 % (and,
+  to tell a warm-up from a leak, over its second half), in
   MiB/min; and RSS `--settle` seconds after the load stops.
 
 Prints progress, then markdown (the sections and issue 14's Reach table with pass/FAIL); JSON and
@@ -50,7 +51,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import cpus  # noqa: E402
-from field_report import is_sustained, render  # noqa: E402
+from field_report import is_sustained, render, rss_slope  # noqa: E402
 from load import request_body, run_wrk  # noqa: E402
 from report import results_stem, save_results  # noqa: E402
 from run import SCENARIOS, free_port, run_cells  # noqa: E402
@@ -201,12 +202,7 @@ def memory(target: Target, idle_kib: int, args: argparse.Namespace, workdir: Pat
     wrk_out = wrk.stdout.read() if wrk.stdout else ""
     (workdir / f"{target.name}-soak.wrk.txt").write_text(wrk_out)
     steady = statistics.median(s[1] for s in samples)
-    tail = [s for s in samples if s[0] >= args.soak * 0.1]
-    slope = 0.0
-    if len(tail) >= 3:
-        xs, ys = [s[0] for s in tail], [s[1] for s in tail]
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs) * 60
+    slope = rss_slope(samples, args.soak * 0.1)
     print(f"  {target.name:12} soak {args.soak:g} s: steady RSS {steady:.1f} MiB, growth {slope:+.2f} MiB/min; "
           f"waiting {args.settle:g} s...", flush=True)
     time.sleep(args.settle)

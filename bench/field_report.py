@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render"]
+__all__ = ["render", "rss_slope"]
 
 DRIVER_MARGIN = 0.10
 TTFT_LIMIT_MS = 1000  # ours, beyond the issue's three conditions: streams queued before their first token are
@@ -191,6 +192,16 @@ def reach(result: dict[str, Any], gw: str) -> list[tuple[str, str, str, bool | N
     return rows
 
 
+def rss_slope(samples: list[tuple[float, float]] | list[tuple[float, ...]], since_s: float) -> float:
+    """Least-squares slope of (seconds, RSS MiB) samples taken from `since_s` on, in MiB per minute."""
+    tail = [s for s in samples if s[0] >= since_s]
+    if len(tail) < 3:
+        return 0.0
+    xs, ys = [s[0] for s in tail], [s[1] for s in tail]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs) * 60
+
+
 def render(result: dict[str, Any]) -> str:
     out = [f"## Field benchmark, {result['started']}", "",
            f"Placement: {result['placement']}; load average before {result['loadavg_before']}, after "
@@ -221,13 +232,14 @@ def render(result: dict[str, Any]) -> str:
     if any("frontier" in d for d in result["targets"].values()):
         out += ["### Throughput frontier (non-stream, instant upstream)", "", *_frontier_table(result), ""]
     if any("memory" in d for d in result["targets"].values()):
-        out += ["### Memory", "", "| target | idle RSS MiB | steady RSS MiB | growth MiB/min | RSS after MiB |",
-                "|---|---:|---:|---:|---:|"]
+        out += ["### Memory", "", "| target | idle RSS MiB | steady RSS MiB | growth MiB/min "
+                "| growth over the second half MiB/min | RSS after MiB |", "|---|---:|---:|---:|---:|---:|"]
         for t, d in result["targets"].items():
             m = d.get("memory")
             if m:
+                late = rss_slope([tuple(s) for s in m.get("samples", [])], m["soak_s"] / 2)
                 out.append(f"| {t} | {m['idle_mib']:.1f} | {m['steady_mib']:.1f} | {m['growth_mib_per_min']:+.2f} "
-                           f"| {m['after_mib']:.1f} ({m['settle_s']:g} s after) |")
+                           f"| {late:+.2f} | {m['after_mib']:.1f} ({m['settle_s']:g} s after) |")
         out.append("")
     for g in _gateways(result):
         out += [f"### Reach (issue 14): {g}", "", "| measure | measured | goal | |", "|---|---|---|---|"]

@@ -149,6 +149,13 @@ def JSONResponse(obj: Any, status: int = 200, headers: dict[str, str] | None = N
     return Response(orjson.dumps(obj), status, headers or {})
 
 
+class LastChunk(bytes):
+    """A stream body's last bytes, marked so: sent together with the end of the response (one write
+    instead of two); the body is not asked for more after it."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class StreamResponse:
     body: AsyncIterable[bytes]
@@ -214,7 +221,11 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
         # Inside the try: if the client is already gone, the body (and the upstream behind it) is still closed.
         await send({"type": "http.response.start", "status": response.status, "headers": raw})
         guard_task = asyncio.ensure_future(guard())
+        last: bytes = b""
         async for chunk in response.body:
+            if type(chunk) is LastChunk:
+                last = chunk
+                break
             last_sent = loop.time()
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         # Account for the request (usage, token limits, logs) before the client can see the end of
@@ -222,7 +233,7 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
         on_close, response.on_close = response.on_close, None
         if on_close is not None:
             on_close(None)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": last, "more_body": False})
     except asyncio.CancelledError as exc:
         error = exc
         if not disconnected:

@@ -28,6 +28,7 @@ __all__ = [
     "UpstreamResult",
     "UpstreamStream",
     "Usage",
+    "WireBatch",
     "milliseconds",
     "usage_from",
     "usage_from_responses",
@@ -35,6 +36,19 @@ __all__ = [
 
 JSONObject = dict[str, Any]
 Chunk = dict[str, Any]  # one `chat.completion.chunk` (or `text_completion` chunk) as parsed JSON
+
+
+class WireBatch(list[Chunk]):
+    """A batch of OpenAI-format chunks that also holds `wire`: the exact SSE frames (`data: <json>\\n\\n`
+    each) they arrived as from an OpenAI-compatible upstream. An OpenAI-format encoder that would write
+    the same chunks unchanged writes `wire` instead of serialising them again (issue 14: the stream
+    path's cost was mostly per-chunk work). Whoever changes a chunk of it must not relay `wire`."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, chunks: list[Chunk], wire: bytes) -> None:
+        super().__init__(chunks)
+        self.wire = wire
 
 
 @dataclass(slots=True)

@@ -49,7 +49,7 @@ class SSEDecoder:
     the event under way past the limit, so memory stays bounded by the limit and one piece.
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_pending", "_pieces", "_size", "max_event_bytes")
+    __slots__ = ("_buffer", "_data", "_event", "_pending", "_pieces", "_size", "max_event_bytes", "wire")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
@@ -59,8 +59,43 @@ class SSEDecoder:
         self._size = 0  # bytes of the event under way
         self._event: str | None = None
         self._data: list[str] = []
+        # After `feed`: the bytes the returned events were, exactly, when every one was a single
+        # `data: ` line ended by a blank line (`data: <json>\n\n`, as OpenAI-compatible servers send
+        # them); else None. A relay to an OpenAI-format client can write these bytes as they came.
+        self.wire: bytes | None = None
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
+        self.wire = None
+        if not self._buffer and not self._data and self._event is None and chunk.startswith(b"data: "):
+            events = self._feed_data_frames(chunk)
+            if events is not None:
+                return events
+        return self._feed_lines(chunk)
+
+    def _feed_data_frames(self, chunk: bytes) -> list[tuple[str | None, str]] | None:
+        """The fast path, for a piece that starts at an event: the events of its complete `data: <x>\n\n`
+        frames found with a few scans in C instead of a Python step per line. None when the piece holds
+        anything else (CR, other fields, multi-line data, an event past the size limit, none complete)."""
+        end = chunk.rfind(b"\n\n")
+        if end < 0 or end + 2 > self.max_event_bytes:
+            return None
+        region = chunk[:end]
+        frames = region.count(b"\n\ndata: ") + 1  # JSON has no raw line ends: these are event bounds
+        if region.count(b"\n") != 2 * (frames - 1) or b"\r" in region:
+            return None
+        texts = region[6:].decode("utf-8").split("\n\ndata: ")
+        events: list[tuple[str | None, str]] = [(None, text) for text in texts]
+        self._size = 0
+        rest = chunk[end + 2:]
+        if rest:
+            more = self._feed_lines(rest)
+            if more:  # an event ended inside `rest` too (CR line ends): not all were plain frames
+                events += more
+                return events
+        self.wire = chunk[:end + 2] if rest else chunk
+        return events
+
+    def _feed_lines(self, chunk: bytes) -> list[tuple[str | None, str]]:
         buffer = self._buffer
         if not buffer:
             data = chunk

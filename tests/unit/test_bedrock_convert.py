@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from switchboard.providers.bedrock_convert import (
     to_converse_request,
 )
 from tests.fakes.bedrock_upstream import encode_frame
+from tests.fakes.scripted_response import ScriptedResponse
 
 CONFIG = parse_config("providers:\n  br: {type: bedrock, region: us-east-1}\n", environ={}).providers["br"]
 
@@ -140,23 +140,6 @@ def test_stream_converter_rejects_events_before_message_start() -> None:
 
 
 # -- the event-stream chunk stream, fed by a scripted response
-
-class ScriptedResponse:
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = pieces
-        self.released = self.closed = False
-        self.headers: dict[str, str] = {}
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
-
-    def release(self) -> None:
-        self.released = True
-
-    def close(self) -> None:
-        self.closed = True
-
 
 def event(name: str, payload: dict[str, Any]) -> bytes:
     return encode_frame({":event-type": name, ":content-type": "application/json", ":message-type": "event"},

@@ -112,3 +112,70 @@ def test_events_up_to_max_event_bytes_and_many_small_ones_are_fine() -> None:
         pieces = [at_limit[i:i + size] for i in range(0, len(at_limit), size)]
         assert decode(pieces, limit) == [(None, "z" * (limit - 8))]
     assert len(decode([small[i:i + 4096] for i in range(0, len(small), 4096)], limit)) == 10_000
+
+
+# --- the fast path for plain `data: <x>\n\n` frames (issue 14), and `wire`: the bytes of those events
+
+PLAIN = b"".join(b"data: " + payload + b"\n\n" for payload in
+                 (b'{"id":"c1","choices":[{"delta":{"content":"data: x"}}]}', b'{"id":"c1"}', b"[DONE]"))
+
+
+def reference(pieces: list[bytes]) -> list[tuple[str | None, str]]:
+    """The line-by-line decoder alone (the fast path bypassed)."""
+    decoder = SSEDecoder()
+    events = []
+    for piece in pieces:
+        events += decoder._feed_lines(piece)
+    return events + decoder.finish()
+
+
+def test_plain_frames_take_the_fast_path_and_keep_their_bytes() -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(PLAIN)
+    assert events == reference([PLAIN]) == [(None, '{"id":"c1","choices":[{"delta":{"content":"data: x"}}]}'),
+                                            (None, '{"id":"c1"}'), (None, "[DONE]")]
+    assert decoder.wire == PLAIN
+
+
+def test_wire_is_only_the_complete_frames_and_the_rest_waits() -> None:
+    decoder = SSEDecoder()
+    cut = PLAIN.index(b"data: [DONE]") + 3
+    first = decoder.feed(PLAIN[:cut])
+    assert decoder.wire == PLAIN[:PLAIN.index(b"data: [DONE]")] and len(first) == 2
+    assert decoder.feed(PLAIN[cut:]) == [(None, "[DONE]")]
+    assert decoder.wire is None  # this piece began inside an event: the line decoder finished it
+
+
+@pytest.mark.parametrize("stream", [
+    b"data: a\r\n\r\n", b"data:a\n\n", b"data: a\ndata: b\n\n", b"event: e\ndata: a\n\n", b"data: a\n\n: ping\n\n",
+    b"data: a\n\n\ndata: b\n\n", b"data: a\n\nid: 1\n\n", b"data: a\n\ndata: b\r\n\r\n", b"data: a\n\ndata:b\n\n",
+])
+def test_anything_but_plain_frames_gives_the_line_decoders_events_and_no_wire(stream: bytes) -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(stream) + decoder.finish()
+    assert events == reference([stream])
+    assert decoder.wire is None or (decoder.wire == stream and all(e is None for e, _ in events))
+
+
+def test_random_streams_split_anywhere_decode_as_the_line_decoder_does() -> None:
+    rng = random.Random(14)
+    parts = [b"data: {\"a\":1}\n\n", b"data: [DONE]\n\n", b"event: x\n", b"data: y\n", b"\n", b": c\n", b"\r\n",
+             b"data:z\n\n", b"data: \xc3\xa9\n\n", b"id: 3\n"]
+    for _ in range(500):
+        stream = b"".join(rng.choice(parts) for _ in range(rng.randint(1, 12)))
+        cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 4))))
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        decoder = SSEDecoder()
+        events: list[tuple[str | None, str]] = []
+        for piece in pieces:
+            got = decoder.feed(piece)
+            if decoder.wire is not None:  # the wire is exactly the frames of these events
+                assert decoder.wire == b"".join(b"data: " + d.encode() + b"\n\n" for _, d in got), (stream, cuts)
+            events += got
+        assert events + decoder.finish() == reference(pieces), (stream, cuts)
+
+
+def test_the_fast_path_still_bounds_an_event() -> None:
+    decoder = SSEDecoder(max_event_bytes=64)
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"data: " + b"x" * 100 + b"\n\n")

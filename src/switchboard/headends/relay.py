@@ -23,7 +23,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from ..asgi import StreamResponse
+from ..asgi import LastChunk, StreamResponse
 from ..errors import GatewayError
 from ..hub import Chunk, HubStream, Usage, usage_from
 from ..request_record import RequestRecord
@@ -60,8 +60,18 @@ class OpenAIStreamEncoder:
         self.stream_id: Any = None
 
     def encode(self, batch: list[Chunk]) -> bytes:
-        frames: list[bytes] = []
         stream_id = self.stream_id
+        wire: bytes | None = getattr(batch, "wire", None)
+        if wire is not None:  # the upstream's own frames, unless a chunk must change on the way
+            include_usage = self.include_usage
+            for chunk in batch:
+                if stream_id is None:
+                    stream_id = self.stream_id = chunk.get("id")
+                if chunk.get("id") != stream_id or (not include_usage and chunk.get("usage") is not None):
+                    break
+            else:
+                return wire
+        frames: list[bytes] = []
         for chunk in batch:
             if stream_id is None:
                 stream_id = self.stream_id = chunk.get("id")
@@ -161,12 +171,12 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                 batch = await rest.__anext__()
             except StopAsyncIteration:
                 break
-        yield await encoder.end()
+        last = await encoder.end()
     except GatewayError as err:
         record.status = err.status
         record.error_type = err.type
-        yield encoder.error(err)
-    finally:
+        last = encoder.error(err)
+    finally:  # also when the client went away (cancelled) or the encoder failed
         if record.usage is None and chars:
             prompt_tokens = 0
             if prompt is not None:
@@ -175,6 +185,8 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
             record.usage = estimated_usage(chars, prompt_tokens)
         with contextlib.suppress(Exception):
             await stream.aclose()
+    # The record is complete and the upstream closed: the final frames go with the response's end.
+    yield LastChunk(last)
 
 
 class _StreamBody:

@@ -24,6 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..asgi import Request, Response
+from ..background_threads import background_thread
 from ..errors import GatewayError
 from ..gateway import Gateway, RequestRecord
 from ..routing.health import CLOSED, HALF_OPEN, OPEN, Breaker
@@ -213,7 +214,8 @@ class Metrics:
         if rendering is None:  # else share the render under way: a burst of scrapes costs one
             live = list(self.live.collect())
             if self._renderer is None:
-                self._renderer = ThreadPoolExecutor(1, thread_name_prefix="switchboard-metrics")
+                self._renderer = ThreadPoolExecutor(1, thread_name_prefix="switchboard-metrics",
+                                                    initializer=background_thread)
             rendering = asyncio.get_running_loop().run_in_executor(self._renderer, self.render, live)
             self._rendering = rendering
             rendering.add_done_callback(self._rendered)

@@ -15,7 +15,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import GatewayError, unencodable_request, upstream_error
-from ..hub import ChatRequest, UpstreamResult, UpstreamStream
+from ..hub import ChatRequest, UpstreamResult, UpstreamStream, WireBatch
 from ..sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 from .http1 import HTTP1Client, Response, UpstreamConnectionClosed, UpstreamResponseTooLarge
 
@@ -219,13 +219,33 @@ class BatchedChunkStream:
             except StopAsyncIteration:
                 return
 
-    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
-        if self._pending:
-            held = list(self._pending)
-            self._pending.clear()
-            yield held
+    def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+        # The source itself when no chunk is held back: one generator level less to resume per read.
+        return self._source if not self._pending else self._held_then_source()
+
+    async def _held_then_source(self) -> AsyncIterator[list[dict[str, Any]]]:
+        held = list(self._pending)
+        self._pending.clear()
+        yield held
         async for batch in self._source:
             yield batch
+
+
+_DONE_FRAME = b"data: [DONE]\n\n"
+
+
+def _with_wire(batch: list[dict[str, Any]], events: list[tuple[str | None, str]], wire: bytes) -> list[dict[str, Any]]:
+    """`batch` as a WireBatch when its chunks are exactly the frames of `wire` (but a closing [DONE],
+    which the relay writes itself), each event one chunk; else as it is."""
+    frames = len(events)
+    if events and events[-1][1] == "[DONE]":
+        if not wire.endswith(_DONE_FRAME):
+            return batch
+        wire = wire[:-len(_DONE_FRAME)]
+        frames -= 1
+    if len(batch) != frames or not batch:
+        return batch  # an event skipped or split, or one after [DONE]: the chunks are not the bytes
+    return WireBatch(batch, wire)
 
 
 class SSEChunkStream(BatchedChunkStream):
@@ -245,11 +265,12 @@ class SSEChunkStream(BatchedChunkStream):
 
     def __init__(self, resp: Response, provider: str,
                  convert: Callable[[str | None, str], dict[str, Any] | list[dict[str, Any]] | None],
-                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, wire: bool = False) -> None:
         self._resp = resp
         self._provider = provider
         self._convert = convert
         self._max_event_bytes = max_event_bytes
+        self._wire = wire  # the events are OpenAI chunks, each converted to itself: batches may carry their bytes
         self.request_id = resp.headers.get("x-request-id") or resp.headers.get("request-id")
         self._finished = False
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
@@ -260,7 +281,10 @@ class SSEChunkStream(BatchedChunkStream):
         decoder = SSEDecoder(self._max_event_bytes)
         try:
             async for piece in self._resp.iter_chunks():
-                batch, failure = self._convert_events(decoder.feed(piece))
+                events = decoder.feed(piece)
+                batch, failure = self._convert_events(events)
+                if self._wire and decoder.wire is not None and failure is None:
+                    batch = _with_wire(batch, events, decoder.wire)
                 if batch:
                     yield batch  # what arrived before a failure event still reaches the client
                 if failure is not None:

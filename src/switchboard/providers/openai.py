@@ -144,7 +144,8 @@ class OpenAIProvider:
                 err.message = f"Upstream provider `{self.name}` failed mid-stream: {err.message}"
                 raise
 
-        return SSEChunkStream(resp, self.name, convert, self.config.max_event_bytes)
+        # Chat and completions chunks reach an OpenAI-format client as they came (hub.WireBatch).
+        return SSEChunkStream(resp, self.name, convert, self.config.max_event_bytes, wire=parse is _openai_event)
 
     def chat(self, request: ChatRequest, model: str, key: str | None) -> Awaitable[UpstreamResult]:
         # A plain function handing back the call's coroutine: one coroutine level less to resume on

@@ -66,9 +66,13 @@ class UsageWriter:
                 log.exception("writing the usage log failed")
 
     async def flush(self) -> None:
+        """Write the rows queued now (not those that arrive while it writes: chasing them one at a time
+        would cost a transaction and a thread hand-off per request; the next flush takes them)."""
         async with self._lock:
-            while self._queue:
-                batch = self._take_batch()
+            waiting = len(self._queue)
+            while waiting > 0 and self._queue:
+                batch = self._take_batch(waiting)
+                waiting -= len(batch)
                 try:
                     await self.store.insert_usage(batch)
                 except Exception:
@@ -76,13 +80,14 @@ class UsageWriter:
                     raise
                 self.written += len(batch)
 
-    def _take_batch(self) -> list[UsageValues]:
+    def _take_batch(self, most: int) -> list[UsageValues]:
         queue = self._queue
-        if len(queue) <= self.batch_size:
+        size = min(most, self.batch_size)
+        if len(queue) <= size:
             batch = list(queue)
             queue.clear()
             return batch
-        return [queue.popleft() for _ in range(self.batch_size)]
+        return [queue.popleft() for _ in range(size)]
 
     async def aclose(self) -> None:
         # Stopped by a flag, not cancelled: a cancel in the middle of a write would lose that batch.
@@ -91,4 +96,5 @@ class UsageWriter:
         if self._task is not None:
             await self._task
             self._task = None
-        await self.flush()
+        while self._queue:  # what arrived during the last writes too
+            await self.flush()

@@ -1,0 +1,77 @@
+"""OpenAI-format chunks relayed as the bytes they came as (issue 14): an OpenAI-compatible upstream's
+plain `data: <json>` frames become `WireBatch`es, and the OpenAI encoder writes their bytes unless a
+chunk has to change on the way (a usage chunk the client did not ask for, an id to make uniform)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from switchboard.errors import GatewayError
+from switchboard.headends.relay import OpenAIStreamEncoder
+from switchboard.hub import WireBatch
+from switchboard.providers.base import SSEChunkStream
+from switchboard.providers.openai import _openai_event
+from tests.fakes.scripted_response import ScriptedResponse
+
+
+def frame(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+ROLE = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+TEXT = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}
+USAGE = {"id": "c1", "object": "chat.completion.chunk", "choices": [],
+         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+SPACED = b'data: {"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'  # not orjson's spacing
+
+
+async def batches(pieces: list[bytes]) -> list[list[dict[str, Any]]]:
+    stream = SSEChunkStream(ScriptedResponse(pieces), "up", _openai_event, wire=True)  # type: ignore[arg-type]
+    return [batch async for batch in stream.batches()]
+
+
+async def test_plain_frames_become_wire_batches_without_the_done_frame() -> None:
+    got = await batches([frame(ROLE) + SPACED, frame(USAGE) + b"data: [DONE]\n\n"])
+    assert [type(b) for b in got] == [WireBatch, WireBatch]
+    assert isinstance(got[0], WireBatch) and got[0].wire == frame(ROLE) + SPACED
+    assert isinstance(got[1], WireBatch) and got[1].wire == frame(USAGE)
+    assert got[1] == [USAGE]
+
+
+async def test_a_skipped_event_or_an_event_split_across_reads_gives_plain_batches() -> None:
+    whole = frame(ROLE) + frame(TEXT)
+    got = await batches([whole[:10], whole[10:] + b"data: 7\n\n", b"data: [DONE]\n\n"])
+    assert all(type(b) is list for b in got[:2])  # began mid-event; `7` is no chunk
+    assert [c for b in got for c in b] == [ROLE, TEXT]
+
+
+async def test_an_error_event_fails_the_stream_after_the_chunks_before_it() -> None:
+    stream = SSEChunkStream(ScriptedResponse([frame(ROLE) + frame({"error": {"message": "boom"}})]),  # type: ignore[arg-type]
+                            "up", _openai_event, wire=True)
+    source = stream.batches()
+    first = await source.__anext__()
+    assert type(first) is list and first == [ROLE]
+    with pytest.raises(GatewayError):
+        await source.__anext__()
+
+
+def test_the_encoder_writes_the_wire_when_nothing_changes() -> None:
+    encoder = OpenAIStreamEncoder(include_usage=True)
+    assert encoder.encode(WireBatch([ROLE, TEXT], b"<exact bytes>")) == b"<exact bytes>"
+    assert encoder.encode(WireBatch([dict(USAGE)], b"<usage bytes>")) == b"<usage bytes>"
+
+
+def test_a_usage_chunk_the_client_did_not_ask_for_is_dropped_not_relayed() -> None:
+    encoder = OpenAIStreamEncoder(include_usage=False)
+    out = encoder.encode(WireBatch([dict(TEXT), dict(USAGE)], frame(TEXT) + frame(USAGE)))
+    assert out == frame(TEXT)
+
+
+def test_chunks_with_another_id_are_given_the_streams_first_id() -> None:
+    encoder = OpenAIStreamEncoder(include_usage=True)
+    assert encoder.encode(WireBatch([dict(ROLE)], frame(ROLE))) == frame(ROLE)
+    other = dict(TEXT, id="c2")
+    assert encoder.encode(WireBatch([other], frame(other))) == frame(TEXT)
