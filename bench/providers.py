@@ -80,14 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--lanes", default=",".join(LANES), help="the lanes, in the order measured each round")
     args = parser.parse_args(argv)
+    lanes = {lane: LANES[lane] for lane in args.lanes.split(",")}
     n_cpus = len(os.sched_getaffinity(0))
     if n_cpus >= 2:
         cpus.place({0}, set(range(1, n_cpus)))
     workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-providers-"))
     upstream = Upstream(workdir / "nginx", free_port()).start()
-    cpu: dict[str, list[float]] = {lane: [] for lane in LANES}
-    rps: dict[str, list[float]] = {lane: [] for lane in LANES}
+    cpu: dict[str, list[float]] = {lane: [] for lane in lanes}
+    rps: dict[str, list[float]] = {lane: [] for lane in lanes}
     errors = 0
     try:
         sb = TranslatingSwitchboard(workdir / "switchboard", free_port(), upstream.url)
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             _check(sb.port)
             url = f"http://127.0.0.1:{sb.port}/v1/chat/completions"
             for round_no in range(args.rounds):
-                for lane, (label, model) in LANES.items():
+                for lane, (label, model) in lanes.items():
                     body = request_body(model, False)
                     if args.warmup > 0:
                         run_wrk(url, body, args.connections, args.warmup, workdir, f"{lane}-warmup", MASTER_KEY)
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"| upstream (non-stream chat, c={args.connections}) | CPU µs/req per round | RPS per round |")
     print("|---|---:|---:|")
-    for lane, (label, _) in LANES.items():
+    for lane, (label, _) in lanes.items():
         print(f"| {label} | {' / '.join(f'{v:.0f}' for v in cpu[lane])} | "
               f"{' / '.join(f'{v:,.0f}' for v in rps[lane])} |")
     return 1 if errors else 0
