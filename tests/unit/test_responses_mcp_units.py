@@ -9,7 +9,15 @@ import pytest
 
 from switchboard.agents.mcp_remote import allowed_mcp_url, forwarded_headers
 from switchboard.errors import GatewayError
-from switchboard.headends.responses_mcp import DENIED, NOT_ANSWERED, mcp_items_as_calls, parse_mcp_tool
+from switchboard.headends.responses_mcp import (
+    DENIED,
+    MAX_REMOTE_SERVERS,
+    NOT_ANSWERED,
+    McpRun,
+    McpToolSpec,
+    mcp_items_as_calls,
+    parse_mcp_tool,
+)
 from switchboard.providers.bedrock_embeddings import COHERE_V3, TITAN_V1, TITAN_V2, model_family
 from switchboard.providers.concurrency import map_bounded
 
@@ -120,3 +128,15 @@ def test_map_bounded_keeps_order_bounds_and_fails_fast() -> None:
     with pytest.raises(ValueError, match="thirteen"):
         asyncio.run(map_bounded(work, list(range(40)), 4))
     assert running == 0
+
+
+def test_a_request_names_a_bounded_number_of_servers() -> None:
+    def specs(n: int) -> list[McpToolSpec]:
+        return [McpToolSpec(f"s{i}", f"https://mcp.example.com/{i}", {}, None, "never") for i in range(n)]
+
+    assert len(McpRun(specs(MAX_REMOTE_SERVERS), None, []).specs) == MAX_REMOTE_SERVERS
+    with pytest.raises(GatewayError) as info:
+        McpRun(specs(MAX_REMOTE_SERVERS + 1), None, [])
+    assert info.value.param == "tools"
+    with pytest.raises(GatewayError):
+        McpRun([*specs(1), *specs(1)], None, [])  # the same label twice

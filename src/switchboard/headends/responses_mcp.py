@@ -4,8 +4,8 @@ An `mcp` tool names a server by `server_label`: a server of the gateway's (`mcp.
 `server_url`, one the client points at, which is connected only when `responses.allowed_mcp_urls`
 allows the URL (agents/mcp_remote.py: exact or under a prefix, normalised; anything else is a 400
 naming the URL and that key). A client's server gets its own Streamable-HTTP session for the
-request, with the tool's `headers` / `authorization` (sent to that server only), closed when the
-request ends. `allowed_tools` narrows the tools offered.
+request (at most `MAX_REMOTE_SERVERS` per request), with the tool's `headers` / `authorization`
+(sent to that server only), closed when the request ends. `allowed_tools` narrows the tools offered.
 
 `require_approval` (the spec's default is `always`): `never`; `always`; or a filter
 `{"never": {"tool_names": [...]}, "always": {...}}` (a tool in neither list needs approval unless
@@ -45,6 +45,7 @@ __all__ = ["ITEM_KEY", "McpItemsStream", "McpRun", "McpToolSpec", "mcp_items_as_
 # A hub chunk that carries one whole Responses output item (the Responses stream encoder emits it as is).
 ITEM_KEY = "_switchboard_output_item"
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
+MAX_REMOTE_SERVERS = 8  # client-named MCP servers one request may have the gateway connect to
 DENIED = "Not run: the user denied this tool call."
 NOT_ANSWERED = "Not run: the call was not approved."
 
@@ -190,6 +191,9 @@ class McpRun:
         if len(set(labels)) != len(labels):
             raise bad_request("tools: two `mcp` tools have the same `server_label`.", param="tools",
                               code="invalid_value")
+        if sum(spec.url is not None for spec in specs) > MAX_REMOTE_SERVERS:
+            raise bad_request(f"tools: at most {MAX_REMOTE_SERVERS} `mcp` tools with a `server_url` per request.",
+                              param="tools", code="invalid_value")
         self.specs = {spec.label: spec for spec in specs}
         self.pool = pool
         self.listed = {str(item.get("server_label")) for item in history if item.get("type") == "mcp_list_tools"}
