@@ -11,6 +11,9 @@ gateways under test get one provider per prefix:
 - `/paced/v1/...`: a paced stream (issue 14's "streams sustained"): the role chunk at once, then
   `PACED_DELTAS` content deltas (`"<0>"`, `"<1>"`, ... so a client can check order) `PACED_GAP_S`
   apart (`echo_flush` + `echo_sleep`), then the finish chunk, the usage chunk and `data: [DONE]`;
+- `/anthropic/v1/messages`: a fixed Anthropic `message` JSON, and
+  `/bedrock/model/{modelId}/converse`: a fixed Bedrock Converse JSON (with `x-amzn-RequestId`), the
+  translated upstreams of `bench/providers.py` (nginx checks neither key nor signature);
 - `/nginx_status`: nginx's stub_status, read by `accepted()` (connections accepted so far), so a
   run can tell how many upstream connections a gateway opened (its client's pooling at work).
 
@@ -28,7 +31,8 @@ from pathlib import Path
 
 import cpus
 
-__all__ = ["ECHO_MODULE", "PACED_DELTAS", "PACED_GAP_S", "PATHS", "Upstream", "chat_completion", "sse_body"]
+__all__ = ["ECHO_MODULE", "PACED_DELTAS", "PACED_GAP_S", "PATHS", "Upstream", "anthropic_message", "chat_completion",
+           "converse_response", "sse_body"]
 
 ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
 # Scenario kind -> base URL path (what a gateway's provider `base_url` / LiteLLM's `api_base` ends with).
@@ -58,6 +62,20 @@ def chat_completion() -> dict[str, object]:
         }],
         "usage": _USAGE,
     }
+
+
+def anthropic_message() -> dict[str, object]:
+    """The Anthropic Messages answer carrying chat_completion()'s text and usage."""
+    return {"id": "msg_bench0001", "type": "message", "role": "assistant", "model": "claude-bench",
+            "content": [{"type": "text", "text": "".join(_WORDS)}], "stop_reason": "end_turn",
+            "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 9}}
+
+
+def converse_response() -> dict[str, object]:
+    """The Bedrock Converse answer carrying chat_completion()'s text and usage."""
+    return {"output": {"message": {"role": "assistant", "content": [{"text": "".join(_WORDS)}]}},
+            "stopReason": "end_turn", "usage": {"inputTokens": 12, "outputTokens": 9, "totalTokens": 21},
+            "metrics": {"latencyMs": 1}}
 
 
 def _chunk(choices: list[dict[str, object]], usage: dict[str, int] | None = None) -> str:
@@ -149,6 +167,16 @@ http {{
             default_type text/event-stream;
             add_header x-request-id upstream-bench-id;
             {_paced_location()}
+        }}
+        location = /anthropic/v1/messages {{
+            default_type application/json;
+            add_header request-id req_bench0001;
+            return 200 {_quote(json.dumps(anthropic_message(), separators=(",", ":")))};
+        }}
+        location ~ ^/bedrock/model/[^/]+/converse$ {{
+            default_type application/json;
+            add_header x-amzn-RequestId bench-request-id;
+            return 200 {_quote(json.dumps(converse_response(), separators=(",", ":")))};
         }}
         location = /nginx_status {{ stub_status; }}
         location / {{ return 404 '{{"error":{{"message":"no such path","type":"invalid_request_error"}}}}'; }}

@@ -44,7 +44,8 @@ class Gateway:
         self.providers: dict[str, ChatProvider] = {
             name: given[name] if name in given else build_provider(p) for name, p in config.providers.items()}
         limits = Limits(config)
-        if agents is None and (config.agents_dir or config.agent_file or config.mcp_servers):
+        if agents is None and (config.agents_dir or config.agent_file or config.mcp_servers
+                               or config.responses.allowed_mcp_urls):  # client-named MCP servers: the tool loop
             agents = AgentService(config, RouteTable(config, self.providers).knows, limits)
         self.agents = agents
         self.router = Router(config, self.providers, limits, agents)

@@ -30,7 +30,16 @@ Behaviour by model (the id after any prefix):
 - `fake.cut-v1:0`: the stream's connection is closed after the first text delta;
 - `fake.truncated-v1:0`: the stream ends cleanly before messageStop;
 - `fake.split-v1:0`: the stream's frames are written a few bytes at a time (frames split across reads).
-Usage: inputTokens 10, outputTokens the number of content pieces. Every request is recorded
+InvokeModel (`/model/{id}/invoke`) serves the embedding models with their own bodies, validated as
+Bedrock does: Titan Text Embeddings v2 (`amazon.titan-embed-text-v2:0`: inputText non-empty,
+dimensions 256/512/1024, normalize boolean, nothing else -> embedding, inputTextTokenCount (words),
+embeddingsByType), Titan G1 (`amazon.titan-embed-text-v1`: inputText only, 1536 dimensions) and
+Cohere Embed v3 (`cohere.embed-english-v3`, `cohere.embed-multilingual-v3`: texts 1..96 of at most
+2048 characters, input_type required -> embeddings (by type with embedding_types), id,
+response_type, texts, with the X-Amzn-Bedrock-Input-Token-Count header). Vectors come from
+`fake_embedding`. A text `!error-<kind>` answers that AWS error; every Titan call takes 20 ms and
+`max_concurrent_invokes` records how many were in flight at once. Other model ids: 400
+ValidationException. Usage: inputTokens 10, outputTokens the number of content pieces. Every request is recorded
 (`requests`: model, stream, auth ("bearer" or the access key), headers, body). Stream payloads carry
 AWS's `p` padding field.
 """
@@ -40,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import datetime
+import hashlib
 import json
 import re
 import struct
@@ -54,7 +64,7 @@ from botocore.credentials import Credentials
 
 from tests.fakes.threaded import ThreadedServer
 
-__all__ = ["ERRORS", "FakeBedrock", "encode_frame"]
+__all__ = ["ERRORS", "FakeBedrock", "encode_frame", "fake_embedding"]
 
 ERRORS = {  # kind -> (HTTP status, exception name)
     "throttling": (429, "ThrottlingException"),
@@ -80,10 +90,21 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MODEL_ID = re.compile(r"^(?:(?:us|eu|apac|global|us-gov)\.)?([a-z0-9-]{1,63}\.[a-z0-9_.:-]{1,100})$")
 _ARN = re.compile(r"^arn:aws(?:-[^:]+)?:bedrock:[a-z0-9-]{1,20}:\d{0,12}:(?:inference-profile|foundation-model)/"
                   r"(.+)$")
-_PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream)$")
+_PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream|invoke)$")
 _AUTH = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
                    r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$")
 INPUT_TOKENS = 10
+_TITAN_V2_FIELDS = {"inputText", "dimensions", "normalize", "embeddingTypes"}
+_COHERE_FIELDS = {"texts", "images", "input_type", "truncate", "embedding_types"}
+_COHERE_INPUT_TYPES = {"search_document", "search_query", "classification", "clustering", "image"}
+_EMBED_DIMENSIONS = {"amazon.titan-embed-text-v1": 1536, "amazon.titan-embed-g1-text-02": 1536,
+                     "cohere.embed-english-v3": 1024, "cohere.embed-multilingual-v3": 1024}
+
+
+def fake_embedding(text: str, dimensions: int) -> list[float]:
+    """The vector the fake returns for `text`: derived from the text, so a test can check order."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((digest[i % 32] - 128) / 128, 6) for i in range(dimensions)]
 
 
 class Invalid(Exception):
@@ -132,6 +153,8 @@ class FakeBedrock(ThreadedServer):
         self.credentials = credentials or {}
         self.bearer_tokens = bearer_tokens or set()
         self.app.router.add_post("/{tail:.*}", self.handle)
+        self.invokes_in_flight = 0
+        self.max_concurrent_invokes = 0
 
     @property
     def base_url(self) -> str:
@@ -341,6 +364,8 @@ class FakeBedrock(ThreadedServer):
             return web.json_response({"message": "Unknown operation"}, status=404,
                                      headers={"x-amzn-ErrorType": "UnknownOperationException"})
         stream = match.group(2) == "converse-stream"
+        if match.group(2) == "invoke":
+            return await self._invoke(request, raw, match.group(1))
         try:
             auth = self._authenticate(request, raw)
             model = self._model(match.group(1))
@@ -366,6 +391,87 @@ class FakeBedrock(ThreadedServer):
                 "usage": self._usage(model, _pieces(blocks)), "metrics": {"latencyMs": 12}},
                 headers={"x-amzn-RequestId": request_id})
         return await self._stream(request, model, blocks, stop, request_id)
+
+    # -- InvokeModel: the embedding models
+    def _titan(self, model: str, body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        v2 = model.startswith("amazon.titan-embed-text-v2")
+        allowed = _TITAN_V2_FIELDS if v2 else {"inputText"}
+        if not isinstance(body, dict) or set(body) - allowed:
+            extra = sorted(set(body) - allowed)[0] if isinstance(body, dict) else "body"
+            raise Invalid(f"Malformed input request: #: extraneous key [{extra}] is not permitted, please reformat "
+                          "your input and try again.")
+        text = body.get("inputText")
+        if not isinstance(text, str) or not text:
+            raise Invalid("Malformed input request: #/inputText: expected minLength: 1, actual: 0, please reformat "
+                          "your input and try again.")
+        dimensions = body.get("dimensions", 1024) if v2 else _EMBED_DIMENSIONS[model]
+        if dimensions not in (256, 512, 1024, 1536) or (v2 and dimensions == 1536):
+            raise Invalid("Malformed input request: #/dimensions: 17 is not a valid enum value, please reformat your "
+                          "input and try again.".replace("17", str(dimensions)))
+        if "normalize" in body and not isinstance(body["normalize"], bool):
+            raise Invalid("Malformed input request: #/normalize: expected type: Boolean")
+        self._maybe_error(text)
+        vector = fake_embedding(text, dimensions)
+        answer: dict[str, Any] = {"embedding": vector, "inputTextTokenCount": len(text.split())}
+        if v2:
+            answer["embeddingsByType"] = {"float": vector}
+        return answer, {}
+
+    def _cohere(self, model: str, body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        if not isinstance(body, dict) or set(body) - _COHERE_FIELDS:
+            extra = sorted(set(body) - _COHERE_FIELDS)[0] if isinstance(body, dict) else "body"
+            raise Invalid(f"Malformed input request: #: extraneous key [{extra}] is not permitted")
+        if body.get("input_type") not in _COHERE_INPUT_TYPES:
+            raise Invalid("Malformed input request: #: required key [input_type] not found")
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts or len(texts) > 96:
+            raise Invalid(f"Malformed input request: #/texts: expected maxItems: 96, actual: {len(texts or [])}")
+        for text in texts:
+            if not isinstance(text, str) or len(text) > 2048:
+                raise Invalid("Malformed input request: #/texts: expected maxLength: 2048")
+            self._maybe_error(text)
+        vectors = [fake_embedding(t, _EMBED_DIMENSIONS[model]) for t in texts]
+        types = body.get("embedding_types")
+        answer: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": texts}
+        if types:
+            answer.update(response_type="embeddings_by_type", embeddings={"float": vectors})
+        else:
+            answer.update(response_type="embeddings_floats", embeddings=vectors)
+        return answer, {"X-Amzn-Bedrock-Input-Token-Count": str(sum(len(t.split()) for t in texts))}
+
+    @staticmethod
+    def _maybe_error(text: str) -> None:
+        found = re.match(r"^!error-([a-z]+)$", text)
+        if found:
+            status, name = ERRORS[found.group(1)]
+            raise Invalid(f"fake {name}: try later", status, name)
+
+    async def _invoke(self, request: web.Request, raw: bytes, raw_model: str) -> web.StreamResponse:
+        try:
+            auth = self._authenticate(request, raw)
+            model = self._model(raw_model)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise Invalid("Malformed input request, please reformat your input and try again.") from None
+            self.requests.append({"model": unquote(raw_model), "invoke": True, "auth": auth,
+                                  "headers": dict(request.headers), "body": body})
+            if model.startswith("amazon.titan-embed"):
+                self.invokes_in_flight += 1
+                self.max_concurrent_invokes = max(self.max_concurrent_invokes, self.invokes_in_flight)
+                try:
+                    await asyncio.sleep(0.02)
+                    answer, headers = self._titan(model, body)
+                finally:
+                    self.invokes_in_flight -= 1
+            elif model.startswith("cohere.embed"):
+                answer, headers = self._cohere(model, body)
+            else:
+                raise Invalid("The provided model doesn't support on-demand throughput or InvokeModel with this "
+                              "body.")
+        except Invalid as exc:
+            return _aws_error(exc.status, exc.name, exc.message)
+        return web.json_response(answer, headers={"x-amzn-RequestId": str(uuid.uuid4()), **headers})
 
     async def _stream(self, request: web.Request, model: str, blocks: list[dict[str, Any]], stop: str,
                       request_id: str) -> web.StreamResponse:

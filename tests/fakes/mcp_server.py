@@ -1,8 +1,9 @@
 """A real MCP server for tests (official SDK, FastMCP), over stdio or `--http PORT` (Streamable HTTP).
 
 Tools: `add`, `echo`, `fail` (raises: an `isError` result), `crash` (the process exits at once),
-`slow` (sleeps), `pid` (the process id, to see restarts) and `grow` (adds a tool `extra` and sends
-`notifications/tools/list_changed`).
+`slow` (sleeps), `pid` (the process id, to see restarts), `grow` (adds a tool `extra` and sends
+`notifications/tools/list_changed`), `headers` (over HTTP: the Authorization and X-Mcp-Test headers
+the call came with) and `big` (a result of `size` characters).
 """
 
 from __future__ import annotations
@@ -51,6 +52,21 @@ async def slow(seconds: float) -> str:
 def pid() -> str:
     """This server's process id."""
     return str(os.getpid())
+
+
+@server.tool()
+def headers(ctx: Context) -> str:  # type: ignore[type-arg]
+    """The Authorization and X-Mcp-Test headers of the HTTP request this call came in."""
+    request = ctx.request_context.request
+    if request is None:
+        return "not over HTTP"
+    return f"authorization={request.headers.get('authorization')}; x-mcp-test={request.headers.get('x-mcp-test')}"
+
+
+@server.tool()
+def big(size: int) -> str:
+    """A result of `size` characters."""
+    return "x" * size
 
 
 def extra() -> str:

@@ -422,12 +422,6 @@ def test_broken_stream_is_never_a_clean_finish(gateway: SwitchboardProcess, mode
     assert "error" in json.loads(lines[-1][len("data: "):])
 
 
-def test_completions_endpoint_is_refused_clearly(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.completions.create(model="nova", prompt="hi")
-    assert info.value.code == "unsupported_endpoint"
-
-
 # -- the Anthropic headend
 
 def test_anthropic_messages_headend(gateway: SwitchboardProcess, fake_bedrock: FakeBedrock) -> None:

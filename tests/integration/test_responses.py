@@ -234,12 +234,23 @@ def test_mcp_tools_on_the_gateways_servers_run_server_side(client: openai.OpenAI
     assert reasoning and "Calling tools.add" in reasoning[0].summary[0].text
     first = upstream.requests[-2]["body"]
     assert "add" in {t["function"]["name"] for t in first["tools"]} and first["messages"][0]["role"] == "user"
-    only = {"type": "mcp", "server_label": "tools", "allowed_tools": ["add"]}
+    only = {"type": "mcp", "server_label": "tools", "allowed_tools": ["add"], "require_approval": "never"}
     with client.responses.stream(model="small", tools=[only],  # type: ignore[list-item]
                                  input=script([{"name": "add", "arguments": {"a": 1, "b": 1}}])) as stream:
         final = stream.get_final_response()
     assert final.output_text == "Tool said: 2"
     assert {t["function"]["name"] for t in upstream.requests[-2]["body"]["tools"]} == {"add"}
+    assert final.output[0].type == "mcp_list_tools" and "mcp_call" in [i.type for i in final.output]
+    asking = {"type": "mcp", "server_label": "tools"}  # no require_approval: the spec's default, "always"
+    pending = client.responses.create(model="small", tools=[asking],  # type: ignore[list-item]
+                                      input=script([{"name": "add", "arguments": {"a": 3, "b": 3}}]))
+    request = next(item for item in pending.output if item.type == "mcp_approval_request")
+    approved = client.responses.create(model="small", tools=[asking],  # type: ignore[list-item]
+                                       previous_response_id=pending.id, input=[{
+                                           "type": "mcp_approval_response", "approval_request_id": request.id,
+                                           "approve": True}])
+    _valid(approved)
+    assert approved.output_text == "Tool said: 6"
     headers = {"Authorization": f"Bearer {MASTER}"}
     for bad, param in (({"type": "mcp", "server_label": "elsewhere"}, "tools[0].server_label"),
                        ({"type": "mcp", "server_label": "tools", "server_url": "http://169.254.169.254/mcp"},

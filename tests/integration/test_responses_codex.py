@@ -87,13 +87,14 @@ def dead_end() -> Iterator[DeadEndProxy]:
     proxy.stop()
 
 
-def provider_config(base_url: str, model: str, extra: str = "") -> str:
-    """The `config.toml` a user writes to run Codex through the gateway (README, "Codex CLI")."""
+def provider_config(base_url: str, model: str, extra: str = "", top: str = "") -> str:
+    """The `config.toml` a user writes to run Codex through the gateway (README, "Codex CLI"); `top`:
+    more top-level keys, `extra`: more tables."""
     return f"""model = "{model}"
 model_provider = "switchboard"
 approval_policy = "never"
 sandbox_mode = "workspace-write"
-{OFFLINE}
+{top}{OFFLINE}
 [model_providers.switchboard]
 name = "Switchboard"
 base_url = "{base_url}"
@@ -103,11 +104,11 @@ wire_api = "responses"
 
 
 def codex_exec(codex: Path, gateway: SwitchboardProcess, proxy: DeadEndProxy, prompt: str, model: str,
-               extra: str = "") -> tuple[str, Path]:
+               extra: str = "", top: str = "") -> tuple[str, Path]:
     """Run `codex exec PROMPT` in a fresh working dir; (its last message, the working dir)."""
     home = Path(tempfile.mkdtemp(prefix="codex-home-"))
     work = Path(tempfile.mkdtemp(prefix="codex-work-"))
-    (home / "config.toml").write_text(provider_config(gateway.url + "/v1", model, extra))
+    (home / "config.toml").write_text(provider_config(gateway.url + "/v1", model, extra, top))
     last = home / "last-message.txt"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(home),
            "SWITCHBOARD_API_KEY": KEY, "HTTPS_PROXY": proxy.url, "HTTP_PROXY": proxy.url, "ALL_PROXY": proxy.url,
@@ -180,7 +181,10 @@ def test_codex_finds_its_deferred_mcp_tools_through_tool_search(codex: Path, gat
     mcp = (f'[mcp_servers.testtools]\ncommand = "{sys.executable}"\nargs = ["{MCP_SERVER}"]\n'
            'default_tools_approval_mode = "approve"\n')  # headless: pre-approved
     start = len(upstream.requests)
-    answer, _ = codex_exec(codex, gateway, dead_end, 'Call: add {"a": 2, "b": 40}', model="gpt-5.5", extra=mcp)
+    # Codex starts the turn after a grace period for its MCP servers, searching only those up by then: on
+    # a loaded machine the Python MCP server took longer than the default, and the search found nothing.
+    answer, _ = codex_exec(codex, gateway, dead_end, 'Call: add {"a": 2, "b": 40}', model="gpt-5.5", extra=mcp,
+                           top="mcp_optional_startup_grace_ms = 60000\n")
     assert answer.startswith("Done. The tool said:") and "42" in answer, answer
     search, loaded, final = _since(upstream, start)
     assert "tool_search" in _tool_names(search) and "mcp__testtools__add" not in _tool_names(search)

@@ -13,23 +13,23 @@ from typing import Any
 from ..errors import bad_request
 from ..hub import ChatRequest, Chunk, HubStream
 
-__all__ = ["CompletionStream", "chat_from_completion", "completion_from_chat"]
+__all__ = ["CompletionStream", "chat_from_completion", "completion_chunk", "completion_from_chat", "prompt_text"]
 
 # Completions-only fields: dropped from the chat request (after the checks below).
 _COMPLETION_ONLY = frozenset({"prompt", "suffix", "echo", "best_of", "logprobs"})
 
 
-def _prompt_text(prompt: Any) -> str:
+def prompt_text(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         return prompt[0]
-    raise bad_request("An agent answers one text prompt: `prompt` must be a string (or a list of one string).",
+    raise bad_request("This model answers one text prompt: `prompt` must be a string (or a list of one string).",
                       param="prompt", code="invalid_value")
 
 
 def chat_from_completion(body: dict[str, Any], model: str, stream: bool) -> ChatRequest:
-    text = _prompt_text(body.get("prompt"))
+    text = prompt_text(body.get("prompt"))
     for name, refused in (("echo", body.get("echo")), ("suffix", body.get("suffix")),
                           ("logprobs", body.get("logprobs")), ("best_of", (body.get("best_of") or 1) != 1)):
         if refused:
@@ -58,7 +58,8 @@ def completion_from_chat(chat: dict[str, Any]) -> dict[str, Any]:
             "model": chat.get("model"), "choices": choices, "usage": chat.get("usage")}
 
 
-def _completion_chunk(chunk: Chunk) -> Chunk | None:
+def completion_chunk(chunk: Chunk) -> Chunk | None:
+    """A `chat.completion.chunk` as a `text_completion` chunk; None when it carries nothing to show."""
     choices = []
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
@@ -75,7 +76,7 @@ def _completion_chunk(chunk: Chunk) -> Chunk | None:
 
 
 def _batch(chunks: list[Chunk]) -> list[Chunk]:
-    return [c for c in map(_completion_chunk, chunks) if c is not None]
+    return [c for c in map(completion_chunk, chunks) if c is not None]
 
 
 class CompletionStream:

@@ -24,8 +24,8 @@ from ..request_record import RequestRecord
 from ..routing.engine import deadline_exceeded
 from ..routing.limits import DEFAULT_QUEUE, Lease, Limits
 from .definitions import AgentDefinition, AgentRegistry
-from .runner import ToolLoop, collect
-from .tools import McpTool, ToolOutcome
+from .runner import ToolCall, ToolLoop, collect
+from .tools import McpTool, RequestTools, ToolOutcome
 
 if TYPE_CHECKING:
     from .mcp import McpPool
@@ -91,6 +91,9 @@ class AgentService:
             out.extend(t for t in tools if ref.tool is None or t.name == ref.tool)
         return out
 
+    def _tool_call(self) -> ToolCall:
+        return self._call_tool
+
     async def _call_tool(self, tool: McpTool, arguments: dict[str, Any]) -> ToolOutcome:
         assert self.pool is not None
         return await self.pool.call(tool.server, tool.name, arguments)
@@ -103,8 +106,9 @@ class AgentService:
 
     # -- requests
     async def open_stream(self, agent: AgentDefinition, hub: ChatRequest, record: RequestRecord, deadline: float,
-                          model_stream: ModelStream) -> HubStream:
-        """Run the tool loop until its first chunk (errors so far are HTTP errors); the rest streams."""
+                          model_stream: ModelStream, request_tools: RequestTools | None = None) -> HubStream:
+        """Run the tool loop until its first chunk (errors so far are HTTP errors); the rest streams.
+        `request_tools`: the request's own MCP tools, offered and run besides the agent's."""
         if hub.body.get("n") not in (None, 1):
             raise bad_request("Agents answer with one choice: `n` must be 1.", param="n", code="invalid_value")
         lease: Lease | None = None
@@ -118,8 +122,10 @@ class AgentService:
                 except TimeoutError:
                     raise deadline_exceeded(self.config.server.request_timeout_s) from None
         try:
-            loop = ToolLoop(agent, self.mcp_tools(agent), hub.body,
-                            lambda body: _model_call(model_stream, record, body), self._call_tool,
+            tools, call_tool = self.mcp_tools(agent), self._tool_call()
+            if request_tools is not None:
+                tools, call_tool = tools + request_tools.tools, request_tools.call
+            loop = ToolLoop(agent, tools, hub.body, lambda body: _model_call(model_stream, record, body), call_tool,
                             "chatcmpl-" + secrets.token_hex(12), int(time.time()))
             chunks = loop.run()
             try:
@@ -134,8 +140,8 @@ class AgentService:
         return AgentStream(first, chunks, lease, {"x-switchboard-agent": agent.name})
 
     async def chat(self, agent: AgentDefinition, hub: ChatRequest, record: RequestRecord, deadline: float,
-                   model_stream: ModelStream) -> UpstreamResult:
-        stream = await self.open_stream(agent, hub, record, deadline, model_stream)
+                   model_stream: ModelStream, request_tools: RequestTools | None = None) -> UpstreamResult:
+        stream = await self.open_stream(agent, hub, record, deadline, model_stream, request_tools)
         try:
             completion = await collect(_chunks(stream))
         finally:

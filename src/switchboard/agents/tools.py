@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["McpTool", "ToolOutcome"]
+__all__ = ["McpTool", "RequestTools", "ToolOutcome"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -24,3 +25,11 @@ class ToolOutcome:
 
     text: str
     is_error: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class RequestTools:
+    """MCP tools one request brings to the tool loop (a Responses call's `mcp` tools), and how to run them."""
+
+    tools: list[McpTool]
+    call: Callable[[McpTool, dict[str, Any]], Awaitable[ToolOutcome]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from ..asgi import JSONResponse, Request, Response, StreamResponse
@@ -27,6 +28,7 @@ from ..request_record import RequestRecord
 from ..routes import ApiRoute
 from ..store import StoredResponse, stored_size
 from .relay import relay
+from .responses_mcp import McpItemsStream, McpRun, mcp_items_as_calls
 from .responses_request import ResponsesRequest, parse_responses_request, to_hub
 from .responses_response import (
     BRIDGED_PREFIX,
@@ -77,6 +79,11 @@ def _native_body(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[s
     return body
 
 
+def _as_calls(req: ResponsesRequest, history: list[dict[str, Any]]) -> ResponsesRequest:
+    """The request with the conversation so far as its input, mcp items as function calls (responses_mcp)."""
+    return replace(req, input_items=mcp_items_as_calls([*history, *req.input_items]))
+
+
 def _item_not_found(item_id: str) -> GatewayError:
     return GatewayError(404, f"Item with id '{item_id[:128]}' not found. Items are not persisted when `store` is "
                         "false, and a stored response is visible only to the key that created it.",
@@ -99,7 +106,8 @@ class ResponsesApi:
 
     # -- POST /v1/responses
     async def create(self, gw: Gateway, request: Request, record: RequestRecord) -> Response | StreamResponse:
-        req = parse_responses_request(await request.json_object(), self.config.hosted_tools, self.mcp_servers)
+        req = parse_responses_request(await request.json_object(), self.config.hosted_tools, self.mcp_servers,
+                                      self.config.allowed_mcp_urls)
         record.stream = req.stream
         await gw.admit(request, req.model, record)
         native = not req.mcp and gw.router.native_responses(req.model)  # mcp tools run here, in the tool loop
@@ -117,7 +125,10 @@ class ResponsesApi:
         known = {str(item["id"]): item for item in history if item.get("id")}
         if any(item.get("type") == "item_reference" for item in req.input_items):
             await self._resolve_references(req.input_items, known, record.key_id)
-        call = ResponsesCall(req.model, _native_body(req, history) if native else req.body, to_hub(req, history, known))
+        if req.mcp:
+            return await self._with_mcp(gw, req, record, history, known)
+        call = ResponsesCall(req.model, _native_body(req, history) if native else req.body,
+                             to_hub(_as_calls(req, history), [], known))
         response_id, created_at = bridged_response_id(), int(time.time())
         inputs = _as_stored(req.input_items, response_id, known)
         extra = {"x-switchboard-dropped-tools": ", ".join(req.dropped_tools)} if req.dropped_tools else {}
@@ -126,16 +137,6 @@ class ResponsesApi:
             await self._store(req, record.key_id, inputs, response)
 
         before_end = keep if req.store else None
-        if req.mcp:
-            if req.stream:
-                tools_stream = await gw.router.open_stream_with_tools(call.chat, req.mcp, record)
-                return relay(tools_stream, record, ResponsesStreamEncoder(req, response_id, created_at, before_end),
-                             gw.finish, headers=extra or None)
-            result = await gw.router.chat_with_tools(call.chat, req.mcp, record)
-            response = response_from_chat(result.body, req, response_id, created_at)
-            if req.store:
-                await keep(response)
-            return JSONResponse(response, headers={**result.headers, **extra})
         if req.stream:
             stream, passed = await gw.router.open_responses_stream(call, record, request.headers)
             encoder = (NativeResponsesEncoder(req.model, record, before_end) if passed
@@ -147,6 +148,44 @@ class ResponsesApi:
             response["model"] = req.model
         else:
             response = response_from_chat(result.body, req, response_id, created_at)
+        if req.store:
+            await keep(response)
+        return JSONResponse(response, headers={**result.headers, **extra})
+
+    async def _with_mcp(self, gw: Gateway, req: ResponsesRequest, record: RequestRecord,
+                        history: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> Response | StreamResponse:
+        """A request with `mcp` tools: the tool loop runs here, with the request's MCP sessions (responses_mcp)."""
+        agents = gw.router.agents
+        run = McpRun(req.mcp, agents.pool if agents is not None else None, history)
+        response_id, created_at = bridged_response_id(), int(time.time())
+        inputs = _as_stored(req.input_items, response_id, known)
+        extra = {"x-switchboard-dropped-tools": ", ".join(req.dropped_tools)} if req.dropped_tools else {}
+
+        async def keep(response: dict[str, Any]) -> None:
+            await self._store(req, record.key_id, inputs, response)
+
+        try:
+            await run.open()
+            leading = [*run.list_items(), *await run.answer_approvals(req.input_items, known)]
+            chat = to_hub(replace(req, input_items=mcp_items_as_calls([*history, *req.input_items, *leading])), [],
+                          known)
+            taken = {t["function"]["name"] for t in chat.body.get("tools") or () if isinstance(t.get("function"), dict)}
+            if approvals := run.approval_functions(taken):
+                chat.body["tools"] = [*chat.body.get("tools", ()), *approvals]
+            if req.stream:
+                inner = await gw.router.open_stream_with_tools(chat, [], record, run.request_tools())
+        except BaseException:
+            await run.aclose()
+            raise
+        if req.stream:
+            encoder = ResponsesStreamEncoder(req, response_id, created_at, keep if req.store else None)
+            return relay(McpItemsStream(inner, run, leading), record, encoder, gw.finish, headers=extra or None)
+        try:
+            result = await gw.router.chat_with_tools(chat, [], record, run.request_tools())
+            response = response_from_chat(result.body, req, response_id, created_at)
+            response["output"] = run.finish_output(response["output"], leading)
+        finally:
+            await run.aclose()
         if req.store:
             await keep(response)
         return JSONResponse(response, headers={**result.headers, **extra})

@@ -21,9 +21,9 @@ OpenAI chat completions body, done once.
   the tools a `tool_search_output` item loaded (in the stored conversation or this input) are offered
   from then on, like the request's own. Hosted tools (web search, file search, code interpreter, a
   server-executed tool search, ...) are dropped and named in the `x-switchboard-dropped-tools`
-  response header, or rejected with a 400 (`responses.hosted_tools: reject`). `mcp` tools that
-  name an MCP server of the gateway (`server_label`; a client's own `server_url` is refused) run
-  server-side in the agents' tool loop.
+  response header, or rejected with a 400 (`responses.hosted_tools: reject`). `mcp` tools run
+  server-side in the agents' tool loop (responses_mcp: the gateway's servers by `server_label`, a
+  client's `server_url` only when `responses.allowed_mcp_urls` allows it).
 - `max_output_tokens` -> `max_tokens`, `reasoning.effort` -> `reasoning_effort`, `text.format` ->
   `response_format`, `text.verbosity` -> `verbosity`; `temperature`, `top_p`, `user`,
   `parallel_tool_calls`, `prompt_cache_key`, `safety_identifier`, `service_tier` carry over.
@@ -38,9 +38,9 @@ from typing import Any
 
 import orjson
 
-from ..agents.definitions import ToolRef
 from ..errors import GatewayError, bad_request
 from ..hub import ChatRequest
+from .responses_mcp import McpToolSpec, parse_mcp_tool
 from .validation import check_fields
 
 __all__ = ["CUSTOM_INPUT", "TOOL_SEARCH", "ResponsesRequest", "ToolNames", "items_to_messages",
@@ -95,7 +95,7 @@ class ResponsesRequest:
     input_items: list[dict[str, Any]]  # this request's input, as item objects
     tools: ToolNames
     dropped_tools: list[str]
-    mcp: list[ToolRef] = field(default_factory=list)  # `mcp` tools: servers of the gateway's, run server-side
+    mcp: list[McpToolSpec] = field(default_factory=list)  # `mcp` tools, run server-side (responses_mcp)
 
 
 def _invalid(param: str, message: str) -> GatewayError:
@@ -118,8 +118,10 @@ def _input_items(value: Any) -> list[dict[str, Any]]:
 
 
 def parse_responses_request(body: dict[str, Any], hosted_tools: str = "drop",
-                            mcp_servers: Mapping[str, str | None] | None = None) -> ResponsesRequest:
-    """`mcp_servers`: the gateway's MCP servers (name -> URL, None for stdio), which `mcp` tools may name."""
+                            mcp_servers: Mapping[str, str | None] | None = None,
+                            allowed_mcp_urls: list[str] | None = None) -> ResponsesRequest:
+    """`mcp_servers`: the gateway's MCP servers (name -> URL, None for stdio), which `mcp` tools may name;
+    `allowed_mcp_urls`: the URLs of other MCP servers they may name (`responses.allowed_mcp_urls`)."""
     check_fields(body, _TOP_FIELDS)
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -132,37 +134,12 @@ def parse_responses_request(body: dict[str, Any], hosted_tools: str = "drop",
             raise bad_request(f"`{name}` is not supported by this gateway; send the conversation as `input` "
                               "(or use `previous_response_id`).", param=name, code="unsupported_parameter")
     names, dropped = _check_tools(body.get("tools") or [], hosted_tools)
-    mcp = [ref for i, tool in enumerate(body.get("tools") or ()) if tool.get("type") == "mcp"
-           for ref in _mcp_refs(tool, f"tools[{i}]", mcp_servers or {})]
+    mcp = [parse_mcp_tool(tool, f"tools[{i}]", mcp_servers or {}, allowed_mcp_urls or [])
+           for i, tool in enumerate(body.get("tools") or ()) if tool.get("type") == "mcp"]
     store = body.get("store")
     return ResponsesRequest(body=body, model=model, stream=bool(body.get("stream")), store=store is not False,
                             previous_response_id=body.get("previous_response_id"),
                             input_items=_input_items(body.get("input")), tools=names, dropped_tools=dropped, mcp=mcp)
-
-
-def _mcp_refs(tool: dict[str, Any], at: str, servers: Mapping[str, str | None]) -> list[ToolRef]:
-    """An `mcp` tool as the gateway's MCP server (or some of its tools) the tool loop offers. Only
-    servers configured in the gateway (`mcp.servers`) run: a URL the client names is never
-    connected to (no server-side request forgery)."""
-    label = tool.get("server_label")
-    if not isinstance(label, str) or label not in servers:
-        known = ", ".join(sorted(servers)) or "none are configured"
-        raise bad_request(f"{at}.server_label: an `mcp` tool must name an MCP server of this gateway "
-                          f"(mcp.servers: {known}).", param=f"{at}.server_label", code="unknown_mcp_server")
-    url = tool.get("server_url")
-    if url is not None and url != servers[label]:
-        raise bad_request(f"{at}.server_url: this gateway runs only its own MCP servers; leave `server_url` out "
-                          f"and name the server by `server_label`.", param=f"{at}.server_url",
-                          code="mcp_server_url_not_allowed")
-    if tool.get("connector_id") is not None:
-        raise bad_request(f"{at}.connector_id: connectors are not served here.", param=f"{at}.connector_id",
-                          code="unsupported_parameter")
-    allowed = tool.get("allowed_tools")
-    if isinstance(allowed, dict):
-        allowed = allowed.get("tool_names")
-    if isinstance(allowed, list) and allowed:
-        return [ToolRef(label, str(name)) for name in allowed]
-    return [ToolRef(label)]
 
 
 def _is_client_tool_search(tool: dict[str, Any]) -> bool:
@@ -191,7 +168,7 @@ def _check_tools(tools: list[Any], hosted_tools: str, names: ToolNames | None = 
                 if inner.get("type") == "custom":
                     names.custom.add(chat)
         elif kind == "mcp":
-            continue  # the gateway's own MCP servers: checked by _mcp_refs, run by the tool loop
+            continue  # checked by responses_mcp.parse_mcp_tool, run by the tool loop
         elif _is_client_tool_search(tool):
             names.tool_search = True
         elif kind != "function":

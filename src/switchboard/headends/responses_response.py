@@ -37,6 +37,7 @@ from ..errors import GatewayError
 from ..hub import Chunk, usage_from_responses
 from ..request_record import RequestRecord
 from ..sse import event_frame
+from .responses_mcp import ITEM_KEY
 from .responses_request import CUSTOM_INPUT, TOOL_SEARCH, ResponsesRequest, ToolNames
 
 __all__ = ["BRIDGED_PREFIX", "NativeResponsesEncoder", "ResponsesStreamEncoder", "bridged_response_id", "failure",
@@ -161,7 +162,13 @@ def response_envelope(request: ResponsesRequest, response_id: str, created_at: i
 
 
 def _echoed_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    """A request tool as a response lists it: function tools with their `parameters` and `strict` filled in."""
+    """A request tool as a response lists it: function tools with their `parameters` and `strict` filled in;
+    an `mcp` tool without its `authorization` and header values (they are the client's secrets: never stored)."""
+    if tool.get("type") == "mcp" and ("authorization" in tool or "headers" in tool):
+        echoed = {k: v for k, v in tool.items() if k != "authorization"}
+        if isinstance(tool.get("headers"), dict):
+            echoed["headers"] = dict.fromkeys(tool["headers"], "<redacted>")
+        return echoed
     if tool.get("type") != "function":
         return tool
     return {**tool, "parameters": tool.get("parameters"), "strict": tool.get("strict")}
@@ -427,6 +434,13 @@ class ResponsesStreamEncoder:
         for chunk in batch:
             if chunk.get("usage") is not None:
                 self.usage = chunk["usage"]
+            item = chunk.get(ITEM_KEY)
+            if isinstance(item, dict):  # a whole item (responses_mcp: an mcp call, listing or approval request)
+                self._close_reasoning(out)
+                self._close_text(out)
+                self._close_calls(out)
+                self._done(self._open(item, out), item, out)
+                continue
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue

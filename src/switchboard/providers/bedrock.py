@@ -1,9 +1,11 @@
 """Adapter for AWS Bedrock's Converse API (`type: bedrock`): every headend reaches Bedrock models.
 
 It owns the I/O: `POST {base_url}/model/{modelId}/converse` and `/converse-stream` (the model id
-percent-encoded, so inference-profile ids like `us.amazon.nova-lite-v1:0` and ARNs work), the
-credentials, and the stream's binary event-stream framing (decoded with botocore's parser: the
-`bedrock` extra). The format translation lives in `bedrock_convert`.
+percent-encoded, so inference-profile ids like `us.amazon.nova-lite-v1:0` and ARNs work), `/invoke`
+for embeddings (fanned out with bounded concurrency, answers kept in input order), the credentials,
+and the stream's binary event-stream framing (decoded with botocore's parser: the `bedrock` extra).
+The format translation lives in `bedrock_convert` (Converse), `bedrock_embeddings` (the embedding
+models' InvokeModel bodies) and `completion_bridge` (legacy completions as a Converse chat).
 
 Credentials, the first that applies:
 1. `keys:` — Bedrock API keys, sent as bearer tokens (one per attempt, weighted, with cooldowns,
@@ -42,6 +44,9 @@ from .bedrock_convert import (
     to_converse_request,
     uses_json_tool,
 )
+from .bedrock_embeddings import TOKEN_COUNT_HEADER, embedding_plan, embeddings_response, vectors_of
+from .completion_bridge import CompletionChunkStream, chat_from_completion_body, completion_result
+from .concurrency import map_bounded
 from .http1 import Response
 from .sigv4 import Credentials, SigV4Signer
 
@@ -50,10 +55,12 @@ __all__ = ["BedrockProvider", "EventStreamChunkStream"]
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
 _CREDENTIALS_CHECK_S = 5.0  # how often temporary credentials are asked whether they need a refresh
 _MAX_CACHED_PATHS = 1024
+_EMBED_CONCURRENCY = 8  # InvokeModel calls one embeddings request may have in flight (Titan: one text per call)
 
 
 class BedrockProvider:
-    """Chat (non-stream and stream) against the Bedrock runtime of one region."""
+    """Chat (non-stream and stream), legacy completions (through Converse) and embeddings (InvokeModel)
+    against the Bedrock runtime of one region."""
 
     def __init__(self, config: ProviderConfig) -> None:
         if config.keys and config.aws_access_key_id:
@@ -79,10 +86,11 @@ class BedrockProvider:
         self._chain: Any = None  # botocore credentials (from the standard sources), resolved in start()
         self._frozen: Credentials | None = None
         self._frozen_until = 0.0
-        self._paths: dict[tuple[str, bool], str] = {}
+        self._paths: dict[tuple[str, str], str] = {}
         self._secrets = tuple(s for s in (*(k.value for k in config.keys), config.aws_secret_access_key,
                                           config.aws_session_token, self._env_bearer) if s)
         self._base_headers = {"Content-Type": "application/json", **config.headers}
+        self._invoke_headers = {**self._base_headers, "Accept": "application/json"}
 
     def _uses_chain(self) -> bool:
         return not self.config.keys and self._static is None and self._env_bearer is None
@@ -118,23 +126,26 @@ class BedrockProvider:
             self._frozen_until = now + _CREDENTIALS_CHECK_S
         return self._frozen
 
-    def _path(self, model: str, stream: bool) -> str:
-        path = self._paths.get((model, stream))
+    def _path(self, model: str, action: str) -> str:
+        """The request path of `action` (converse, converse-stream, invoke) on `model`."""
+        path = self._paths.get((model, action))
         if path is None:
-            path = f"{self._prefix}/model/{model_path(model)}/{'converse-stream' if stream else 'converse'}"
+            path = f"{self._prefix}/model/{model_path(model)}/{action}"
             if len(self._paths) < _MAX_CACHED_PATHS:  # clients pick `provider/<anything>`: stay bounded
-                self._paths[(model, stream)] = path
+                self._paths[(model, action)] = path
         return path
 
-    async def _send(self, model: str, payload: dict[str, Any], key: str | None, stream: bool) -> Response:
-        path = self._path(model, stream)
+    async def _send(self, model: str, payload: dict[str, Any], key: str | None, stream: bool,
+                    action: str | None = None) -> Response:
+        path = self._path(model, action or ("converse-stream" if stream else "converse"))
         body = orjson.dumps(payload)
         bearer = key or self._env_bearer
+        base_headers = self._invoke_headers if action == "invoke" else self._base_headers
         if bearer:
-            headers = {**self._base_headers, "Authorization": f"Bearer {bearer}"}
+            headers = {**base_headers, "Authorization": f"Bearer {bearer}"}
         else:
             credentials = self._static if self._static is not None else await self._chain_credentials()
-            headers = self._signer.sign(credentials, self._host, path, self._base_headers, body)
+            headers = self._signer.sign(credentials, self._host, path, base_headers, body)
         timeout = self.config.timeout_s
         try:
             resp = await self.http.client.request("POST", self._base + path[len(self._prefix):], headers, body,
@@ -167,6 +178,33 @@ class BedrockProvider:
                                "api_error", code="upstream_invalid_response")
         converter = ConverseStreamConverter(self.name, model, request_id, uses_json_tool(request.body))
         return EventStreamChunkStream(resp, self.name, converter, self.config.max_event_bytes, request_id)
+
+    # -- legacy completions, bridged onto Converse (completion_bridge)
+    async def completions(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
+        return completion_result(await self.chat(chat_from_completion_body(body, model, self.config, False),
+                                                 model, key))
+
+    async def open_completions_stream(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamStream:
+        chat = chat_from_completion_body(body, model, self.config, True)
+        return CompletionChunkStream(await self.open_chat_stream(chat, model, key))
+
+    # -- embeddings, on InvokeModel (bedrock_embeddings)
+    async def embeddings(self, body: dict[str, Any], model: str, key: str | None) -> UpstreamResult:
+        """Every InvokeModel call of the request's plan (at most `_EMBED_CONCURRENCY` at once), in order."""
+        plan = embedding_plan(body, model, self.config)
+        request_ids: list[str | None] = []
+
+        async def invoke(payload: dict[str, Any]) -> tuple[list[list[float]], int]:
+            resp = await self._send(model, payload, key, False, "invoke")
+            request_ids.append(resp.header(b"x-amzn-requestid"))
+            tokens = resp.header(TOKEN_COUNT_HEADER.encode())
+            answer = await self.http.read_json(resp)
+            return vectors_of(plan.family, answer, len(payload.get("texts") or ()) or 1, tokens, self.name)
+
+        answers = await map_bounded(invoke, plan.bodies, _EMBED_CONCURRENCY)
+        vectors = [vector for found, _ in answers for vector in found]
+        request_id = request_ids[0] if request_ids else None
+        return UpstreamResult(embeddings_response(vectors, sum(tokens for _, tokens in answers), model), request_id)
 
 
 class EventStreamChunkStream(BatchedChunkStream):

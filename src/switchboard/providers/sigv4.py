@@ -36,7 +36,7 @@ class Credentials:
 class SigV4Signer:
     """Signs requests to one service in one region."""
 
-    __slots__ = ("_keys", "_now", "_stamp", "region", "service")
+    __slots__ = ("_keys", "_now", "_paths", "_stamp", "region", "service")
 
     def __init__(self, region: str, service: str) -> None:
         self.region = region
@@ -44,6 +44,7 @@ class SigV4Signer:
         self._keys: dict[tuple[str, str], bytes] = {}  # (secret, date) -> signing key
         self._now = -1
         self._stamp = ""
+        self._paths: dict[str, str] = {}  # path as sent -> as signed (quote() costs ~5 µs a call)
 
     def _amz_date(self, now: float | None) -> str:
         second = int(time.time() if now is None else now)
@@ -82,9 +83,14 @@ class SigV4Signer:
             canonical_headers[name.lower()] = " ".join(value.split())
         names = sorted(canonical_headers)
         signed = ";".join(names)
+        signed_path = self._paths.get(path)
+        if signed_path is None:
+            signed_path = quote(path, safe="/~")  # non-S3 services sign the path encoded once more
+            if len(self._paths) < 1024:  # clients pick the model ids: stay bounded
+                self._paths[path] = signed_path
         canonical = "\n".join((
             "POST",
-            quote(path, safe="/~"),  # non-S3 services sign the path encoded once more
+            signed_path,
             "",
             "".join(f"{name}:{canonical_headers[name]}\n" for name in names),
             signed,

@@ -28,6 +28,7 @@ from typing import Any
 from ..agents.as_completion import CompletionStream, chat_from_completion, completion_from_chat
 from ..agents.definitions import AgentDefinition, ToolRef
 from ..agents.service import AgentService
+from ..agents.tools import RequestTools
 from ..config import Config
 from ..errors import GatewayError
 from ..hub import (
@@ -143,14 +144,18 @@ class Router(Engine):
                                "invalid_request_error", param="tools", code="unsupported_tool", retryable=False)
         return self.agents, AgentDefinition(name=hub.model, model=hub.model, system_prompt="", tools=tools)
 
-    async def chat_with_tools(self, hub: ChatRequest, tools: list[ToolRef], record: RequestRecord) -> UpstreamResult:
-        """A chat whose model may call `tools` (MCP servers of the gateway): the tool loop runs here."""
+    async def chat_with_tools(self, hub: ChatRequest, tools: list[ToolRef], record: RequestRecord,
+                              request_tools: RequestTools | None = None) -> UpstreamResult:
+        """A chat whose model may call `tools` (MCP servers of the gateway) and `request_tools` (MCP tools
+        the request brings, run by the caller's function): the tool loop runs here."""
         agents, runner = self._tool_runner(tools, hub)
-        return await agents.chat(runner, hub, record, self._deadline(hub.model), self._turn_stream)
+        return await agents.chat(runner, hub, record, self._deadline(hub.model), self._turn_stream, request_tools)
 
-    async def open_stream_with_tools(self, hub: ChatRequest, tools: list[ToolRef], record: RequestRecord) -> HubStream:
+    async def open_stream_with_tools(self, hub: ChatRequest, tools: list[ToolRef], record: RequestRecord,
+                                     request_tools: RequestTools | None = None) -> HubStream:
         agents, runner = self._tool_runner(tools, hub)
-        return await agents.open_stream(runner, hub, record, self._deadline(hub.model), self._turn_stream)
+        return await agents.open_stream(runner, hub, record, self._deadline(hub.model), self._turn_stream,
+                                        request_tools)
 
     async def _turn_stream(self, hub: ChatRequest, record: RequestRecord) -> HubStream:
         """One model call of an agent's tool loop: a routed stream, recorded as a turn."""
