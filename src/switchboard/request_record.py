@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from .hub import Usage
+from .observability.spans import RequestTrace
 from .routing.deployment import Outcome
 
 __all__ = ["RequestRecord", "Turn"]
@@ -54,6 +55,7 @@ class RequestRecord:
     facade: str | None = None  # the facade the request came through
     path: str | None = None  # the URL path, for requests no route took (404/405)
     turns: list[Turn] | None = None  # an agent's model calls, in order
+    trace: RequestTrace | None = None  # the server span, when tracing is configured (observability/spans.py)
 
     def routed(self, outcome: Outcome) -> None:
         self.provider = outcome.deployment.provider.name
@@ -72,6 +74,10 @@ class RequestRecord:
         self.provider, self.upstream_model = turn.provider, turn.model
         self.attempts += turn.attempts
         self.fallback = self.fallback or turn.fallback
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.trace.trace_id_hex if self.trace is not None else None
 
     def mark_first_token(self) -> None:
         if self.first_token_s is None:

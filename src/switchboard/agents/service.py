@@ -75,6 +75,11 @@ class AgentService:
         if self.pool is not None:
             await self.pool.aclose()
 
+    def propagate_traces(self) -> None:
+        """Tracing is configured: MCP tool calls carry the tool span's `traceparent`."""
+        if self.pool is not None:
+            self.pool.propagate_traces()
+
     def get(self, name: str) -> AgentDefinition | None:
         return self.registry.get(name)
 
@@ -120,7 +125,8 @@ class AgentService:
         try:
             loop = ToolLoop(agent, self.mcp_tools(agent), hub.body,
                             lambda body: _model_call(model_stream, record, body), self._call_tool,
-                            "chatcmpl-" + secrets.token_hex(12), int(time.time()))
+                            "chatcmpl-" + secrets.token_hex(12), int(time.time()),
+                            record.trace.tool if record.trace is not None else None)
             chunks = loop.run()
             try:
                 first = await chunks.__anext__()

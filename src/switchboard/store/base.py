@@ -223,13 +223,18 @@ MIGRATIONS: list[tuple[int, list[str | PostgresOnly]]] = [
         "CREATE INDEX IF NOT EXISTS sb_usage_ts ON sb_usage (ts)",
         "CREATE INDEX IF NOT EXISTS sb_usage_key_ts ON sb_usage (key_id, ts)",
     ]),
+    # The request's trace id (32 hex digits) when tracing is configured, NULL otherwise: a usage row leads
+    # to its trace. Version 40 is issue 17's traces half.
+    (40, [
+        "ALTER TABLE sb_usage ADD COLUMN trace_id TEXT",
+    ]),
 ]
 
 KEY_COLUMNS = ("id", "name", "secret_hash", "hint", "models", "expires_at", "rpm", "tpm", "budget_usd",
                "budget_period", "revoked", "created_at", "updated_at")
 USAGE_COLUMNS = ("ts", "request_id", "key_id", "endpoint", "model", "provider", "upstream_model", "status", "stream",
                  "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "ttft_ms",
-                 "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated")
+                 "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated", "trace_id")
 _STREAM = USAGE_COLUMNS.index("stream")
 _ESTIMATED = USAGE_COLUMNS.index("estimated")
 

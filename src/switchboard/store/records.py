@@ -77,6 +77,7 @@ class UsageRow:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    trace_id: str | None = None  # the request's trace (tracing configured), 32 hex digits
 
     def public(self) -> dict[str, object]:
         return {
@@ -86,7 +87,7 @@ class UsageRow:
             "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
             "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
             "estimated": self.estimated, "cost_usd": self.cost_usd,
-            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms,
+            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "trace_id": self.trace_id,
         }
 
 

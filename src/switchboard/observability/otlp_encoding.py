@@ -1,0 +1,120 @@
+"""The OTLP `ExportTraceServiceRequest` protobuf encoding of the gateway's spans, written directly.
+
+Why not the exporter's own encoder (`encode_spans`): it builds a protobuf object per span, per
+attribute and per value, ~80 µs per span on the benchmark machine, several times the budget of a
+whole traced request (issue 17: ≤ 25 µs). This writes the same wire format with byte operations
+(the keys and values that repeat, such as attribute names and the resource, are encoded once) at a
+few µs per span. `tests/unit/test_otlp_encoding.py` checks it against `encode_spans` message for
+message. Imports nothing: it reads the spans' plain fields (observability/spans.py).
+
+Field numbers are opentelemetry-proto's (trace/v1/trace.proto, common/v1/common.proto).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .spans import Span
+
+__all__ = ["encode_attributes", "encode_request", "encode_scope"]
+
+_pack_double = struct.Struct("<d").pack
+_pack_fixed64 = struct.Struct("<Q").pack
+_pack_fixed32 = struct.Struct("<I").pack
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: its tag, the length, the bytes."""
+    return tag + _varint(len(payload)) + payload
+
+
+def _any_value(value: Any) -> bytes:
+    """An `AnyValue` message."""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode())
+    if isinstance(value, int):
+        return b"\x18" + _varint(value & 0xFFFF_FFFF_FFFF_FFFF)
+    if isinstance(value, float):
+        return b"\x21" + _pack_double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if value is None:
+        return b""
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join(_field(b"\x0a", _any_value(v)) for v in value))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", b"".join(_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()))
+    raise TypeError(f"cannot encode attribute value of type {type(value).__name__}")
+
+
+_KEYS: dict[str, bytes] = {}  # attribute names, encoded once (KeyValue.key): a few dozen
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    encoded = _KEYS.get(key)
+    if encoded is None:
+        encoded = _field(b"\x0a", key.encode())
+        if len(_KEYS) < 1024:
+            _KEYS[key] = encoded
+    return encoded + _field(b"\x12", _any_value(value))
+
+
+def encode_attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
+    """Repeated `KeyValue` fields with `tag`."""
+    return b"".join(_field(tag, _key_value(k, v)) for k, v in attributes.items())
+
+
+def encode_scope(name: str, version: str | None) -> bytes:
+    """An `InstrumentationScope` message."""
+    return _field(b"\x0a", name.encode()) + (_field(b"\x12", version.encode()) if version else b"")
+
+
+_FLAGS_LOCAL = b"\x85\x01" + _pack_fixed32(0x100)  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
+_FLAGS_REMOTE = b"\x85\x01" + _pack_fixed32(0x300)  # ... | SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
+_STATUS_UNSET = b"\x7a\x00"
+
+
+def _span(span: Span, trace_id: bytes, trace_state: bytes) -> bytes:
+    parts = [b"\x0a\x10", trace_id, b"\x12\x08", span.span_id.to_bytes(8, "big"), trace_state]
+    if span.parent_id is not None:
+        parts += (b"\x22\x08", span.parent_id.to_bytes(8, "big"))
+    parts += (_field(b"\x2a", span.name.encode()), b"\x30", bytes((span.kind,)),
+              b"\x39", _pack_fixed64(span.start_ns), b"\x41", _pack_fixed64(span.end_ns),
+              encode_attributes(b"\x4a", span.attributes))
+    if span.error is None:
+        parts.append(_STATUS_UNSET)
+    else:
+        parts.append(_field(b"\x7a", _field(b"\x12", span.error.encode()) + b"\x18\x02"))
+    parts.append(_FLAGS_REMOTE if span.remote_parent else _FLAGS_LOCAL)
+    return b"".join(parts)
+
+
+def encode_request(spans: Iterable[Span], resource: bytes, scope: bytes) -> bytes:
+    """An `ExportTraceServiceRequest` of `spans`, all of one resource (an encoded `Resource`
+    message) and one instrumentation scope (an encoded `InstrumentationScope` message)."""
+    encoded: list[bytes] = []
+    for span in spans:
+        trace = span.trace
+        assert trace is not None
+        state = trace.tracestate
+        encoded.append(_field(b"\x12", _span(span, trace.trace_id.to_bytes(16, "big"),
+                                             _field(b"\x1a", state.encode()) if state else b"")))
+    scope_spans = _field(b"\x0a", scope) + b"".join(encoded)
+    resource_spans = _field(b"\x0a", resource) + _field(b"\x12", scope_spans)
+    return _field(b"\x0a", resource_spans)
