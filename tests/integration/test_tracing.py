@@ -69,7 +69,8 @@ class Fakes:
         self.agent = FakeAgentUpstream().start()
         self.anthropic = FakeAnthropic(api_keys={ANTHROPIC_KEY}).start()
         self.azure = FakeAzure(AZURE_KEY, "unused-token", {"prod-gpt4o"}).start()
-        self.bedrock = FakeBedrock(REGION, credentials={SIGV4[0]: (SIGV4[1], None)}, bearer_tokens={BEDROCK_KEY}).start()
+        self.bedrock = FakeBedrock(REGION, credentials={SIGV4[0]: (SIGV4[1], None)},
+                                   bearer_tokens={BEDROCK_KEY}).start()
         self.receiver = OtlpReceiver().start()
 
     def stop(self) -> None:
@@ -291,7 +292,8 @@ def test_agent_turns_and_mcp_tool_call(client: openai.OpenAI, fakes: Fakes) -> N
         assert got_trace == trace_id and got_parent in {a.span_id for a in attempts}
 
 
-@pytest.mark.parametrize(("model", "fake_name"), [("sonnet", "anthropic"), ("azure-model", "azure"), ("nova", "bedrock")])
+@pytest.mark.parametrize(("model", "fake_name"),
+                         [("sonnet", "anthropic"), ("azure-model", "azure"), ("nova", "bedrock")])
 def test_every_provider_type_gets_the_traceparent(client: openai.OpenAI, fakes: Fakes, model: str,
                                                   fake_name: str) -> None:
     fake: Any = getattr(fakes, fake_name)
