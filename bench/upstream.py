@@ -151,6 +151,8 @@ http {{
             {_paced_location()}
         }}
         location = /nginx_status {{ stub_status; }}
+        # An OTLP/HTTP sink for `run.py --tracing`: accepts the exported spans and discards them.
+        location = /v1/traces {{ default_type application/x-protobuf; return 200 ''; }}
         location / {{ return 404 '{{"error":{{"message":"no such path","type":"invalid_request_error"}}}}'; }}
     }}
 }}

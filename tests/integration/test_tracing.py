@@ -194,7 +194,7 @@ def test_chat_continues_the_clients_trace_to_the_upstream(client: openai.OpenAI,
     assert s["http.response.status_code"] == 200 and s["switchboard.key_id"] == "master"
     assert s["switchboard.request_id"].startswith("req_")
     assert s["gen_ai.operation.name"] == "chat" and s["gen_ai.request.model"] == "chat-model"
-    assert s["gen_ai.usage.input_tokens"] == 5 and s["gen_ai.usage.output_tokens"] == 3
+    assert "gen_ai.usage.input_tokens" not in s  # the attempt's (an agent's server span has the sum of its turns)
     assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.provider.name"] == "openai"
     assert a["gen_ai.request.model"] == "gpt-4o-mini" and a["gen_ai.response.model"] == "gpt-4o-mini"
     assert a["gen_ai.response.id"] == completion.id

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SERVE_WITHOUT_TRACING = textwrap.dedent("""
-    import json, sys
+    import json, sys, tempfile
     from tests.fakes.openai_upstream import FakeOpenAI
     from tests.inprocess import InProcessApp
 
@@ -25,7 +25,7 @@ SERVE_WITHOUT_TRACING = textwrap.dedent("""
       up: {{type: openai, base_url: "{fake.base_url}", keys: [sk-up-key], retries: {{max: 0}}}}
     models:
       m: up/gpt-4o-mini
-    store: {{url: "sqlite:///:memory:"}}
+    store: {{url: "sqlite:///{tempfile.mkdtemp()}/usage.db"}}
     ''').start()
     headers = {"content-type": "application/json",
                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "v=1"}
@@ -44,6 +44,7 @@ SERVE_WITHOUT_TRACING = textwrap.dedent("""
 
 EXTRA_MISSING = textwrap.dedent("""
     import sys
+    import tempfile
 
     class NoOpenTelemetry:
         def find_spec(self, name, path=None, target=None):
@@ -55,10 +56,10 @@ EXTRA_MISSING = textwrap.dedent("""
     from switchboard.config import ConfigError, parse_config
     from switchboard.app import create_app
     try:
-        create_app(parse_config('''
-    providers: {up: {type: openai, base_url: "http://127.0.0.1:9", keys: [k]}}
-    observability: {otlp: {endpoint: "http://127.0.0.1:4318"}}
-    store: {url: "sqlite:///:memory:"}
+        create_app(parse_config(f'''
+    providers: {{up: {{type: openai, base_url: "http://127.0.0.1:9", keys: [k]}}}}
+    observability: {{otlp: {{endpoint: "http://127.0.0.1:4318"}}}}
+    store: {{url: "sqlite:///{tempfile.mkdtemp()}/usage.db"}}
     '''))
     except ConfigError as exc:
         print("ConfigError:", exc)

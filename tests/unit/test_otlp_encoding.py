@@ -17,7 +17,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from switchboard.observability.otlp import readable_span
 from switchboard.observability.otlp_encoding import encode_attributes, encode_request, encode_scope
-from switchboard.observability.spans import CLIENT, INTERNAL, SERVER, RequestTrace, Span, Tracer
+from switchboard.observability.spans import CLIENT, INTERNAL, SERVER, Preset, RequestTrace, Span, Tracer
 
 VALUES = ["chat gpt-4o", "", "ünïcödé ✓", "x" * 300, 0, 1, -1, 2**63 - 1, -(2**63), 300, True, False, 0.5, -1e300,
           ["stop"], ["a", "b", "c"], [1, 2], [True, False], []]
@@ -37,6 +37,8 @@ def _spans(seed: int) -> list[Span]:
     for span in spans:
         for n in range(rng.randint(0, 12)):
             span.attributes[f"key.{n}.{rng.randint(0, 3)}"] = rng.choice(VALUES)
+        if rng.random() < 0.5:  # shared attributes, encoded once
+            span.preset = Preset({f"preset.{n}": rng.choice(VALUES) for n in range(rng.randint(0, 6))})
         if rng.random() < 0.3:
             span.error = rng.choice(["boom", "", "fake 500 ✗"])
         span.start_ns = rng.getrandbits(62)

@@ -24,6 +24,7 @@ from .spans import Span
 from .tracing_config import OtlpConfig
 
 try:
+    import requests
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
@@ -40,8 +41,8 @@ log = logging.getLogger("switchboard.tracing")
 
 SCOPE_NAME = "switchboard"
 SCOPE_VERSION = "0.1.0"
-MAX_QUEUE_SPANS = 8192  # spans waiting for export; past it the newest are dropped (counted, logged once a minute)
-BATCH_SPANS = 512
+MAX_QUEUE_SPANS = 16384  # spans waiting for export; past it the newest are dropped (logged once a minute)
+BATCH_SPANS = 2048  # large batches: an export's HTTP request costs the worker thread (and the GIL) ~100 spans
 EXPORT_EVERY_MS = 1000
 
 _KINDS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT}
@@ -50,14 +51,13 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 def readable_span(span: Span, resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
     """The SDK's form of one of our spans."""
-    trace = span.trace
-    assert trace is not None
+    trace = span.request()
     state = TraceState.from_header([trace.tracestate]) if trace.tracestate else None
     context = SpanContext(trace.trace_id, span.span_id, False, _SAMPLED, state)
     parent = (SpanContext(trace.trace_id, span.parent_id, span.remote_parent, _SAMPLED, state)
               if span.parent_id is not None else None)
     status = Status(StatusCode.ERROR, span.error) if span.error is not None else Status(StatusCode.UNSET)
-    return ReadableSpan(span.name, context, parent, resource, dict(span.attributes), kind=_KINDS[span.kind],
+    return ReadableSpan(span.name, context, parent, resource, span.all_attributes(), kind=_KINDS[span.kind],
                         status=status, start_time=span.start_ns, end_time=span.end_ns, instrumentation_scope=scope)
 
 
@@ -65,18 +65,27 @@ class _Exporter(OTLPSpanExporter):
     """The SDK's exporter, sending our encoding of the batch (see the module docstring)."""
 
     def __init__(self, config: OtlpConfig, resource: Resource, scope: InstrumentationScope) -> None:
-        super().__init__(endpoint=config.endpoint, headers=config.headers or None, timeout=10)
+        # requests' environment lookups (netrc files, proxy variables) cost a stat() per file on every export:
+        # the collector is reached directly (the endpoint's URL is the whole configuration).
+        session = requests.Session()
+        session.trust_env = False
+        super().__init__(endpoint=config.endpoint, headers=config.headers or None, timeout=10, session=session)
         self.resource = resource
         self.scope = scope
         self._resource_bytes = encode_attributes(b"\x0a", dict(resource.attributes))
         self._scope_bytes = encode_scope(scope.name, scope.version)
 
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+    @property
+    def sends_bytes(self) -> bool:
+        """Whether the SDK's HTTP client takes our encoding (else spans go through the SDK's own `export`)."""
         client = getattr(self, "_client", None)
-        if client is None or not callable(getattr(client, "export", None)):
+        return client is not None and callable(getattr(client, "export", None))
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        if not self.sends_bytes:
             return super().export([readable_span(s, self.resource, self.scope) for s in spans])
         try:
-            result = client.export(encode_request(spans, self._resource_bytes, self._scope_bytes))
+            result = self._client.export(encode_request(spans, self._resource_bytes, self._scope_bytes))
         except Exception:
             log.exception("exporting %d spans failed", len(spans))
             return SpanExportResult.FAILURE

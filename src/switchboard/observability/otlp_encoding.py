@@ -19,16 +19,38 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .spans import Span
 
-__all__ = ["encode_attributes", "encode_request", "encode_scope"]
+__all__ = ["SAMPLED_CONTEXT", "EncodedSpan", "encode_attributes", "encode_request", "encode_scope", "encode_span"]
+
+
+class _Flags:
+    sampled = True
+
+
+class _Context:
+    trace_flags = _Flags()
+
+
+# What the SDK's span processors read of a finished span before queueing it (only sampled spans are exported).
+SAMPLED_CONTEXT = _Context()
+
+
+class EncodedSpan(bytes):
+    """A finished span in its OTLP encoding (`encode_span`), as the batch processor queues it."""
+
+    __slots__ = ()
+    context = SAMPLED_CONTEXT
 
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
 
 
+_SMALL = [bytes((n,)) for n in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
     if n < 0x80:
-        return bytes((n,))
+        return _SMALL[n]
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -39,7 +61,8 @@ def _varint(n: int) -> bytes:
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: its tag, the length, the bytes."""
-    return tag + _varint(len(payload)) + payload
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
 
 
 def _any_value(value: Any) -> bytes:
@@ -75,9 +98,52 @@ def _key_value(key: str, value: Any) -> bytes:
     return encoded + _field(b"\x12", _any_value(value))
 
 
+# Attributes whose values are new on every request (ids, timings, contents): never cached.
+_UNIQUE = frozenset({"switchboard.request_id", "gen_ai.response.id", "switchboard.upstream_request_id",
+                     "gen_ai.tool.call.id", "gen_ai.response.time_to_first_chunk", "gen_ai.input.messages",
+                     "gen_ai.output.messages", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result"})
+_CACHE_MAX = 8192
+# Most attributes repeat from request to request (operation, route, model, provider, status, key id,
+# token counts): their whole encoded field is kept, by name then value (with the value's type, so
+# that True and 1 never share an entry); emptied when it holds _CACHE_MAX values.
+_encoded: dict[bytes, dict[str, dict[Any, tuple[type, bytes]]]] = {}
+_cached_values = 0
+
+
 def encode_attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
     """Repeated `KeyValue` fields with `tag`."""
-    return b"".join(_field(tag, _key_value(k, v)) for k, v in attributes.items())
+    global _cached_values
+    out: list[bytes] = []
+    by_key = _encoded.get(tag)
+    if by_key is None:
+        by_key = _encoded[tag] = {}
+    for key, value in attributes.items():
+        kind = value.__class__
+        if key in _UNIQUE:
+            out.append(_field(tag, _key_value(key, value)))
+            continue
+        values = by_key.get(key)
+        if values is None:
+            values = by_key[key] = {}
+        lookup = tuple(value) if kind is list else value
+        try:
+            hit = values.get(lookup)
+        except TypeError:  # a list of unhashable values
+            out.append(_field(tag, _key_value(key, value)))
+            continue
+        if hit is not None and hit[0] is kind:
+            out.append(hit[1])
+            continue
+        field = _field(tag, _key_value(key, value))
+        if _cached_values >= _CACHE_MAX:
+            _encoded.clear()
+            _cached_values = 0
+            by_key = _encoded[tag] = {}
+            values = by_key[key] = {}
+        values[lookup] = (kind, field)
+        _cached_values += 1
+        out.append(field)
+    return b"".join(out)
 
 
 def encode_scope(name: str, version: str | None) -> bytes:
@@ -95,8 +161,10 @@ def _span(span: Span, trace_id: bytes, trace_state: bytes) -> bytes:
     if span.parent_id is not None:
         parts += (b"\x22\x08", span.parent_id.to_bytes(8, "big"))
     parts += (_field(b"\x2a", span.name.encode()), b"\x30", bytes((span.kind,)),
-              b"\x39", _pack_fixed64(span.start_ns), b"\x41", _pack_fixed64(span.end_ns),
-              encode_attributes(b"\x4a", span.attributes))
+              b"\x39", _pack_fixed64(span.start_ns), b"\x41", _pack_fixed64(span.end_ns))
+    if span.preset is not None:
+        parts.append(span.preset.encoded)
+    parts.append(encode_attributes(b"\x4a", span.attributes))
     if span.error is None:
         parts.append(_STATUS_UNSET)
     else:
@@ -105,16 +173,19 @@ def _span(span: Span, trace_id: bytes, trace_state: bytes) -> bytes:
     return b"".join(parts)
 
 
-def encode_request(spans: Iterable[Span], resource: bytes, scope: bytes) -> bytes:
+def encode_span(span: Span) -> bytes:
+    """One span as the `spans` field of a `ScopeSpans` message."""
+    trace = span.request()
+    state = trace.tracestate
+    return _field(b"\x12", _span(span, trace.trace_id.to_bytes(16, "big"),
+                                 _field(b"\x1a", state.encode()) if state else b""))
+
+
+def encode_request(spans: Iterable[Span | bytes], resource: bytes, scope: bytes) -> bytes:
     """An `ExportTraceServiceRequest` of `spans`, all of one resource (an encoded `Resource`
-    message) and one instrumentation scope (an encoded `InstrumentationScope` message)."""
-    encoded: list[bytes] = []
-    for span in spans:
-        trace = span.trace
-        assert trace is not None
-        state = trace.tracestate
-        encoded.append(_field(b"\x12", _span(span, trace.trace_id.to_bytes(16, "big"),
-                                             _field(b"\x1a", state.encode()) if state else b"")))
+    message) and one instrumentation scope (an encoded `InstrumentationScope` message). A span
+    already encoded (an `EncodedSpan`, see spans.Tracer) is taken as it is."""
+    encoded = [span if isinstance(span, bytes) else encode_span(span) for span in spans]
     scope_spans = _field(b"\x0a", scope) + b"".join(encoded)
     resource_spans = _field(b"\x0a", resource) + _field(b"\x12", scope_spans)
     return _field(b"\x0a", resource_spans)

@@ -20,6 +20,7 @@ Propagation: an attempt (and a tool call) puts the `traceparent` continuing at i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import time
@@ -32,6 +33,7 @@ from ..errors import GatewayError
 from ..hub import Chunk, Usage, usage_from
 from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, parse_trace_context, trace_headers
 from .genai_contents import Redactor, input_messages, output_messages, stream_output
+from .otlp_encoding import SAMPLED_CONTEXT, EncodedSpan, encode_attributes, encode_span
 
 if TYPE_CHECKING:
     from ..agents.tools import McpTool, ToolOutcome
@@ -78,19 +80,25 @@ def bounded(value: str) -> str:
     return value if len(value) <= _MAX_ATTRIBUTE_CHARS else value[:_MAX_ATTRIBUTE_CHARS]
 
 
-class _Flags:
-    sampled = True
+_PRESETS_MAX = 4096  # distinct sets of shared attributes kept (routes x keys x models x statuses, mostly)
 
 
-class _Context:
-    trace_flags = _Flags()
+class Preset:
+    """Attributes many spans share (an attempt's provider and deployment, a route), encoded for OTLP
+    once: a span carries its preset and, in `attributes`, only what is its own."""
+
+    __slots__ = ("attributes", "encoded")
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.attributes = attributes
+        self.encoded = encode_attributes(b"\x4a", attributes)
 
 
 class Span:
     """One span: identity, timing, attributes; `end()` exports it once (when sampled)."""
 
     # What the SDK's span processors read of a finished span before queueing it: only sampled ones are exported.
-    context = _Context()
+    context = SAMPLED_CONTEXT
 
     __slots__ = (
         "attributes",
@@ -99,6 +107,7 @@ class Span:
         "kind",
         "name",
         "parent_id",
+        "preset",
         "remote_parent",
         "span_id",
         "start_ns",
@@ -109,26 +118,33 @@ class Span:
     def __init__(self, tracer: Tracer, trace: RequestTrace | None, parent_id: int | None, name: str, kind: int,
                  attributes: dict[str, Any], start_ns: int | None = None) -> None:
         self.tracer = tracer
-        self.trace = trace  # the request's server span (itself, for the server span)
+        self.trace = trace  # the request's server span (None for the server span: see request())
         self.span_id = random.getrandbits(64) or 1
         self.parent_id = parent_id
         self.remote_parent = False
         self.name = name
         self.kind = kind
         self.attributes = attributes
+        self.preset: Preset | None = None
         self.start_ns = time.time_ns() if start_ns is None else start_ns
         self.end_ns = 0
         self.error: str | None = None  # the status description of a span that failed (status ERROR)
 
     @property
     def trace_id(self) -> int:
-        assert self.trace is not None
-        return self.trace.trace_id
+        return self.request().trace_id
 
     @property
     def sampled(self) -> bool:
+        return self.request().sampled
+
+    def request(self) -> RequestTrace:
+        """The server span of this span's request (RequestTrace: itself, without a reference cycle)."""
         assert self.trace is not None
-        return self.trace.sampled
+        return self.trace
+
+    def all_attributes(self) -> dict[str, Any]:
+        return {**self.preset.attributes, **self.attributes} if self.preset is not None else dict(self.attributes)
 
     def fail(self, error_type: str, description: str) -> None:
         self.attributes["error.type"] = error_type
@@ -139,25 +155,69 @@ class Span:
             return
         self.end_ns = time.time_ns() if end_ns is None else end_ns
         if self.sampled:
-            self.tracer.export(self)
+            self.tracer.finished(self)
 
     def propagation(self) -> bytes:
         """The header lines that continue the trace at this span."""
-        assert self.trace is not None
-        return trace_headers(self.trace.trace_id, self.span_id, self.trace.sampled, self.trace.tracestate)
+        trace = self.request()
+        if trace.header_parts is None:
+            whole = trace_headers(trace.trace_id, self.span_id, trace.sampled, trace.tracestate)
+            cut = whole.index(b"-", 16) + 1  # `traceparent: 00-<trace id>-`
+            trace.header_parts = (whole[:cut], whole[cut + 16:])
+            return whole
+        head, tail = trace.header_parts
+        return b"%s%016x%s" % (head, self.span_id, tail)
 
 
 class Tracer:
     """The gateway's span recorder: sampling, ids, what spans may carry; `export` takes finished spans."""
 
-    def __init__(self, export: Callable[[Span], None], sample_ratio: float, contents: bool,
-                 providers: Mapping[str, ProviderConfig], secrets: tuple[str, ...]) -> None:
+    def __init__(self, export: Callable[[Any], None], sample_ratio: float, contents: bool,
+                 providers: Mapping[str, ProviderConfig], secrets: tuple[str, ...], encode: bool = True) -> None:
+        # `export` gets each finished span: encoded (an `EncodedSpan`, bytes: nothing for the garbage
+        # collector to walk while it waits in the export queue), or the Span itself with `encode=False`.
         self.export = export
+        self.encode = encode
         # TraceIdRatioBased's rule: sampled when the trace id's low 64 bits are under ratio * 2^64.
         self.bound = round(sample_ratio * (1 << 64))
         self.redactor = Redactor(secrets) if contents else None
         # What every attempt on a provider says about where it went (server.address/port, provider name).
         self.provider_attributes = {name: _provider_attributes(p) for name, p in providers.items()}
+        self._presets: dict[tuple[tuple[str, Any], ...], Preset] = {}
+        self._ended: list[Span] = []
+
+    def finished(self, span: Span) -> None:
+        """A sampled span ended. The spans that end in one pass of the event loop are encoded together
+        right after it (on the loop: the export thread then only joins bytes and sends them, and
+        holds the GIL briefly), then queued for export."""
+        self._ended.append(span)
+        if len(self._ended) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop (plain code): at once
+                self.flush()
+
+    def flush(self) -> None:
+        ended, self._ended = self._ended, []
+        export = self.export
+        if self.encode:
+            for span in ended:
+                export(EncodedSpan(encode_span(span)))
+        else:
+            for span in ended:
+                export(span)
+
+    def share(self, span: Span, attributes: dict[str, Any]) -> None:
+        """`attributes` (plain values) are ones many spans have in common: the span gets them as a
+        preset, encoded once for all of them (or as its own once too many distinct sets were seen)."""
+        key = tuple(attributes.items())
+        found = self._presets.get(key)
+        if found is None:
+            if len(self._presets) >= _PRESETS_MAX:
+                span.attributes.update(attributes)
+                return
+            found = self._presets[key] = Preset(attributes)
+        span.preset = found
 
     def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace:
         """The server span of a request, continuing the client's trace when it sent a valid `traceparent`."""
@@ -179,7 +239,7 @@ class RequestTrace(Span):
     """The server span of one API request; its name and most attributes come from the request's
     record when it is over (`finish`, a gateway observer)."""
 
-    __slots__ = ("sampled_flag", "trace_id_value", "tracestate")
+    __slots__ = ("header_parts", "method", "route", "sampled_flag", "trace_id_value", "tracestate")
 
     def __init__(self, tracer: Tracer, parent: ParentContext | None, method: str, route: str) -> None:
         if parent is not None:
@@ -192,8 +252,10 @@ class RequestTrace(Span):
             self.tracestate = None
         self.trace_id_value = trace_id
         self.sampled_flag = sampled
-        super().__init__(tracer, self, parent_id, f"{method} {route}", SERVER,
-                         {"http.request.method": method, "http.route": route})
+        self.header_parts: tuple[bytes, bytes] | None = None  # the propagation header around a span id
+        self.method = method
+        self.route = route
+        super().__init__(tracer, None, parent_id, f"{method} {route}", SERVER, {})
         self.remote_parent = parent is not None
 
     @property
@@ -203,6 +265,9 @@ class RequestTrace(Span):
     @property
     def sampled(self) -> bool:
         return self.sampled_flag
+
+    def request(self) -> RequestTrace:
+        return self
 
     @property
     def trace_id_hex(self) -> str:
@@ -272,13 +337,16 @@ class CallTrace:
 
     def attempt(self, deployment: _Deployment, number: int, fallback: bool) -> AttemptSpan:
         if self._shared is None:
-            self._shared = {"gen_ai.operation.name": self.operation, **_request_attributes(self.body)}
+            self._shared = _request_attributes(self.body)
         tracer = self.trace.tracer
         model = bounded(deployment.model)
-        attributes = {**self._shared, **tracer.provider_attributes.get(deployment.provider.name, {}),
-                      "gen_ai.request.model": model, "switchboard.deployment": deployment.id,
-                      "switchboard.attempt": number, "switchboard.fallback": fallback}
-        span = AttemptSpan(self, f"{self.operation} {model}", attributes)
+        provider = deployment.provider.name
+
+        span = AttemptSpan(self, f"{self.operation} {model}", dict(self._shared))
+        tracer.share(span, {"gen_ai.operation.name": self.operation, **tracer.provider_attributes.get(provider, {}),
+                            "gen_ai.request.model": model, "switchboard.deployment": deployment.id,
+                            "switchboard.attempt": number, "switchboard.fallback": fallback})
+        attributes = span.attributes
         if tracer.redactor is not None and self.body is not None:
             attributes["gen_ai.input.messages"] = input_messages(self.body, tracer.redactor)
         return span

@@ -11,6 +11,7 @@ upstream HTTP clients and the MCP clients.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..config import Config
 from ..request_record import RequestRecord
@@ -37,48 +38,56 @@ def build_tracer(config: Config) -> tuple[Tracer, Callable[[], Awaitable[None]]]
 
     export = OtlpExport(otlp)
     tracer = Tracer(export.sink, otlp.sample_ratio, config.observability.trace_contents, config.providers,
-                    _secrets(config))
-    return tracer, export.aclose
+                    _secrets(config), encode=export.exporter.sends_bytes)
+
+    async def close() -> None:
+        tracer.flush()  # spans that ended in the last pass of the loop
+        await export.aclose()
+
+    return tracer, close
 
 
 def finish_trace(record: RequestRecord) -> None:
     """Gateway observer: a finished request's server span gets its name and attributes from the
-    record, and ends (exported when sampled)."""
+    record, and ends (exported when sampled). What requests have in common (route, status, key,
+    model...) goes in a shared preset; the request id, timings and an agent's usage are the span's own."""
     trace = record.trace
     if not isinstance(trace, RequestTrace):
         return
-    attributes = trace.attributes
-    attributes["switchboard.request_id"] = bounded(record.request_id)
-    attributes["http.response.status_code"] = record.status
+    own = trace.attributes
+    own["switchboard.request_id"] = bounded(record.request_id)
+    stable: dict[str, Any] = {"http.request.method": trace.method, "http.route": trace.route,
+                              "http.response.status_code": record.status}
     if record.key_id is not None:
-        attributes["switchboard.key_id"] = record.key_id
+        stable["switchboard.key_id"] = record.key_id
     if record.facade is not None:
-        attributes["switchboard.facade"] = record.facade
+        stable["switchboard.facade"] = record.facade
     operation = operation_of(record.endpoint)
     if record.agent is not None:
         operation = "invoke_agent"
-        attributes["gen_ai.agent.name"] = record.agent
+        stable["gen_ai.agent.name"] = record.agent
         trace.name = f"invoke_agent {record.agent}"
     if operation is not None:
-        attributes["gen_ai.operation.name"] = operation
+        stable["gen_ai.operation.name"] = operation
         if record.model is not None:
             model = bounded(record.model)
-            attributes["gen_ai.request.model"] = model
+            stable["gen_ai.request.model"] = model
             if record.agent is None:
                 trace.name = f"{operation} {model}"
         if record.upstream_model is not None:
-            attributes["gen_ai.response.model"] = bounded(record.upstream_model)
-        attributes["gen_ai.request.stream"] = record.stream
-        if record.usage is not None:
-            usage_attributes(attributes, record.usage)
-        if record.stream and record.first_token_s is not None:
-            attributes["gen_ai.response.time_to_first_chunk"] = record.first_token_s
+            stable["gen_ai.response.model"] = bounded(record.upstream_model)
+        stable["gen_ai.request.stream"] = record.stream
         if record.attempts:
-            attributes["switchboard.attempts"] = record.attempts
-            attributes["switchboard.fallback"] = record.fallback
+            stable["switchboard.attempts"] = record.attempts
+            stable["switchboard.fallback"] = record.fallback
+        if record.usage is not None and record.agent is not None:  # every turn's (each attempt span has its own)
+            usage_attributes(own, record.usage)
+        if record.stream and record.first_token_s is not None:
+            own["gen_ai.response.time_to_first_chunk"] = record.first_token_s
     if record.error_type is not None:
-        attributes["error.type"] = bounded(record.error_type)
+        stable["error.type"] = bounded(record.error_type)
         if record.status >= 500:  # HTTP server spans: a 4xx is the client's error, not ours
             trace.error = f"{record.status} {record.error_type}"
+    trace.tracer.share(trace, stable)
     trace.start_ns = int(record.started_wall * 1e9)
     trace.end(trace.start_ns + int((record.latency_s or 0.0) * 1e9))
