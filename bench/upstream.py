@@ -152,7 +152,7 @@ http {{
         }}
         location = /nginx_status {{ stub_status; }}
         # An OTLP/HTTP sink for `run.py --tracing`: accepts the exported spans and discards them.
-        location = /v1/traces {{ default_type application/x-protobuf; return 200 ''; }}
+        location = /v1/traces {{ client_max_body_size 0; default_type application/x-protobuf; return 200 ''; }}
         location / {{ return 404 '{{"error":{{"message":"no such path","type":"invalid_request_error"}}}}'; }}
     }}
 }}

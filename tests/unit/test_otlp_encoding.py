@@ -37,13 +37,16 @@ def _spans(seed: int) -> list[Span]:
     for span in spans:
         for n in range(rng.randint(0, 12)):
             span.attributes[f"key.{n}.{rng.randint(0, 3)}"] = rng.choice(VALUES)
+        for unique in ("switchboard.request_id", "gen_ai.response.id", "gen_ai.input.messages"):  # never cached
+            if rng.random() < 0.5:
+                span.attributes[unique] = rng.choice(["req_1", "", "ü" * 70, "x" * 300, 7])
         if rng.random() < 0.5:  # shared attributes, encoded once
             span.preset = Preset({f"preset.{n}": rng.choice(VALUES) for n in range(rng.randint(0, 6))})
         if rng.random() < 0.3:
             span.error = rng.choice(["boom", "", "fake 500 ✗"])
         span.start_ns = rng.getrandbits(62)
         span.end_ns = span.start_ns + rng.getrandbits(40)
-        span.name = rng.choice(["chat gpt-4o", "execute_tool add", "POST /v1/models", "ü"])
+        span.name = rng.choice(["chat gpt-4o", "execute_tool add", "POST /v1/models", "ü", "n" * 200])
     return spans
 
 

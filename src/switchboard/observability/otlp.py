@@ -41,8 +41,11 @@ log = logging.getLogger("switchboard.tracing")
 
 SCOPE_NAME = "switchboard"
 SCOPE_VERSION = "0.1.0"
-MAX_QUEUE_SPANS = 16384  # spans waiting for export; past it the newest are dropped (logged once a minute)
-BATCH_SPANS = 2048  # large batches: an export's HTTP request costs the worker thread (and the GIL) ~100 spans
+# The queue's items are the spans of one event-loop pass (at most spans.SPANS_PER_ITEM, usually a few):
+# at most MAX_QUEUE_ITEMS wait (past that the newest are dropped, logged once a minute), BATCH_ITEMS go per
+# export request (a few hundred to a few thousand spans: an HTTP request costs the export thread ~100 spans).
+MAX_QUEUE_ITEMS = 2048
+BATCH_ITEMS = 64
 EXPORT_EVERY_MS = 1000
 
 _KINDS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT}
@@ -115,8 +118,8 @@ class OtlpExport:
         self.resource = Resource.create({"service.name": config.service_name})
         self.scope = InstrumentationScope(SCOPE_NAME, SCOPE_VERSION)
         self.exporter = _Exporter(config, self.resource, self.scope)
-        self.processor = BatchSpanProcessor(self.exporter, max_queue_size=MAX_QUEUE_SPANS,
-                                            schedule_delay_millis=EXPORT_EVERY_MS, max_export_batch_size=BATCH_SPANS)
+        self.processor = BatchSpanProcessor(self.exporter, max_queue_size=MAX_QUEUE_ITEMS,
+                                            schedule_delay_millis=EXPORT_EVERY_MS, max_export_batch_size=BATCH_ITEMS)
         logging.getLogger("opentelemetry.sdk._shared_internal").addFilter(_OncePerMinute())
 
     @property

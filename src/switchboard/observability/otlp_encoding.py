@@ -35,7 +35,8 @@ SAMPLED_CONTEXT = _Context()
 
 
 class EncodedSpan(bytes):
-    """A finished span in its OTLP encoding (`encode_span`), as the batch processor queues it."""
+    """Finished spans in their OTLP encoding (`encode_span`s, concatenated: `spans` is a repeated
+    field), as the batch processor queues them."""
 
     __slots__ = ()
     context = SAMPLED_CONTEXT
@@ -120,7 +121,14 @@ def encode_attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
     for key, value in attributes.items():
         kind = value.__class__
         if key in _UNIQUE:
-            out.append(_field(tag, _key_value(key, value)))
+            if kind is str:  # ids: a KeyValue of a string, written flat
+                encoded_key = _KEYS.get(key) or _field(b"\x0a", key.encode())
+                raw = value.encode()
+                any_value = b"\x0a" + _length(len(raw)) + raw
+                kv = encoded_key + b"\x12" + _length(len(any_value)) + any_value
+                out.append(tag + _length(len(kv)) + kv)
+            else:
+                out.append(_field(tag, _key_value(key, value)))
             continue
         values = by_key.get(key)
         if values is None:
@@ -156,29 +164,38 @@ _FLAGS_REMOTE = b"\x85\x01" + _pack_fixed32(0x300)  # ... | SPAN_FLAGS_CONTEXT_I
 _STATUS_UNSET = b"\x7a\x00"
 
 
-def _span(span: Span, trace_id: bytes, trace_state: bytes) -> bytes:
-    parts = [b"\x0a\x10", trace_id, b"\x12\x08", span.span_id.to_bytes(8, "big"), trace_state]
-    if span.parent_id is not None:
-        parts += (b"\x22\x08", span.parent_id.to_bytes(8, "big"))
-    parts += (_field(b"\x2a", span.name.encode()), b"\x30", bytes((span.kind,)),
-              b"\x39", _pack_fixed64(span.start_ns), b"\x41", _pack_fixed64(span.end_ns))
-    if span.preset is not None:
-        parts.append(span.preset.encoded)
-    parts.append(encode_attributes(b"\x4a", span.attributes))
-    if span.error is None:
-        parts.append(_STATUS_UNSET)
-    else:
-        parts.append(_field(b"\x7a", _field(b"\x12", span.error.encode()) + b"\x18\x02"))
-    parts.append(_FLAGS_REMOTE if span.remote_parent else _FLAGS_LOCAL)
-    return b"".join(parts)
+_HEADS_MAX = 4096
+_heads: dict[tuple[str, int], bytes] = {}  # a span's name and kind fields, by name (names repeat: "chat gpt-4o")
+
+
+def _length(n: int) -> bytes:
+    return _SMALL[n] if n < 0x80 else _varint(n)
 
 
 def encode_span(span: Span) -> bytes:
-    """One span as the `spans` field of a `ScopeSpans` message."""
+    """One span as the `spans` field of a `ScopeSpans` message (this runs for every span: it is
+    written flat, with the parts that repeat across spans cached)."""
     trace = span.request()
-    state = trace.tracestate
-    return _field(b"\x12", _span(span, trace.trace_id.to_bytes(16, "big"),
-                                 _field(b"\x1a", state.encode()) if state else b""))
+    ids = trace.encoded_ids
+    if ids is None:
+        state = trace.tracestate
+        ids = trace.encoded_ids = b"\x0a\x10" + trace.trace_id.to_bytes(16, "big") + (
+            _field(b"\x1a", state.encode()) if state else b"")
+    head = _heads.get((span.name, span.kind))
+    if head is None:
+        head = _field(b"\x2a", span.name.encode()) + b"\x30" + _SMALL[span.kind]
+        if len(_heads) >= _HEADS_MAX:
+            _heads.clear()
+        _heads[(span.name, span.kind)] = head
+    parent = b"" if span.parent_id is None else b"\x22\x08" + span.parent_id.to_bytes(8, "big")
+    error = span.error
+    status = _STATUS_UNSET if error is None else _field(b"\x7a", _field(b"\x12", error.encode()) + b"\x18\x02")
+    preset = span.preset
+    body = b"".join((ids, b"\x12\x08", span.span_id.to_bytes(8, "big"), parent, head,
+                     b"\x39", _pack_fixed64(span.start_ns), b"\x41", _pack_fixed64(span.end_ns),
+                     preset.encoded if preset is not None else b"", encode_attributes(b"\x4a", span.attributes),
+                     status, _FLAGS_REMOTE if span.remote_parent else _FLAGS_LOCAL))
+    return b"\x12" + _length(len(body)) + body
 
 
 def encode_request(spans: Iterable[Span | bytes], resource: bytes, scope: bytes) -> bytes:

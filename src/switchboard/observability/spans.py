@@ -80,6 +80,7 @@ def bounded(value: str) -> str:
     return value if len(value) <= _MAX_ATTRIBUTE_CHARS else value[:_MAX_ATTRIBUTE_CHARS]
 
 
+SPANS_PER_ITEM = 128  # the spans of one event-loop pass go to the export queue as one item of at most this many
 _PRESETS_MAX = 4096  # distinct sets of shared attributes kept (routes x keys x models x statuses, mostly)
 
 
@@ -143,6 +144,9 @@ class Span:
         assert self.trace is not None
         return self.trace
 
+    def complete(self) -> None:
+        """Called once the span has ended, before it is encoded: a span may make its attributes then."""
+
     def all_attributes(self) -> dict[str, Any]:
         return {**self.preset.attributes, **self.attributes} if self.preset is not None else dict(self.attributes)
 
@@ -189,7 +193,7 @@ class Tracer:
     def finished(self, span: Span) -> None:
         """A sampled span ended. The spans that end in one pass of the event loop are encoded together
         right after it (on the loop: the export thread then only joins bytes and sends them, and
-        holds the GIL briefly), then queued for export."""
+        holds the GIL briefly), then queued for export together, as one item."""
         self._ended.append(span)
         if len(self._ended) == 1:
             try:
@@ -200,11 +204,16 @@ class Tracer:
     def flush(self) -> None:
         ended, self._ended = self._ended, []
         export = self.export
-        if self.encode:
-            for span in ended:
-                export(EncodedSpan(encode_span(span)))
+        if self.encode:  # one queue item per SPANS_PER_ITEM spans: the processor's per-item work is paid once
+            for start in range(0, len(ended), SPANS_PER_ITEM):
+                encoded: list[bytes] = []
+                for span in ended[start:start + SPANS_PER_ITEM]:
+                    span.complete()
+                    encoded.append(encode_span(span))
+                export(EncodedSpan(b"".join(encoded)))
         else:
             for span in ended:
+                span.complete()
                 export(span)
 
     def share(self, span: Span, attributes: dict[str, Any]) -> None:
@@ -239,7 +248,7 @@ class RequestTrace(Span):
     """The server span of one API request; its name and most attributes come from the request's
     record when it is over (`finish`, a gateway observer)."""
 
-    __slots__ = ("header_parts", "method", "route", "sampled_flag", "trace_id_value", "tracestate")
+    __slots__ = ("encoded_ids", "header_parts", "method", "route", "sampled_flag", "trace_id_value", "tracestate")
 
     def __init__(self, tracer: Tracer, parent: ParentContext | None, method: str, route: str) -> None:
         if parent is not None:
@@ -253,6 +262,7 @@ class RequestTrace(Span):
         self.trace_id_value = trace_id
         self.sampled_flag = sampled
         self.header_parts: tuple[bytes, bytes] | None = None  # the propagation header around a span id
+        self.encoded_ids: bytes | None = None  # the trace id (and state) fields every span of it starts with
         self.method = method
         self.route = route
         super().__init__(tracer, None, parent_id, f"{method} {route}", SERVER, {})
@@ -336,20 +346,15 @@ class CallTrace:
         self.open_attempt: AttemptSpan | None = None
 
     def attempt(self, deployment: _Deployment, number: int, fallback: bool) -> AttemptSpan:
+        """The span of one attempt, started now: only its identity and propagation header are made
+        on the request path, its attributes when it has ended (`AttemptSpan.complete`)."""
+        return AttemptSpan(self, deployment, number, fallback)
+
+    def shared(self) -> dict[str, Any]:
+        """The request parameters every attempt of this call reports (made once)."""
         if self._shared is None:
             self._shared = _request_attributes(self.body)
-        tracer = self.trace.tracer
-        model = bounded(deployment.model)
-        provider = deployment.provider.name
-
-        span = AttemptSpan(self, f"{self.operation} {model}", dict(self._shared))
-        tracer.share(span, {"gen_ai.operation.name": self.operation, **tracer.provider_attributes.get(provider, {}),
-                            "gen_ai.request.model": model, "switchboard.deployment": deployment.id,
-                            "switchboard.attempt": number, "switchboard.fallback": fallback})
-        attributes = span.attributes
-        if tracer.redactor is not None and self.body is not None:
-            attributes["gen_ai.input.messages"] = input_messages(self.body, tracer.redactor)
-        return span
+        return self._shared
 
     def failed(self, exc: BaseException) -> None:
         """No attempt answered (a turn's own span ends with the error)."""
@@ -372,11 +377,16 @@ class CallTrace:
 class AttemptSpan(Span):
     """One upstream attempt (CLIENT). While it runs, its `traceparent` is what the upstream gets."""
 
-    __slots__ = ("_chars", "_finish", "_first", "_output", "_token", "call", "usage")
+    __slots__ = ("_chars", "_finish", "_first", "_output", "_result", "_token", "call", "deployment", "fallback",
+                 "number", "usage")
 
-    def __init__(self, call: CallTrace, name: str, attributes: dict[str, Any]) -> None:
-        super().__init__(call.trace.tracer, call.trace, call.parent.span_id, name, CLIENT, attributes)
+    def __init__(self, call: CallTrace, deployment: _Deployment, number: int, fallback: bool) -> None:
+        super().__init__(call.trace.tracer, call.trace, call.parent.span_id, "", CLIENT, {})
         self.call = call
+        self.deployment = deployment
+        self.number = number
+        self.fallback = fallback
+        self._result: Any = None
         self._token: Token[bytes] | None = UPSTREAM_TRACE_HEADERS.set(self.propagation())
         self.usage: Usage | None = None
         self._first = 0
@@ -409,13 +419,30 @@ class AttemptSpan(Span):
         if hold:
             self.call.open_attempt = self
             return
-        body = getattr(result, "body", None)
-        request_id = getattr(result, "request_id", None)
-        if request_id:
-            self.attributes["switchboard.upstream_request_id"] = bounded(str(request_id))
-        if isinstance(body, dict):
-            self._answer_attributes(body)
+        self._result = result  # read when the span is complete
         self.end()
+
+    def complete(self) -> None:
+        """Its name and attributes, now that it has ended (Tracer.flush, off the request path)."""
+        call, deployment, tracer = self.call, self.deployment, self.tracer
+        model = bounded(deployment.model)
+        provider = deployment.provider.name
+        self.name = f"{call.operation} {model}"
+        attributes = self.attributes
+        attributes.update(call.shared())
+        tracer.share(self, {"gen_ai.operation.name": call.operation, **tracer.provider_attributes.get(provider, {}),
+                            "gen_ai.request.model": model, "switchboard.deployment": deployment.id,
+                            "switchboard.attempt": self.number, "switchboard.fallback": self.fallback})
+        if tracer.redactor is not None and call.body is not None:
+            attributes["gen_ai.input.messages"] = input_messages(call.body, tracer.redactor)
+        result, self._result = self._result, None
+        if result is not None:
+            request_id = getattr(result, "request_id", None)
+            if request_id:
+                attributes["switchboard.upstream_request_id"] = bounded(str(request_id))
+            body = getattr(result, "body", None)
+            if isinstance(body, dict):
+                self._answer_attributes(body)
 
     def _answer_attributes(self, body: dict[str, Any]) -> None:
         attributes = self.attributes
