@@ -41,11 +41,12 @@ log = logging.getLogger("switchboard.tracing")
 
 SCOPE_NAME = "switchboard"
 SCOPE_VERSION = "0.1.0"
-# The queue's items are the spans of one event-loop pass (at most spans.SPANS_PER_ITEM, usually a few):
-# at most MAX_QUEUE_ITEMS wait (past that the newest are dropped, logged once a minute), BATCH_ITEMS go per
-# export request (a few hundred to a few thousand spans: an HTTP request costs the export thread ~100 spans).
-MAX_QUEUE_ITEMS = 2048
-BATCH_ITEMS = 64
+# The queue's items are encoded spans by spans.SPANS_PER_ITEM (64; fewer when 0.1 s passed): at most
+# MAX_QUEUE_ITEMS wait (16k spans; past that the newest are dropped, logged once a minute), BATCH_ITEMS go
+# per export request (up to 2048 spans, ~1 MB: each HTTP request costs the export thread as much as
+# encoding a few hundred spans would).
+MAX_QUEUE_ITEMS = 256
+BATCH_ITEMS = 32
 EXPORT_EVERY_MS = 1000
 
 _KINDS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT}

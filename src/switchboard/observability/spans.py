@@ -80,7 +80,8 @@ def bounded(value: str) -> str:
     return value if len(value) <= _MAX_ATTRIBUTE_CHARS else value[:_MAX_ATTRIBUTE_CHARS]
 
 
-SPANS_PER_ITEM = 128  # the spans of one event-loop pass go to the export queue as one item of at most this many
+SPANS_PER_ITEM = 64  # encoded spans go to the export queue as items of this many ...
+CHUNK_AFTER_S = 0.1  # ... or fewer, at most this long after the first of them ended
 _PRESETS_MAX = 4096  # distinct sets of shared attributes kept (routes x keys x models x statuses, mostly)
 
 
@@ -176,6 +177,9 @@ class Span:
 class Tracer:
     """The gateway's span recorder: sampling, ids, what spans may carry; `export` takes finished spans."""
 
+    __slots__ = ("_chunk", "_chunk_timer", "_ended", "_presets", "bound", "encode", "export", "provider_attributes",
+                 "redactor")
+
     def __init__(self, export: Callable[[Any], None], sample_ratio: float, contents: bool,
                  providers: Mapping[str, ProviderConfig], secrets: tuple[str, ...], encode: bool = True) -> None:
         # `export` gets each finished span: encoded (an `EncodedSpan`, bytes: nothing for the garbage
@@ -189,11 +193,14 @@ class Tracer:
         self.provider_attributes = {name: _provider_attributes(p) for name, p in providers.items()}
         self._presets: dict[tuple[tuple[str, Any], ...], Preset] = {}
         self._ended: list[Span] = []
+        self._chunk: list[bytes] = []  # encoded spans not handed to `export` yet
+        self._chunk_timer: asyncio.TimerHandle | None = None
 
     def finished(self, span: Span) -> None:
-        """A sampled span ended. The spans that end in one pass of the event loop are encoded together
-        right after it (on the loop: the export thread then only joins bytes and sends them, and
-        holds the GIL briefly), then queued for export together, as one item."""
+        """A sampled span ended. The spans that end in one pass of the event loop are completed and
+        encoded together right after it, on the loop (the export thread then only joins bytes and
+        sends them, holding the GIL briefly); they go to `export` by SPANS_PER_ITEM, or after
+        CHUNK_AFTER_S, as one item: the processor's work per item is paid once for many spans."""
         self._ended.append(span)
         if len(self._ended) == 1:
             try:
@@ -201,20 +208,36 @@ class Tracer:
             except RuntimeError:  # no event loop (plain code): at once
                 self.flush()
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        """Complete and encode the spans ended so far; `final` (shutdown): hand over every one now."""
         ended, self._ended = self._ended, []
-        export = self.export
-        if self.encode:  # one queue item per SPANS_PER_ITEM spans: the processor's per-item work is paid once
-            for start in range(0, len(ended), SPANS_PER_ITEM):
-                encoded: list[bytes] = []
-                for span in ended[start:start + SPANS_PER_ITEM]:
-                    span.complete()
-                    encoded.append(encode_span(span))
-                export(EncodedSpan(b"".join(encoded)))
-        else:
+        if not self.encode:
             for span in ended:
                 span.complete()
-                export(span)
+                self.export(span)
+            return
+        chunk = self._chunk
+        for span in ended:
+            span.complete()
+            chunk.append(encode_span(span))
+            if len(chunk) >= SPANS_PER_ITEM:
+                self._hand_over()
+                chunk = self._chunk
+        if final:
+            self._hand_over()
+        elif chunk and self._chunk_timer is None:
+            try:
+                self._chunk_timer = asyncio.get_running_loop().call_later(CHUNK_AFTER_S, self._hand_over)
+            except RuntimeError:  # no event loop (plain code): at once
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._chunk_timer is not None:
+            self._chunk_timer.cancel()
+            self._chunk_timer = None
+        if self._chunk:
+            chunk, self._chunk = self._chunk, []
+            self.export(EncodedSpan(b"".join(chunk)))
 
     def share(self, span: Span, attributes: dict[str, Any]) -> None:
         """`attributes` (plain values) are ones many spans have in common: the span gets them as a
@@ -246,9 +269,10 @@ def _provider_attributes(config: ProviderConfig) -> dict[str, Any]:
 
 class RequestTrace(Span):
     """The server span of one API request; its name and most attributes come from the request's
-    record when it is over (`finish`, a gateway observer)."""
+    record when it is over (tracing.finish_trace, a gateway observer)."""
 
-    __slots__ = ("encoded_ids", "header_parts", "method", "route", "sampled_flag", "trace_id_value", "tracestate")
+    __slots__ = ("encoded_ids", "header_parts", "hex_id", "method", "route", "sampled_flag", "trace_id_value",
+                 "tracestate")
 
     def __init__(self, tracer: Tracer, parent: ParentContext | None, method: str, route: str) -> None:
         if parent is not None:
@@ -263,6 +287,7 @@ class RequestTrace(Span):
         self.sampled_flag = sampled
         self.header_parts: tuple[bytes, bytes] | None = None  # the propagation header around a span id
         self.encoded_ids: bytes | None = None  # the trace id (and state) fields every span of it starts with
+        self.hex_id: str | None = None
         self.method = method
         self.route = route
         super().__init__(tracer, None, parent_id, f"{method} {route}", SERVER, {})
@@ -281,7 +306,10 @@ class RequestTrace(Span):
 
     @property
     def trace_id_hex(self) -> str:
-        return f"{self.trace_id_value:032x}"
+        """The trace id as logs write it (32 hex digits; the access log and the usage row both ask)."""
+        if self.hex_id is None:
+            self.hex_id = f"{self.trace_id_value:032x}"
+        return self.hex_id
 
     # -- children
     def call(self, operation: str, body: Mapping[str, Any] | None) -> CallTrace:
