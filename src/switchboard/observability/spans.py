@@ -191,7 +191,7 @@ class Tracer:
         self.redactor = Redactor(secrets) if contents else None
         # What every attempt on a provider says about where it went (server.address/port, provider name).
         self.provider_attributes = {name: _provider_attributes(p) for name, p in providers.items()}
-        self._presets: dict[tuple[tuple[str, Any], ...], Preset] = {}
+        self._presets: dict[tuple[Any, ...], Preset] = {}
         self._ended: list[Span] = []
         self._chunk: list[bytes] = []  # encoded spans not handed to `export` yet
         self._chunk_timer: asyncio.TimerHandle | None = None
@@ -239,16 +239,16 @@ class Tracer:
             chunk, self._chunk = self._chunk, []
             self.export(EncodedSpan(b"".join(chunk)))
 
-    def share(self, span: Span, attributes: dict[str, Any]) -> None:
-        """`attributes` (plain values) are ones many spans have in common: the span gets them as a
-        preset, encoded once for all of them (or as its own once too many distinct sets were seen)."""
-        key = tuple(attributes.items())
+    def share(self, span: Span, key: tuple[Any, ...], attributes: Callable[[], dict[str, Any]]) -> None:
+        """The attributes `attributes()` makes from `key` (plain values) are ones many spans have in
+        common: the span gets them as a preset, made and encoded once for all the spans of that key
+        (or as its own once too many distinct keys were seen)."""
         found = self._presets.get(key)
         if found is None:
             if len(self._presets) >= _PRESETS_MAX:
-                span.attributes.update(attributes)
+                span.attributes.update(attributes())
                 return
-            found = self._presets[key] = Preset(attributes)
+            found = self._presets[key] = Preset(attributes())
         span.preset = found
 
     def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace:
@@ -455,12 +455,14 @@ class AttemptSpan(Span):
         call, deployment, tracer = self.call, self.deployment, self.tracer
         model = bounded(deployment.model)
         provider = deployment.provider.name
-        self.name = f"{call.operation} {model}"
+        operation, number, fallback, deployment_id = call.operation, self.number, self.fallback, deployment.id
+        self.name = f"{operation} {model}"
         attributes = self.attributes
         attributes.update(call.shared())
-        tracer.share(self, {"gen_ai.operation.name": call.operation, **tracer.provider_attributes.get(provider, {}),
-                            "gen_ai.request.model": model, "switchboard.deployment": deployment.id,
-                            "switchboard.attempt": self.number, "switchboard.fallback": self.fallback})
+        tracer.share(self, ("attempt", operation, provider, model, deployment_id, number, fallback),
+                     lambda: {"gen_ai.operation.name": operation, **tracer.provider_attributes.get(provider, {}),
+                              "gen_ai.request.model": model, "switchboard.deployment": deployment_id,
+                              "switchboard.attempt": number, "switchboard.fallback": fallback})
         if tracer.redactor is not None and call.body is not None:
             attributes["gen_ai.input.messages"] = input_messages(call.body, tracer.redactor)
         result, self._result = self._result, None
