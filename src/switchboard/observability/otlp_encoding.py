@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .spans import Span
+from typing import Any, Protocol
 
 __all__ = ["SAMPLED_CONTEXT", "EncodedSpan", "encode_attributes", "encode_request", "encode_scope", "encode_span"]
 
@@ -32,6 +29,35 @@ class _Context:
 
 # What the SDK's span processors read of a finished span before queueing it (only sampled spans are exported).
 SAMPLED_CONTEXT = _Context()
+
+
+class _Trace(Protocol):
+    """What is read of a span's request trace (spans.RequestTrace; not imported: it imports this module)."""
+
+    trace_id: int
+    tracestate: str | None
+    encoded_ids: bytes | None
+
+
+class _Preset(Protocol):
+    encoded: bytes
+
+
+class Span(Protocol):
+    """What is read of a span (spans.Span)."""
+
+    span_id: int
+    parent_id: int | None
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    preset: Any
+    error: str | None
+    remote_parent: bool
+
+    def request(self) -> Any: ...
 
 
 class EncodedSpan(bytes):
@@ -175,7 +201,7 @@ def _length(n: int) -> bytes:
 def encode_span(span: Span) -> bytes:
     """One span as the `spans` field of a `ScopeSpans` message (this runs for every span: it is
     written flat, with the parts that repeat across spans cached)."""
-    trace = span.request()
+    trace: _Trace = span.request()
     ids = trace.encoded_ids
     if ids is None:
         state = trace.tracestate
@@ -190,7 +216,7 @@ def encode_span(span: Span) -> bytes:
     parent = b"" if span.parent_id is None else b"\x22\x08" + span.parent_id.to_bytes(8, "big")
     error = span.error
     status = _STATUS_UNSET if error is None else _field(b"\x7a", _field(b"\x12", error.encode()) + b"\x18\x02")
-    preset = span.preset
+    preset: _Preset | None = span.preset
     body = b"".join((ids, b"\x12\x08", span.span_id.to_bytes(8, "big"), parent, head,
                      b"\x39", _pack_fixed64(span.start_ns), b"\x41", _pack_fixed64(span.end_ns),
                      preset.encoded if preset is not None else b"", encode_attributes(b"\x4a", span.attributes),
