@@ -2,9 +2,11 @@
 per MCP tool call, named and attributed by the OpenTelemetry GenAI semantic conventions.
 
 Pure Python, no OpenTelemetry import: a `Tracer` exists only when `observability.otlp` is
-configured, and hands each finished, sampled `Span` to its `export` function (observability/otlp.py,
-which turns it into the SDK's `ReadableSpan` for the batch processor). Recording is a few slotted
-objects and dicts per request; everything that can wait is done when the span ends.
+configured. On the request path a span gets its identity, timing and propagation header; its name
+and attributes are completed once it has ended, with the other spans that ended in the same pass
+of the event loop, then it is encoded (otlp_encoding.py) and handed, as bytes, to `export` (the
+SDK's batch processor, observability/otlp.py). Attributes that many spans share are a `Preset`,
+encoded once.
 
 The tree, for one request:
 
