@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count-packages", action="store_true",
                         help="also count what `pip install -e .` pulls into a fresh venv (slow: ~1 min)")
     parser.add_argument("--litellm-venv", type=Path, default=BENCH / ".litellm-venv")
+    parser.add_argument("--tracing", action="store_true",
+                        help="Switchboard exports every request's spans (observability.otlp, sample_ratio 1.0) to an "
+                             "OTLP sink of nginx's that discards them (needs the otel extra)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir with configs, logs and wrk outputs")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the gateway to CPU 0 and wrk + nginx to the other CPUs (see cpus.py)")
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "workers": args.workers,
+        "tracing": args.tracing,
         "scenarios": [{"id": s.id, "label": s.label, "kind": s.kind, "stream": s.stream,
                        "connections": s.connections} for s in scenarios],
         "cells": {},
@@ -197,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             for sid, cell in direct.items():
                 result["cells"].setdefault(sid, {})["direct"] = cell
         if "switchboard" in targets:
-            sb = Switchboard(workdir / "switchboard", free_port(), upstream.url, workers=args.workers)
+            sb = Switchboard(workdir / "switchboard", free_port(), upstream.url, workers=args.workers,
+                             tracing=args.tracing)
             result["switchboard"] = measure_target(sb, scenarios, args, workdir, result["cells"])
         if "litellm" in targets:
             ll = LiteLLM(workdir / "litellm", free_port(), upstream.url, args.litellm_venv, workers=args.workers)

@@ -156,10 +156,11 @@ class Switchboard(Target):
     name = "switchboard"
 
     def __init__(self, workdir: Path, port: int, upstream_url: str, workers: int = 1,
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", tracing: bool = False) -> None:
         super().__init__(workdir, port, upstream_url)
         self.workers = workers
         self.log_level = log_level
+        self.tracing = tracing  # export every request's spans (sample_ratio 1.0) to nginx's OTLP sink
 
     def config_text(self) -> str:
         lines = [f"server: {{host: 127.0.0.1, port: {self.port}}}", f"auth: {{master_key: {MASTER_KEY}}}", "providers:"]
@@ -168,6 +169,8 @@ class Switchboard(Target):
                          f"keys: [{{value: {UPSTREAM_KEY}}}]}}")
         lines.append("models:")
         lines += [f"  {MODELS[kind]}: {{route: {kind}/gpt-4o-mini}}" for kind in PATHS]
+        if self.tracing:
+            lines.append(f"observability: {{otlp: {{endpoint: \"{self.upstream_url}\", sample_ratio: 1.0}}}}")
         return "\n".join(lines) + "\n"
 
     def command(self) -> list[str]:

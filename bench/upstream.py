@@ -179,6 +179,8 @@ http {{
             return 200 {_quote(json.dumps(converse_response(), separators=(",", ":")))};
         }}
         location = /nginx_status {{ stub_status; }}
+        # An OTLP/HTTP sink for `run.py --tracing`: accepts the exported spans and discards them.
+        location = /v1/traces {{ client_max_body_size 0; default_type application/x-protobuf; return 200 ''; }}
         location / {{ return 404 '{{"error":{{"message":"no such path","type":"invalid_request_error"}}}}'; }}
     }}
 }}

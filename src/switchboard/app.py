@@ -77,7 +77,8 @@ class SwitchboardApp:
         self.body_memory = BodyMemory(gateway.config.server.max_body_memory_bytes,
                                       gateway.config.server.max_body_memory_per_key_bytes)
         self.facades = Facades(gateway.config)
-        self.log_bodies = gateway.config.log_bodies
+        self.log_bodies = gateway.config.observability.log_bodies
+        self.tracer = gateway.tracer
         self.shutting_down = False
         # Request ids: a random prefix per process and a counter, unique across workers and restarts
         # without reading the OS's random source on every request.
@@ -176,6 +177,8 @@ class SwitchboardApp:
             if route is not None:
                 endpoint = route.path if "{" not in route.path else route.path.partition("/{")[0]
                 record = RequestRecord(request_id=request_id, endpoint=endpoint)
+                if self.tracer is not None:
+                    record.trace = self.tracer.begin(request.headers, method, "/v1" + endpoint)
                 # Who is calling, from the headers alone: no body is read for a caller without a valid key.
                 if facade is not None:
                     record.facade = facade.name

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from .observability.tracing_config import ObservabilityConfig, read_observability
+
 __all__ = [
     "AuthConfig",
     "ClientKeyConfig",
@@ -267,7 +269,7 @@ class Config:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     facades: dict[str, FacadeConfig] = field(default_factory=dict)
-    log_bodies: bool = False  # `observability.log_bodies`: the dashboard's live records keep bodies (redacted)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)  # traces (tracing_config.py)
     base_dir: Path = field(default_factory=Path.cwd)
     warnings: list[str] = field(default_factory=list)
 
@@ -808,9 +810,7 @@ def parse_config(text: str, source: str = "switchboard.yaml", environ: dict[str,
     with problems.guard():
         cfg.facades = _read_facades(root.section("facades"), cfg.server.port)
     with problems.guard():
-        observability = root.section("observability")
-        cfg.log_bodies = observability.get("log_bodies", bool, False)
-        observability.done()
+        cfg.observability = read_observability(root.section("observability"))
     root.done()
     _check_routes(cfg, source, broken, problems)
     problems.raise_any()

@@ -20,8 +20,10 @@ from .access.control import AccessControl
 from .agents.service import AgentService
 from .asgi import Request
 from .config import Config
+from .observability.spans import Tracer
+from .observability.tracing import build_tracer, finish_trace
 from .providers import build_provider
-from .providers.base import ChatProvider
+from .providers.base import ChatProvider, HttpUpstream
 from .request_record import RequestRecord
 from .routing.limits import Limits
 from .routing.router import Router
@@ -65,8 +67,27 @@ class Gateway:
         if agents is not None:
             self._starters.append(agents.start)
             self._closers.append(agents.aclose)
+        self.tracer: Tracer | None = None  # None unless `observability.otlp` is configured
+        tracing = build_tracer(config)
+        if tracing is not None:
+            self._trace(*tracing)
         self.ready = False
         self._finished: list[RequestRecord] = []  # finished requests not yet shown to the observers
+
+    def _trace(self, tracer: Tracer, close: Callable[[], Awaitable[None]]) -> None:
+        """Tracing on: server spans end with the request, the router and agents record theirs, and the
+        upstream and MCP clients send each attempt's `traceparent`."""
+        self.tracer = tracer
+        self.router.tracer = tracer
+        self.observers.append(finish_trace)
+        self._closers.insert(0, close)  # closed last: the spans of requests cut at shutdown are exported too
+        for provider in self.providers.values():
+            http = getattr(provider, "http", None)
+            if isinstance(http, HttpUpstream):
+                http.propagate = True
+        self.router.counters.propagate_traces()
+        if self.agents is not None:
+            self.agents.propagate_traces()
 
     async def start(self) -> None:
         for provider in self.providers.values():

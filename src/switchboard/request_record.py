@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from .hub import Usage
+from .observability.spans import RequestTrace
 from .routing.deployment import Outcome
 
 __all__ = ["RequestRecord", "Turn"]
@@ -57,6 +58,7 @@ class RequestRecord:
     # With `observability.log_bodies` only: the parsed request body and a non-stream answer's bytes.
     body: object | None = None
     response_body: bytes | None = None
+    trace: RequestTrace | None = None  # the server span, when tracing is configured (observability/spans.py)
 
     def routed(self, outcome: Outcome) -> None:
         self.provider = outcome.deployment.provider.name
@@ -75,6 +77,10 @@ class RequestRecord:
         self.provider, self.upstream_model = turn.provider, turn.model
         self.attempts += turn.attempts
         self.fallback = self.fallback or turn.fallback
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.trace.trace_id_hex if self.trace is not None else None
 
     def mark_first_token(self) -> None:
         if self.first_token_s is None:

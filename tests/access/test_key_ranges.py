@@ -110,7 +110,8 @@ async def test_a_database_made_before_migration_2_holds_64_bit_values_after_it(
         updated = await store.update_key("key_big", {"tpm": 2**62})
         assert updated is not None and updated.tpm == 2**62
         row = (1.0, "req_big", "key_big", "/chat/completions", "m", "p", "u", 200, 0, 3_000_000_000, 2**40, 0.5,
-               1.0, None, 2**33, 2**34, 2**35, 0)  # + cached, cache write, reasoning, estimated: 64-bit too
+               1.0, None, 2**33, 2**34, 2**35, 0, None)  # + cached, cache write, reasoning, estimated: 64-bit
+        # too; the trace id last (none)
         await store.insert_usage([row])
         _, totals = await store.query_usage(UsageQuery(key_id="key_big"))
         assert (totals.prompt_tokens, totals.completion_tokens) == (3_000_000_000, 2**40)

@@ -32,7 +32,7 @@ def _row(i: int) -> UsageRow:
         ts=2000.0 + i / 8, request_id=f"req_{i}", key_id="k" if i % 2 else None, endpoint="/chat/completions",
         model="m", provider="p", upstream_model=None if i % 3 else "u", status=200 if i % 5 else 429,
         stream=bool(i % 2), prompt_tokens=i, completion_tokens=1, cost_usd=0.5 if i % 4 else 0.0,
-        latency_ms=None if i % 7 else 1.25, ttft_ms=None)
+        latency_ms=None if i % 7 else 1.25, ttft_ms=None, trace_id=f"{i:032x}" if i % 2 else None)
 
 
 async def test_a_big_batch_keeps_every_row_and_value(store: Store) -> None:

@@ -27,7 +27,7 @@ def usage_rows(n: int) -> list[tuple[object, ...]]:
                      "/chat/completions", rng.choice(["m1", "m2", None]), rng.choice(["p1", None]), "u",
                      rng.choice([200, 200, 429, 500]), 1, rng.randrange(100), rng.randrange(100),
                      rng.choice([None, rng.random()]), latency, None if latency is None else latency / 3,
-                     0, 0, 0, 0))
+                     0, 0, 0, 0, None))
     return rows
 
 

@@ -47,7 +47,7 @@ async def test_the_sqlite_store_thread_is_a_background_thread(tmp_path: Path) ->
 
 def _values(i: int) -> UsageValues:
     return (1000.0 + i, f"req_{i}", None, "/v1/chat/completions", "m", "p", None, 200, 0, 1, 1, None, 1.0, None,
-            0, 0, 0, 0)
+            0, 0, 0, 0, None)
 
 
 async def test_a_batch_is_written_as_small_statements_in_one_transaction(tmp_path: Path) -> None:

@@ -30,8 +30,8 @@ def test_log_bodies_is_read_from_the_config() -> None:
 
     from switchboard.config import ConfigError, parse_config
 
-    assert parse_config("observability: {log_bodies: true}\n").log_bodies is True
-    assert parse_config("server: {port: 8080}\n").log_bodies is False
+    assert parse_config("observability: {log_bodies: true}\n").observability.log_bodies is True
+    assert parse_config("server: {port: 8080}\n").observability.log_bodies is False
     with pytest.raises(ConfigError, match=r"observability\.log_bodies"):
         parse_config("observability: {log_bodies: 3}\n")
     with pytest.raises(ConfigError, match=r"unknown key `observability\.log_body`"):

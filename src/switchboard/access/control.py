@@ -49,7 +49,7 @@ def _usage_values(record: RequestRecord, usage: Usage | None, cost: float | None
     if usage is None:
         return (record.started_wall, record.request_id, record.key_id, record.endpoint, record.model,
                 record.provider, record.upstream_model, record.status, 1 if record.stream else 0, 0, 0, cost,
-                milliseconds(latency), milliseconds(ttft), 0, 0, 0, 0)
+                milliseconds(latency), milliseconds(ttft), 0, 0, 0, 0, record.trace_id)
     counts = [usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_write_tokens,
               usage.reasoning_tokens]
     if max(counts) > INT64_MAX:  # an upstream's nonsense must not fail a whole batch
@@ -57,7 +57,8 @@ def _usage_values(record: RequestRecord, usage: Usage | None, cost: float | None
     prompt, completion, cached, cache_write, reasoning = counts
     return (record.started_wall, record.request_id, record.key_id, record.endpoint, record.model, record.provider,
             record.upstream_model, record.status, 1 if record.stream else 0, prompt, completion, cost,
-            milliseconds(latency), milliseconds(ttft), cached, cache_write, reasoning, 1 if usage.estimated else 0)
+            milliseconds(latency), milliseconds(ttft), cached, cache_write, reasoning, 1 if usage.estimated else 0,
+            record.trace_id)
 
 
 class AccessControl:

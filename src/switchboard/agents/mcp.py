@@ -34,6 +34,7 @@ from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from ..config import McpServerConfig
+from ..trace_context import UPSTREAM_TRACE_HEADERS, trace_meta
 from .tools import McpTool, ToolOutcome
 
 __all__ = ["McpPool", "McpServer"]
@@ -82,6 +83,9 @@ class McpServer:
         self._lost = asyncio.Event()  # set when the current connection dies; a new one per connection
         self._refresh_pending = False
         self._task: asyncio.Task[None] | None = None
+        # Tracing configured: a call's `params._meta` carries the tool span's traceparent (the MCP semantic
+        # conventions' propagation), and the Streamable HTTP client copies it into the request's headers.
+        self.propagate = False
 
     # -- lifecycle
     async def start(self, wait_s: float) -> None:
@@ -122,7 +126,8 @@ class McpServer:
             params = StdioServerParameters(command=command, args=cfg.args, env=env, cwd=cwd)
             return stdio_client(params, errlog=sys.stderr)
         assert cfg.url
-        client = httpx.AsyncClient(headers=cfg.headers,
+        hooks = {"request": [_trace_headers_from_meta]} if self.propagate else None
+        client = httpx.AsyncClient(headers=cfg.headers, event_hooks=hooks,
                                    timeout=httpx.Timeout(30.0, read=max(cfg.timeout_s, 300.0)))
         return _http_transport(cfg.url, client)
 
@@ -237,8 +242,9 @@ class McpServer:
             return ToolOutcome(f"MCP server `{self.name}` is not available{detail}", True)
         # The SDK does not fail requests in flight when the session is torn down: race the call
         # against the connection's death so a crashed server answers at once, not after the timeout.
+        meta = trace_meta(UPSTREAM_TRACE_HEADERS.get()) if self.propagate else None
         call = asyncio.ensure_future(session.call_tool(
-            tool, arguments, read_timeout_seconds=timedelta(seconds=self.config.timeout_s)))
+            tool, arguments, read_timeout_seconds=timedelta(seconds=self.config.timeout_s), meta=meta or None))
         watch = asyncio.ensure_future(lost.wait())
         try:
             await asyncio.wait({call, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -265,6 +271,24 @@ class McpServer:
             self._mark_dead()
             return ToolOutcome(f"MCP server `{self.name}` is not reachable ({type(exc).__name__})", True)
         return ToolOutcome(_render(result), bool(result.isError))
+
+
+async def _trace_headers_from_meta(request: httpx.Request) -> None:
+    """The SDK posts messages from a task of its own, outside the caller's context: the trace context
+    travels in the JSON-RPC message (`params._meta`) and is copied from there into the HTTP headers."""
+    if request.method != "POST" or b'"traceparent"' not in request.content:
+        return
+    try:
+        message = json.loads(request.content)
+    except ValueError:
+        return
+    params = message.get("params") if isinstance(message, dict) else None
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if isinstance(meta, dict):
+        for name in ("traceparent", "tracestate"):
+            value = meta.get(name)
+            if isinstance(value, str):
+                request.headers[name] = value
 
 
 @contextlib.asynccontextmanager
@@ -294,6 +318,10 @@ class McpPool:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(s.aclose() for s in self.servers.values()))
+
+    def propagate_traces(self) -> None:
+        for server in self.servers.values():
+            server.propagate = True
 
     def tools(self, server: str) -> list[McpTool]:
         s = self.servers.get(server)

@@ -34,7 +34,7 @@ import secrets
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -42,11 +42,19 @@ from ..hub import Usage, usage_from
 from .definitions import AgentDefinition
 from .tools import McpTool, ToolOutcome
 
-__all__ = ["REPEAT_LIMIT", "ModelCall", "ToolCall", "ToolLoop", "build_tools", "collect"]
+__all__ = ["REPEAT_LIMIT", "ModelCall", "ToolCall", "ToolLoop", "ToolTrace", "build_tools", "collect"]
 
 # The loop closes each turn's stream (`aclose`) when it stops early, so a model call is an async generator.
 ModelCall = Callable[[dict[str, Any]], AsyncGenerator[dict[str, Any], None]]
 ToolCall = Callable[[McpTool, dict[str, Any]], Awaitable[ToolOutcome]]
+
+
+class ToolSpan(Protocol):
+    def done(self, outcome: ToolOutcome) -> None: ...
+
+
+# Traced requests: opens the span of one tool call (tool, call id, arguments); `done` ends it.
+ToolTrace = Callable[[McpTool, str, str], ToolSpan]
 
 REPEAT_LIMIT = 2
 _ACTIVITY_ARGS_MAX = 200
@@ -123,11 +131,13 @@ def _wire_calls(calls: list[_Call]) -> list[dict[str, Any]]:
 
 class ToolLoop:
     def __init__(self, agent: AgentDefinition, mcp_tools: list[McpTool], body: dict[str, Any],
-                 model_call: ModelCall, tool_call: ToolCall, completion_id: str, created: int) -> None:
+                 model_call: ModelCall, tool_call: ToolCall, completion_id: str, created: int,
+                 tool_trace: ToolTrace | None = None) -> None:
         self.agent = agent
         self.body = body
         self._model_call = model_call
         self._tool_call = tool_call
+        self._tool_trace = tool_trace
         self.id = completion_id
         self.created = created
         client_tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
@@ -262,10 +272,18 @@ class ToolLoop:
             return ToolOutcome(f"the arguments of `{call.name}` are not valid JSON ({exc})", True)
         if not isinstance(args, dict):
             return ToolOutcome(f"the arguments of `{call.name}` must be a JSON object", True)
+        span = self._tool_trace(tool, call.id, call.arguments) if self._tool_trace is not None else None
         try:
-            return await self._tool_call(tool, args)
+            outcome = await self._tool_call(tool, args)
         except Exception as exc:  # a tool must never break the loop: the model hears about it instead
-            return ToolOutcome(f"{type(exc).__name__}: {exc}", True)
+            outcome = ToolOutcome(f"{type(exc).__name__}: {exc}", True)
+        except BaseException:  # cancelled (the client left): the span still ends
+            if span is not None:
+                span.done(ToolOutcome("cancelled", True))
+            raise
+        if span is not None:
+            span.done(outcome)
+        return outcome
 
 
 async def _ready(outcome: ToolOutcome) -> ToolOutcome:

@@ -75,6 +75,11 @@ class AgentService:
         if self.pool is not None:
             await self.pool.aclose()
 
+    def propagate_traces(self) -> None:
+        """Tracing is configured: MCP tool calls carry the tool span's `traceparent`."""
+        if self.pool is not None:
+            self.pool.propagate_traces()
+
     def get(self, name: str) -> AgentDefinition | None:
         return self.registry.get(name)
 
@@ -126,7 +131,8 @@ class AgentService:
             if request_tools is not None:
                 tools, call_tool = tools + request_tools.tools, request_tools.call
             loop = ToolLoop(agent, tools, hub.body, lambda body: _model_call(model_stream, record, body), call_tool,
-                            "chatcmpl-" + secrets.token_hex(12), int(time.time()))
+                            "chatcmpl-" + secrets.token_hex(12), int(time.time()),
+                            record.trace.tool if record.trace is not None else None)
             chunks = loop.run()
             try:
                 first = await chunks.__anext__()

@@ -64,6 +64,8 @@ def access_entry(record: RequestRecord) -> dict[str, Any]:
         "attempts": record.attempts,
         "fallback": record.fallback,
     }
+    if record.trace is not None:  # tracing configured
+        entry["trace_id"] = record.trace.trace_id_hex
     if record.facade is not None:
         entry["facade"] = record.facade
     if record.path is not None:  # a URL no route took

@@ -53,6 +53,11 @@ class TokenCounters:
     def get(self, provider: str) -> AnthropicTokenCounter | None:
         return self._by_name.get(provider)
 
+    def propagate_traces(self) -> None:
+        """Tracing is configured: count requests carry the attempt's `traceparent` too."""
+        for counter in self._by_name.values():
+            counter.http.propagate = True
+
     async def aclose(self) -> None:
         for counter in self._by_name.values():
             await counter.aclose()

@@ -107,6 +107,7 @@ class HttpUpstream:
         self.config = config
         self.name = config.name
         self._client: HTTP1Client | None = None
+        self.propagate = False  # tracing configured: send the attempt's `traceparent` (set before start())
 
     async def start(self) -> None:
         if self._client is None:
@@ -115,7 +116,8 @@ class HttpUpstream:
             # closes and reopens connections.
             max_idle = config.pool_max_idle if config.pool_max_idle is not None else config.max_in_flight
             self._client = HTTP1Client(connect_timeout=config.connect_timeout_s, keepalive_s=config.pool_idle_s,
-                                       max_idle_per_origin=max_idle, max_response_bytes=config.max_response_bytes)
+                                       max_idle_per_origin=max_idle, max_response_bytes=config.max_response_bytes,
+                                       propagate=self.propagate)
 
     @property
     def client(self) -> HTTP1Client:

@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from ..trace_context import UPSTREAM_TRACE_HEADERS
+
 __all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "HTTP1Client", "Response", "UpstreamConnectionClosed",
            "UpstreamConnectionError", "UpstreamResponseTooLarge"]
 
@@ -500,7 +502,8 @@ class HTTP1Client:
     """Keep-alive HTTP/1.1 requests to a handful of origins."""
 
     def __init__(self, connect_timeout: float = 10.0, keepalive_s: float = 30.0, max_idle_per_origin: int = 256,
-                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, user_agent: str = "switchboard") -> None:
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, user_agent: str = "switchboard",
+                 propagate: bool = False) -> None:
         if max_idle_per_origin < 1 or max_response_bytes < 1:
             raise ValueError("max_idle_per_origin and max_response_bytes must be at least 1")
         self.connect_timeout = connect_timeout
@@ -508,6 +511,8 @@ class HTTP1Client:
         self.max_idle = max_idle_per_origin
         self.max_response_bytes = max_response_bytes
         self.user_agent = user_agent.encode()
+        # Tracing configured: each request carries the `traceparent` of the attempt span it runs in.
+        self.propagate = propagate
         self._origins: dict[tuple[str, str, int], _Origin] = {}
         # Request heads are made of a few fixed parts: the request line with Host/User-Agent per
         # (method, URL), and the encoded extra headers per distinct header set (a provider key's).
@@ -554,6 +559,8 @@ class HTTP1Client:
                              for name, value in header_key)
             if len(self._header_blocks) < 1024:  # a few per provider key; never let it grow without bound
                 self._header_blocks[header_key] = block
+        if self.propagate:
+            block += UPSTREAM_TRACE_HEADERS.get()
         if body or method in ("POST", "PUT", "PATCH"):
             payload = b"%b%bContent-Length: %d\r\n\r\n%b" % (prefix, block, len(body), body)
         else:

@@ -6,10 +6,14 @@ headers, logs and metrics, and the concurrency slots a stream holds until it end
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..config import ProviderKey
 from ..providers.base import ChatProvider
 from .limits import Lease
+
+if TYPE_CHECKING:
+    from ..observability.spans import CallTrace
 
 __all__ = ["Deployment", "Outcome", "Route"]
 
@@ -58,6 +62,7 @@ class Outcome:
     attempts: int
     fallback: bool
     leases: list[Lease] = field(default_factory=list)
+    trace: CallTrace | None = None  # traced: the call whose stream attempt span ends with the stream
 
     def release(self) -> None:
         for lease in self.leases:

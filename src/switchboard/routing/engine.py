@@ -24,7 +24,7 @@ import fnmatch
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..config import Config, ModelConfig, ProviderKey
 from ..errors import GatewayError
@@ -33,6 +33,9 @@ from .deployment import Deployment, Outcome, Route
 from .health import Health
 from .limits import Lease, Limits
 from .routes import RouteTable
+
+if TYPE_CHECKING:
+    from ..observability.spans import CallTrace, Tracer
 
 __all__ = ["Deployment", "Engine", "Outcome", "Route", "RouterEvent", "deadline_exceeded"]
 
@@ -96,6 +99,7 @@ class Engine:
         self.health = Health(config)
         self.limits = limits or Limits(config)
         self.listeners: list[Callable[[RouterEvent], None]] = []
+        self.tracer: Tracer | None = None  # set by the gateway when tracing is configured
         # Keyed by the ids of the allowed keys, not by model name: clients choose `provider/<anything>`
         # freely, and a cache keyed by their strings would grow without bound.
         self._pickers: dict[tuple[str, tuple[str, ...]], _KeyPicker] = {}
@@ -164,7 +168,7 @@ class Engine:
 
     async def execute(self, model: str, attempt: Callable[[Deployment], Awaitable[T]], *,
                       hold: bool = False, observe: Callable[[Outcome], None] | None = None,
-                      self_bounded: bool = False) -> tuple[T, Outcome]:
+                      self_bounded: bool = False, trace: CallTrace | None = None) -> tuple[T, Outcome]:
         """Run `attempt` until one deployment answers; raise the error that ended the search.
 
         `hold=True` keeps the request's concurrency slots in the returned Outcome (for streams; the
@@ -172,6 +176,8 @@ class Engine:
         (which deployment was tried last and how many attempts were made), for logs and metrics.
         `self_bounded=True` says an attempt ends within its provider's `connect_timeout_s + timeout_s`
         (a non-stream call): while the deadline is further away than that, no timer guards it.
+        `trace` (tracing configured) records a span per attempt; with `hold` the answering attempt's
+        span stays open in the Outcome until the stream ends.
         """
         routes = self.routes(model)
         loop = asyncio.get_running_loop()
@@ -230,6 +236,7 @@ class Engine:
                     fallback = index > 0
                     attempts += 1
                     self.health.begin(deployment.id, route.provider)
+                    span = trace.attempt(deployment, attempts, fallback) if trace is not None else None
                     bound = None
                     if not self_bounded or deadline - loop.time() <= _attempt_bound_s(provider):
                         bound = asyncio.timeout_at(deadline)
@@ -239,8 +246,10 @@ class Engine:
                         else:
                             async with bound:
                                 result = await attempt(deployment)
-                    except TimeoutError:
+                    except TimeoutError as exc:
                         self._release(lease)
+                        if span is not None:
+                            span.failed(exc)
                         if bound is None or not bound.expired():
                             self.health.abandon(deployment.id, route.provider)
                             raise
@@ -250,6 +259,8 @@ class Engine:
                         raise expired from None
                     except GatewayError as err:
                         self._release(lease)
+                        if span is not None:
+                            span.failed(err)
                         last = err
                         if _counts_against_deployment(err):
                             self.health.failure(deployment.id, route.provider)
@@ -267,14 +278,18 @@ class Engine:
                         self._emit("retry", model, deployment, err)
                         await asyncio.sleep(delay)
                         continue
-                    except BaseException:
+                    except BaseException as exc:
                         self._release(lease)
+                        if span is not None:
+                            span.failed(exc)
                         self.health.abandon(deployment.id, route.provider)
                         raise
+                    if span is not None:
+                        span.answered(result, hold)
                     self.health.success(deployment.id, route.provider)
                     if lease is not None:
                         leases.append(lease)
-                    outcome = Outcome(deployment, attempts, fallback, leases if hold else [])
+                    outcome = Outcome(deployment, attempts, fallback, leases if hold else [], trace)
                     if not hold:
                         for held in leases:
                             held.release()

@@ -40,6 +40,7 @@ from ..hub import (
     usage_from,
     usage_from_responses,
 )
+from ..observability.spans import CallTrace
 from ..providers.anthropic_count import TokenCounters
 from ..providers.base import ChatProvider, CompletionsProvider, EmbeddingsProvider, ResponsesProvider
 from ..request_record import RequestRecord
@@ -77,6 +78,11 @@ def _open_webui_task(body: dict[str, Any]) -> bool:
     content = last.get("content")
     return (last.get("role") == "user" and isinstance(content, str) and content.lstrip().startswith("### Task:")
             and "<chat_history>" in content)
+
+
+def _call(record: RequestRecord, operation: str, body: dict[str, Any] | None) -> CallTrace | None:
+    """The trace of a routed call (its attempts' parent), when the request is traced."""
+    return record.trace.call(operation, body) if record.trace is not None else None
 
 
 def _completions_capable(d: Deployment) -> CompletionsProvider:
@@ -122,7 +128,8 @@ class Router(Engine):
             return await agents.chat(agent, hub, record, self._deadline(agent.name), self._turn_stream)
         # self_bounded: a non-stream call ends within its provider's timeouts (providers/base.py HttpUpstream.post).
         result, outcome = await self.execute(hub.model, lambda d: d.provider.chat(hub, d.model, d.key_value),
-                                             observe=record.routed, self_bounded=True)
+                                             observe=record.routed, self_bounded=True,
+                                             trace=_call(record, "chat", hub.body))
         return self._answered(result, outcome, record)
 
     async def open_chat_stream(self, hub: ChatRequest, record: RequestRecord,
@@ -132,7 +139,8 @@ class Router(Engine):
         if agents is not None and agent is not None:
             return await agents.open_stream(agent, hub, record, self._deadline(agent.name), self._turn_stream)
         return await self._stream(hub.model, record.routed,
-                                  lambda d: d.provider.open_chat_stream(hub, d.model, d.key_value))
+                                  lambda d: d.provider.open_chat_stream(hub, d.model, d.key_value),
+                                  _call(record, "chat", hub.body))
 
     # -- a request's own tools on the gateway's MCP servers (the Responses API's `mcp` tools)
     def _tool_runner(self, tools: list[ToolRef], hub: ChatRequest) -> tuple[AgentService, AgentDefinition]:
@@ -158,9 +166,15 @@ class Router(Engine):
                                         request_tools)
 
     async def _turn_stream(self, hub: ChatRequest, record: RequestRecord) -> HubStream:
-        """One model call of an agent's tool loop: a routed stream, recorded as a turn."""
-        return await self._stream(hub.model, record.routed_turn,
-                                  lambda d: d.provider.open_chat_stream(hub, d.model, d.key_value))
+        """One model call of an agent's tool loop: a routed stream, recorded as a turn (traced: a turn span)."""
+        trace = record.trace.turn(hub.body) if record.trace is not None else None
+        try:
+            return await self._stream(hub.model, record.routed_turn,
+                                      lambda d: d.provider.open_chat_stream(hub, d.model, d.key_value), trace)
+        except BaseException as exc:
+            if trace is not None:
+                trace.failed(exc)
+            raise
 
     # -- legacy completions
     async def completions(self, body: dict[str, Any], model: str, record: RequestRecord,
@@ -173,7 +187,7 @@ class Router(Engine):
             return chat
         result, outcome = await self.execute(
             model, lambda d: _completions_capable(d).completions(body, d.model, d.key_value),
-            observe=record.routed, self_bounded=True)
+            observe=record.routed, self_bounded=True, trace=_call(record, "text_completion", body))
         return self._answered(result, outcome, record)
 
     async def open_completions_stream(self, body: dict[str, Any], model: str, record: RequestRecord,
@@ -183,7 +197,8 @@ class Router(Engine):
             return CompletionStream(await self.open_chat_stream(chat_from_completion(body, model, stream=True),
                                                                 record, headers))
         return await self._stream(
-            model, record.routed, lambda d: _completions_capable(d).open_completions_stream(body, d.model, d.key_value))
+            model, record.routed, lambda d: _completions_capable(d).open_completions_stream(body, d.model, d.key_value),
+            _call(record, "text_completion", body))
 
     # -- the Responses API
     def _native(self, provider: ChatProvider) -> bool:
@@ -212,7 +227,8 @@ class Router(Engine):
                 return native(d)
             return d.provider.chat(call.chat, d.model, d.key_value)
 
-        result, outcome = await self.execute(call.model, attempt, observe=record.routed, self_bounded=True)
+        result, outcome = await self.execute(call.model, attempt, observe=record.routed, self_bounded=True,
+                                             trace=_call(record, "chat", call.body))
         self._answered(result, outcome, record)
         if result.native:
             record.usage = usage_from_responses(result.body.get("usage"))
@@ -230,7 +246,7 @@ class Router(Engine):
                 return d.provider.open_responses_stream(call.body, d.model, d.key_value)
             return d.provider.open_chat_stream(call.chat, d.model, d.key_value)
 
-        stream = await self._stream(call.model, record.routed, open_stream)
+        stream = await self._stream(call.model, record.routed, open_stream, _call(record, "chat", call.body))
         return stream, self._native(stream.outcome.deployment.provider)
 
     # -- embeddings and token counting
@@ -244,7 +260,8 @@ class Router(Engine):
                 raise _unsupported(d.provider.name, "embeddings")
             return d.provider.embeddings(body, d.model, d.key_value)
 
-        result, outcome = await self.execute(model, call, observe=record.routed)
+        result, outcome = await self.execute(model, call, observe=record.routed,
+                                             trace=_call(record, "embeddings", body))
         return self._answered(result, outcome, record)
 
     async def count_tokens(self, body: dict[str, Any], model: str, record: RequestRecord,
@@ -282,8 +299,9 @@ class Router(Engine):
         return result
 
     async def _stream(self, model: str, observe: Callable[[Outcome], None],
-                      open_stream: Callable[[Deployment], Awaitable[UpstreamStream]]) -> RoutedStream:
+                      open_stream: Callable[[Deployment], Awaitable[UpstreamStream]],
+                      trace: CallTrace | None = None) -> RoutedStream:
         # hold=True: the concurrency slots stay taken until the stream is closed (RoutedStream.aclose).
         opened, outcome = await self.execute(model, lambda d: open_first_batch(open_stream(d)), hold=True,
-                                             observe=observe)
+                                             observe=observe, trace=trace)
         return RoutedStream(opened, outcome, response_headers(outcome, opened.upstream.request_id))

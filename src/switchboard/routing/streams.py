@@ -4,7 +4,8 @@
 so a stream that fails before sending anything can be retried or fall back and is reported with a
 real HTTP status. `RoutedStream` is that stream once routed: the first batch, the rest in batches
 (one per upstream read, so a relay writes each read to its client at once), and `aclose()`, which
-frees the request's concurrency slots and closes the upstream connection exactly once.
+frees the request's concurrency slots and closes the upstream connection exactly once (and, traced,
+ends the answering attempt's span: a stream's span lasts as long as the stream).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class RoutedStream:
         self.first = opened.first
         self.headers = headers
         self._batches = opened.batches
+        trace = outcome.trace
+        if trace is not None and trace.open_attempt is not None:  # traced: the attempt span watches the chunks
+            self._batches = trace.open_attempt.watch(opened.first, opened.batches)
         self._upstream = opened.upstream
         self._outcome = outcome
         self._closed = False
@@ -84,3 +88,5 @@ class RoutedStream:
                     await aclose()
         finally:
             await self._upstream.aclose()
+            if self._outcome.trace is not None:
+                self._outcome.trace.closed()

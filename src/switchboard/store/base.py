@@ -222,6 +222,11 @@ MIGRATIONS: list[tuple[int, list[str | PostgresOnly | SqliteOnly]]] = [
         "ALTER TABLE sb_api_keys ADD COLUMN role TEXT",
         *ROLLUP_MIGRATION,
     ]),
+    # The request's trace id (32 hex digits) when tracing is configured, NULL otherwise: a usage row leads
+    # to its trace. Version 40 is issue 17's traces half.
+    (40, [
+        "ALTER TABLE sb_usage ADD COLUMN trace_id TEXT",
+    ]),
 ]
 
 KEY_COLUMNS = ("id", "name", "secret_hash", "hint", "models", "expires_at", "rpm", "tpm", "budget_usd",

@@ -19,7 +19,7 @@ KEY_FIELDS = ("name", "models", "expires_at", "rpm", "tpm", "budget_usd", "budge
 # The usage log's columns, in the order of a written row (`base.UsageValues`).
 USAGE_COLUMNS = ("ts", "request_id", "key_id", "endpoint", "model", "provider", "upstream_model", "status", "stream",
                  "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "ttft_ms",
-                 "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated")
+                 "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated", "trace_id")
 
 # What a key may do on the admin API and the dashboard: `viewer` reads, `admin` also changes keys.
 # A key without a role (None) has no admin access; the master key is always `admin`.
@@ -89,6 +89,7 @@ class UsageRow:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    trace_id: str | None = None  # the request's trace (tracing configured), 32 hex digits
 
     def public(self) -> dict[str, object]:
         return {
@@ -98,7 +99,7 @@ class UsageRow:
             "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
             "cache_write_tokens": self.cache_write_tokens, "reasoning_tokens": self.reasoning_tokens,
             "estimated": self.estimated, "cost_usd": self.cost_usd,
-            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms,
+            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "trace_id": self.trace_id,
         }
 
 

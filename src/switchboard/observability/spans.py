@@ -1,0 +1,583 @@
+"""Recording a request's spans: the server span, one span per upstream attempt, per agent turn and
+per MCP tool call, named and attributed by the OpenTelemetry GenAI semantic conventions.
+
+Pure Python, no OpenTelemetry import: a `Tracer` exists only when `observability.otlp` is
+configured. On the request path a span gets its identity, timing and propagation header; its name
+and attributes are completed once it has ended, with the other spans that ended in the same pass
+of the event loop, then it is encoded (otlp_encoding.py) and handed, as bytes, to `export` (the
+SDK's batch processor, observability/otlp.py). Attributes that many spans share are a `Preset`,
+encoded once.
+
+The tree, for one request:
+
+    {operation} {model}          SERVER   the API request (app.py; attributes from its RequestRecord)
+      {operation} {upstream}     CLIENT   one per upstream attempt (routing/engine.py), retries and
+                                          fallbacks included; the first failures carry `error.type`
+      chat {model}               INTERNAL an agent's turn (one routed model call; its attempts below)
+      execute_tool {tool}        INTERNAL an MCP tool call of an agent
+
+Propagation: an attempt (and a tool call) puts the `traceparent` continuing at its own span in
+`trace_context.UPSTREAM_TRACE_HEADERS` while it runs; the upstream client and the MCP client send it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import Token
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from ..errors import GatewayError
+from ..hub import Chunk, Usage, usage_from
+from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, parse_trace_context, trace_headers
+from .genai_contents import Redactor, input_messages, output_messages, stream_output
+from .otlp_encoding import SAMPLED_CONTEXT, EncodedSpan, encode_attributes, encode_span
+
+if TYPE_CHECKING:
+    from ..agents.tools import McpTool, ToolOutcome
+    from ..config import ProviderConfig
+
+__all__ = ["CLIENT", "INTERNAL", "SERVER", "AttemptSpan", "CallTrace", "RequestTrace", "Span", "ToolSpan", "Tracer",
+           "bounded", "operation_of", "usage_attributes"]
+
+# OTLP's SpanKind numbers.
+INTERNAL, SERVER, CLIENT = 1, 2, 3
+
+# gen_ai.provider.name by provider type (the conventions' well-known values).
+PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic", "azure": "azure.ai.openai", "bedrock": "aws.bedrock"}
+
+# gen_ai.operation.name of each API route (routes.py's endpoint paths); other routes are plain HTTP spans.
+_OPERATIONS = {"/chat/completions": "chat", "/messages": "chat", "/responses": "chat",
+               "/completions": "text_completion", "/embeddings": "embeddings"}
+
+_MAX_ATTRIBUTE_CHARS = 4096  # a client or upstream string on a span (ids, models): bounded
+
+
+class _Provider(Protocol):
+    name: str
+
+
+class _Deployment(Protocol):
+    """What an attempt span reads of routing.deployment.Deployment (not imported: it imports this module)."""
+
+    @property
+    def provider(self) -> _Provider: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+
+def operation_of(endpoint: str) -> str | None:
+    return _OPERATIONS.get(endpoint)
+
+
+def bounded(value: str) -> str:
+    return value if len(value) <= _MAX_ATTRIBUTE_CHARS else value[:_MAX_ATTRIBUTE_CHARS]
+
+
+SPANS_PER_ITEM = 64  # encoded spans go to the export queue as items of this many ...
+CHUNK_AFTER_S = 0.1  # ... or fewer, at most this long after the first of them ended
+_PRESETS_MAX = 4096  # distinct sets of shared attributes kept (routes x keys x models x statuses, mostly)
+
+
+class Preset:
+    """Attributes many spans share (an attempt's provider and deployment, a route), encoded for OTLP
+    once: a span carries its preset and, in `attributes`, only what is its own."""
+
+    __slots__ = ("attributes", "encoded")
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.attributes = attributes
+        self.encoded = encode_attributes(b"\x4a", attributes)
+
+
+class Span:
+    """One span: identity, timing, attributes; `end()` exports it once (when sampled)."""
+
+    # What the SDK's span processors read of a finished span before queueing it: only sampled ones are exported.
+    context = SAMPLED_CONTEXT
+
+    __slots__ = (
+        "attributes",
+        "end_ns",
+        "error",
+        "kind",
+        "name",
+        "parent_id",
+        "preset",
+        "remote_parent",
+        "span_id",
+        "start_ns",
+        "trace",
+        "tracer",
+    )
+
+    def __init__(self, tracer: Tracer, trace: RequestTrace | None, parent_id: int | None, name: str, kind: int,
+                 attributes: dict[str, Any], start_ns: int | None = None) -> None:
+        self.tracer = tracer
+        self.trace = trace  # the request's server span (None for the server span: see request())
+        self.span_id = random.getrandbits(64) or 1
+        self.parent_id = parent_id
+        self.remote_parent = False
+        self.name = name
+        self.kind = kind
+        self.attributes = attributes
+        self.preset: Preset | None = None
+        self.start_ns = time.time_ns() if start_ns is None else start_ns
+        self.end_ns = 0
+        self.error: str | None = None  # the status description of a span that failed (status ERROR)
+
+    @property
+    def trace_id(self) -> int:
+        return self.request().trace_id
+
+    @property
+    def sampled(self) -> bool:
+        return self.request().sampled
+
+    def request(self) -> RequestTrace:
+        """The server span of this span's request (RequestTrace: itself, without a reference cycle)."""
+        assert self.trace is not None
+        return self.trace
+
+    def complete(self) -> None:
+        """Called once the span has ended, before it is encoded: a span may make its attributes then."""
+
+    def all_attributes(self) -> dict[str, Any]:
+        return {**self.preset.attributes, **self.attributes} if self.preset is not None else dict(self.attributes)
+
+    def fail(self, error_type: str, description: str) -> None:
+        self.attributes["error.type"] = error_type
+        self.error = description
+
+    def end(self, end_ns: int | None = None) -> None:
+        if self.end_ns:
+            return
+        self.end_ns = time.time_ns() if end_ns is None else end_ns
+        if self.sampled:
+            self.tracer.finished(self)
+
+    def propagation(self) -> bytes:
+        """The header lines that continue the trace at this span."""
+        trace = self.request()
+        if trace.header_parts is None:
+            whole = trace_headers(trace.trace_id, self.span_id, trace.sampled, trace.tracestate)
+            cut = whole.index(b"-", 16) + 1  # `traceparent: 00-<trace id>-`
+            trace.header_parts = (whole[:cut], whole[cut + 16:])
+            return whole
+        head, tail = trace.header_parts
+        return b"%s%016x%s" % (head, self.span_id, tail)
+
+
+class Tracer:
+    """The gateway's span recorder: sampling, ids, what spans may carry; `export` takes finished spans."""
+
+    __slots__ = ("_chunk", "_chunk_timer", "_ended", "_presets", "bound", "encode", "export", "provider_attributes",
+                 "redactor")
+
+    def __init__(self, export: Callable[[Any], None], sample_ratio: float, contents: bool,
+                 providers: Mapping[str, ProviderConfig], secrets: tuple[str, ...], encode: bool = True) -> None:
+        # `export` gets each finished span: encoded (an `EncodedSpan`, bytes: nothing for the garbage
+        # collector to walk while it waits in the export queue), or the Span itself with `encode=False`.
+        self.export = export
+        self.encode = encode
+        # TraceIdRatioBased's rule: sampled when the trace id's low 64 bits are under ratio * 2^64.
+        self.bound = round(sample_ratio * (1 << 64))
+        self.redactor = Redactor(secrets) if contents else None
+        # What every attempt on a provider says about where it went (server.address/port, provider name).
+        self.provider_attributes = {name: _provider_attributes(p) for name, p in providers.items()}
+        self._presets: dict[tuple[Any, ...], Preset] = {}
+        self._ended: list[Span] = []
+        self._chunk: list[bytes] = []  # encoded spans not handed to `export` yet
+        self._chunk_timer: asyncio.TimerHandle | None = None
+
+    def finished(self, span: Span) -> None:
+        """A sampled span ended. The spans that end in one pass of the event loop are completed and
+        encoded together right after it, on the loop (the export thread then only joins bytes and
+        sends them, holding the GIL briefly); they go to `export` by SPANS_PER_ITEM, or after
+        CHUNK_AFTER_S, as one item: the processor's work per item is paid once for many spans."""
+        self._ended.append(span)
+        if len(self._ended) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop (plain code): at once
+                self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        """Complete and encode the spans ended so far; `final` (shutdown): hand over every one now."""
+        ended, self._ended = self._ended, []
+        if not self.encode:
+            for span in ended:
+                span.complete()
+                self.export(span)
+            return
+        chunk = self._chunk
+        for span in ended:
+            span.complete()
+            chunk.append(encode_span(span))
+            if len(chunk) >= SPANS_PER_ITEM:
+                self._hand_over()
+                chunk = self._chunk
+        if final:
+            self._hand_over()
+        elif chunk and self._chunk_timer is None:
+            try:
+                self._chunk_timer = asyncio.get_running_loop().call_later(CHUNK_AFTER_S, self._hand_over)
+            except RuntimeError:  # no event loop (plain code): at once
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._chunk_timer is not None:
+            self._chunk_timer.cancel()
+            self._chunk_timer = None
+        if self._chunk:
+            chunk, self._chunk = self._chunk, []
+            self.export(EncodedSpan(b"".join(chunk)))
+
+    def share(self, span: Span, key: tuple[Any, ...], attributes: Callable[[], dict[str, Any]]) -> None:
+        """The attributes `attributes()` makes from `key` (plain values) are ones many spans have in
+        common: the span gets them as a preset, made and encoded once for all the spans of that key
+        (or as its own once too many distinct keys were seen)."""
+        found = self._presets.get(key)
+        if found is None:
+            if len(self._presets) >= _PRESETS_MAX:
+                span.attributes.update(attributes())
+                return
+            found = self._presets[key] = Preset(attributes())
+        span.preset = found
+
+    def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace:
+        """The server span of a request, continuing the client's trace when it sent a valid `traceparent`."""
+        parent = parse_trace_context(headers.get("traceparent"), headers.get("tracestate"))
+        return RequestTrace(self, parent, method, route)
+
+
+def _provider_attributes(config: ProviderConfig) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"gen_ai.provider.name": PROVIDER_NAMES.get(config.type, config.type),
+                                  "switchboard.provider": config.name}
+    parts = urlsplit(config.base_url)
+    if parts.hostname:
+        attributes["server.address"] = parts.hostname
+        attributes["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
+    return attributes
+
+
+class RequestTrace(Span):
+    """The server span of one API request; its name and most attributes come from the request's
+    record when it is over (tracing.finish_trace, a gateway observer)."""
+
+    __slots__ = ("encoded_ids", "header_parts", "hex_id", "method", "route", "sampled_flag", "trace_id_value",
+                 "tracestate")
+
+    def __init__(self, tracer: Tracer, parent: ParentContext | None, method: str, route: str) -> None:
+        if parent is not None:
+            trace_id, sampled, parent_id = parent.trace_id, parent.sampled, parent.span_id
+            self.tracestate = parent.tracestate
+        else:
+            trace_id = random.getrandbits(128) or 1
+            sampled = (trace_id & 0xFFFF_FFFF_FFFF_FFFF) < tracer.bound
+            parent_id = None
+            self.tracestate = None
+        self.trace_id_value = trace_id
+        self.sampled_flag = sampled
+        self.header_parts: tuple[bytes, bytes] | None = None  # the propagation header around a span id
+        self.encoded_ids: bytes | None = None  # the trace id (and state) fields every span of it starts with
+        self.hex_id: str | None = None
+        self.method = method
+        self.route = route
+        super().__init__(tracer, None, parent_id, f"{method} {route}", SERVER, {})
+        self.remote_parent = parent is not None
+
+    @property
+    def trace_id(self) -> int:
+        return self.trace_id_value
+
+    @property
+    def sampled(self) -> bool:
+        return self.sampled_flag
+
+    def request(self) -> RequestTrace:
+        return self
+
+    @property
+    def trace_id_hex(self) -> str:
+        """The trace id as logs write it (32 hex digits; the access log and the usage row both ask)."""
+        if self.hex_id is None:
+            self.hex_id = f"{self.trace_id_value:032x}"
+        return self.hex_id
+
+    # -- children
+    def call(self, operation: str, body: Mapping[str, Any] | None) -> CallTrace:
+        """A routed call of this request: the parent of its attempt spans."""
+        return CallTrace(self, self, operation, body)
+
+    def turn(self, body: Mapping[str, Any]) -> CallTrace:
+        """One model call of an agent: a span of its own, parent of its attempts; ended by the CallTrace."""
+        model = str(body.get("model", ""))
+        span = Span(self.tracer, self, self.span_id, f"chat {model}", INTERNAL,
+                    {"gen_ai.operation.name": "chat", "gen_ai.request.model": bounded(model)})
+        return CallTrace(self, span, "chat", body, owns_parent=True)
+
+    def tool(self, tool: McpTool, call_id: str, arguments: str) -> ToolSpan:
+        return ToolSpan(self, tool, call_id, arguments)
+
+
+def usage_attributes(attributes: dict[str, Any], usage: Usage) -> None:
+    attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+    attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+    if usage.cached_tokens:
+        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
+    if usage.cache_write_tokens:
+        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
+    if usage.reasoning_tokens:
+        attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    if usage.estimated:
+        attributes["switchboard.usage.estimated"] = True
+
+
+def _request_attributes(body: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The request parameters every attempt of a call shares (gen_ai.request.*)."""
+    out: dict[str, Any] = {}
+    if not body:
+        return out
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens", body.get("max_output_tokens")))
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
+        out["gen_ai.request.max_tokens"] = max_tokens
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[f"gen_ai.request.{name}"] = float(value)
+    return out
+
+
+class CallTrace:
+    """One routed call (a request's, or an agent turn's): its attempts' parent and what they share.
+
+    The engine opens an `AttemptSpan` per attempt; a stream's answering attempt stays open until the
+    routed stream closes (`closed`), which also ends a turn's own span."""
+
+    __slots__ = ("_owns_parent", "_shared", "body", "open_attempt", "operation", "parent", "trace")
+
+    def __init__(self, trace: RequestTrace, parent: Span, operation: str, body: Mapping[str, Any] | None,
+                 owns_parent: bool = False) -> None:
+        self.trace = trace
+        self.parent = parent
+        self.operation = operation
+        self.body = body
+        self._owns_parent = owns_parent
+        self._shared: dict[str, Any] | None = None
+        self.open_attempt: AttemptSpan | None = None
+
+    def attempt(self, deployment: _Deployment, number: int, fallback: bool) -> AttemptSpan:
+        """The span of one attempt, started now: only its identity and propagation header are made
+        on the request path, its attributes when it has ended (`AttemptSpan.complete`)."""
+        return AttemptSpan(self, deployment, number, fallback)
+
+    def shared(self) -> dict[str, Any]:
+        """The request parameters every attempt of this call reports (made once)."""
+        if self._shared is None:
+            self._shared = _request_attributes(self.body)
+        return self._shared
+
+    def failed(self, exc: BaseException) -> None:
+        """No attempt answered (a turn's own span ends with the error)."""
+        if self._owns_parent:
+            if isinstance(exc, GatewayError):
+                self.parent.fail(exc.code or exc.type, exc.message)
+            else:
+                self.parent.fail(type(exc).__name__, "cancelled")
+            self.parent.end()
+
+    def closed(self) -> None:
+        """The routed stream closed: its attempt span and a turn's span end now."""
+        if self.open_attempt is not None:
+            self.open_attempt.stream_closed()
+            self.open_attempt = None
+        if self._owns_parent:
+            self.parent.end()
+
+
+class AttemptSpan(Span):
+    """One upstream attempt (CLIENT). While it runs, its `traceparent` is what the upstream gets."""
+
+    __slots__ = ("_chars", "_finish", "_first", "_output", "_result", "_token", "call", "deployment", "fallback",
+                 "number", "usage")
+
+    def __init__(self, call: CallTrace, deployment: _Deployment, number: int, fallback: bool) -> None:
+        super().__init__(call.trace.tracer, call.trace, call.parent.span_id, "", CLIENT, {})
+        self.call = call
+        self.deployment = deployment
+        self.number = number
+        self.fallback = fallback
+        self._result: Any = None
+        self._token: Token[bytes] | None = UPSTREAM_TRACE_HEADERS.set(self.propagation())
+        self.usage: Usage | None = None
+        self._first = 0
+        self._finish: list[str] = []
+        self._output: list[str] | None = [] if self.tracer.redactor is not None else None
+        self._chars = 0
+
+    def _detach(self) -> None:
+        if self._token is not None:
+            try:
+                UPSTREAM_TRACE_HEADERS.reset(self._token)
+            except ValueError:  # ended from another context (a stream closed elsewhere): nothing to undo there
+                pass
+            self._token = None
+
+    def failed(self, exc: BaseException) -> None:
+        self._detach()
+        if isinstance(exc, GatewayError):
+            self.attributes["http.response.status_code"] = exc.status
+            self.fail(bounded(exc.code or exc.type), exc.message)
+        elif isinstance(exc, TimeoutError):
+            self.fail("timeout", "the attempt timed out")
+        else:
+            self.fail(type(exc).__name__, "the attempt was cancelled")
+        self.end()
+
+    def answered(self, result: Any, hold: bool) -> None:
+        """The attempt succeeded: a complete answer ends the span; a stream's waits for the stream."""
+        self._detach()
+        if hold:
+            self.call.open_attempt = self
+            return
+        self._result = result  # read when the span is complete
+        self.end()
+
+    def complete(self) -> None:
+        """Its name and attributes, now that it has ended (Tracer.flush, off the request path)."""
+        call, deployment, tracer = self.call, self.deployment, self.tracer
+        model = bounded(deployment.model)
+        provider = deployment.provider.name
+        operation, number, fallback, deployment_id = call.operation, self.number, self.fallback, deployment.id
+        self.name = f"{operation} {model}"
+        attributes = self.attributes
+        attributes.update(call.shared())
+        tracer.share(self, ("attempt", operation, provider, model, deployment_id, number, fallback),
+                     lambda: {"gen_ai.operation.name": operation, **tracer.provider_attributes.get(provider, {}),
+                              "gen_ai.request.model": model, "switchboard.deployment": deployment_id,
+                              "switchboard.attempt": number, "switchboard.fallback": fallback})
+        if tracer.redactor is not None and call.body is not None:
+            attributes["gen_ai.input.messages"] = input_messages(call.body, tracer.redactor)
+        result, self._result = self._result, None
+        if result is not None:
+            request_id = getattr(result, "request_id", None)
+            if request_id:
+                attributes["switchboard.upstream_request_id"] = bounded(str(request_id))
+            body = getattr(result, "body", None)
+            if isinstance(body, dict):
+                self._answer_attributes(body)
+
+    def _answer_attributes(self, body: dict[str, Any]) -> None:
+        attributes = self.attributes
+        if isinstance(body.get("id"), str):
+            attributes["gen_ai.response.id"] = bounded(body["id"])
+        if isinstance(body.get("model"), str):
+            attributes["gen_ai.response.model"] = bounded(body["model"])
+        reasons = [c["finish_reason"] for c in body.get("choices") or () if isinstance(c, dict)
+                   and isinstance(c.get("finish_reason"), str)]
+        if not reasons and isinstance(body.get("status"), str):  # a Responses `response` object
+            reasons = [body["status"]]
+        if reasons:
+            attributes["gen_ai.response.finish_reasons"] = reasons
+        usage = usage_from(body.get("usage"))
+        if usage is not None:
+            usage_attributes(attributes, usage)
+        if self.tracer.redactor is not None:
+            attributes["gen_ai.output.messages"] = output_messages(body, self.tracer.redactor)
+
+    # -- a stream's attempt: the chunks are watched as they pass, the span ends with the stream
+    def watch(self, first: list[Chunk], batches: AsyncIterator[list[Chunk]]) -> AsyncIterator[list[Chunk]]:
+        """`batches`, passed on unchanged, noting what the span reports (id, model, finish, usage, TTFT)."""
+        self._note(first)
+        return self._watch(batches)
+
+    async def _watch(self, batches: AsyncIterator[list[Chunk]]) -> AsyncIterator[list[Chunk]]:
+        try:
+            async for batch in batches:
+                self._note(batch)
+                yield batch
+        except GatewayError as err:
+            self.attributes["http.response.status_code"] = err.status
+            self.fail(bounded(err.code or err.type), err.message)
+            raise
+        finally:
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    def _note(self, batch: list[Chunk]) -> None:
+        attributes = self.attributes
+        for chunk in batch:
+            if "gen_ai.response.id" not in attributes and isinstance(chunk.get("id"), str):
+                attributes["gen_ai.response.id"] = bounded(chunk["id"])
+                if isinstance(chunk.get("model"), str):
+                    attributes["gen_ai.response.model"] = bounded(chunk["model"])
+            usage = chunk.get("usage")
+            if usage is not None:
+                self.usage = usage_from(usage) or self.usage
+            for choice in chunk.get("choices") or ():
+                if not self._first:
+                    delta = choice.get("delta")
+                    if choice.get("text") or (delta and (delta.get("content") or delta.get("tool_calls"))):
+                        self._first = time.time_ns()
+                reason = choice.get("finish_reason")
+                if reason:
+                    self._finish.append(reason)
+                if self._output is not None:
+                    stream_output(choice, self._output)
+
+    def stream_closed(self) -> None:
+        if self.end_ns:
+            return
+        attributes = self.attributes
+        if self._first:
+            attributes["gen_ai.response.time_to_first_chunk"] = (self._first - self.start_ns) / 1e9
+        if self._finish:
+            attributes["gen_ai.response.finish_reasons"] = self._finish
+        if self.usage is not None:
+            usage_attributes(attributes, self.usage)
+        if self._output is not None and self.tracer.redactor is not None:
+            attributes["gen_ai.output.messages"] = self.tracer.redactor.json(
+                [{"role": "assistant", "parts": [{"type": "text", "content": "".join(self._output)}],
+                  "finish_reason": self._finish[-1] if self._finish else None}])
+        if not self._finish and self.error is None:  # closed before its end: the client went away
+            self.fail("client_disconnected", "the stream was closed before it ended")
+        self.end()
+
+
+class ToolSpan(Span):
+    """One MCP tool call of an agent (`execute_tool`); the MCP request carries its `traceparent`."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, trace: RequestTrace, tool: McpTool, call_id: str, arguments: str) -> None:
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool.name, "gen_ai.tool.type": "extension",
+            "gen_ai.tool.call.id": bounded(call_id), "mcp.method.name": "tools/call",
+            "switchboard.mcp.server": tool.server}
+        redactor = trace.tracer.redactor
+        if redactor is not None:
+            attributes["gen_ai.tool.call.arguments"] = redactor.text(arguments)
+        super().__init__(trace.tracer, trace, trace.span_id, f"execute_tool {tool.name}", INTERNAL, attributes)
+        self._token: Token[bytes] | None = UPSTREAM_TRACE_HEADERS.set(self.propagation())
+
+    def done(self, outcome: ToolOutcome) -> None:
+        if self._token is not None:
+            UPSTREAM_TRACE_HEADERS.reset(self._token)
+            self._token = None
+        if outcome.is_error:
+            self.fail("tool_error", outcome.text[:256])
+        redactor = self.tracer.redactor
+        if redactor is not None:
+            self.attributes["gen_ai.tool.call.result"] = redactor.text(outcome.text)
+        self.end()
