@@ -4,8 +4,6 @@ scripted fake upstream model, and the official `openai` SDK / raw HTTP as client
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -17,7 +15,8 @@ import openai
 import pytest
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
-from tests.server import SwitchboardProcess, free_port
+from tests.fakes.mcp_http import http_mcp_server
+from tests.server import SwitchboardProcess
 
 MASTER = "sk-agents-master"
 MCP_SERVER = Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py"
@@ -57,16 +56,6 @@ mcp:
 """
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("MCP HTTP server exited early")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("MCP HTTP server did not start")
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +67,10 @@ def upstream() -> Iterator[FakeAgentUpstream]:
 
 @pytest.fixture(scope="module")
 def gateway(upstream: FakeAgentUpstream) -> Iterator[SwitchboardProcess]:
-    port = free_port()
-    web = subprocess.Popen([sys.executable, str(MCP_SERVER), "--http", str(port)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, web)
+    with http_mcp_server(MCP_SERVER) as port:
         server = SwitchboardProcess(config(upstream, port), extra_files=AGENTS).start()
         yield server
         server.stop()
-    finally:
-        web.terminate()
-        web.wait(10)
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ against the official OpenAPI schemas.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +17,8 @@ import openai
 import pytest
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
-from tests.integration.test_agents import MCP_SERVER, _wait_port, script
+from tests.fakes.mcp_http import http_mcp_server
+from tests.integration.test_agents import MCP_SERVER, script
 from tests.server import SwitchboardProcess, free_port
 from tests.spec import validate_against_spec, validate_response_event
 
@@ -28,15 +27,8 @@ MASTER = "sk-mcp-remote-master"
 
 @pytest.fixture(scope="module")
 def mcp_url() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(MCP_SERVER), "--http", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, proc)
+    with http_mcp_server(MCP_SERVER) as port:
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,6 @@ tool, plus the trace id in the access log and the usage log (/admin/usage)."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +22,10 @@ from tests.fakes.agent_upstream import FakeAgentUpstream
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.azure_upstream import FakeAzure
 from tests.fakes.bedrock_upstream import FakeBedrock
+from tests.fakes.mcp_http import http_mcp_server
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.server import SwitchboardProcess, free_port
+from tests.server import SwitchboardProcess
 
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra: pip install -e '.[test,otel]'")
 
@@ -51,16 +49,6 @@ You look at traces.
 """}
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("MCP HTTP server exited early")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("MCP HTTP server did not start")
 
 
 class Fakes:
@@ -130,17 +118,10 @@ def fakes() -> Iterator[Fakes]:
 
 @pytest.fixture(scope="module")
 def gateway(fakes: Fakes) -> Iterator[SwitchboardProcess]:
-    port = free_port()
-    mcp = subprocess.Popen([sys.executable, str(TRACE_MCP), "--http", str(port)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, mcp)
+    with http_mcp_server(TRACE_MCP) as port:
         server = SwitchboardProcess(config(fakes, port), extra_files=AGENTS).start()
         yield server
         server.stop()
-    finally:
-        mcp.terminate()
-        mcp.wait(10)
 
 
 @pytest.fixture
