@@ -12,8 +12,8 @@ observability:
   log_bodies: false                     # true: the dashboard's live records keep bodies (secrets redacted)
 ```
 
-Parsed here, not in config.py (which only calls `read_observability`); the section object is
-config.py's `_Section`, duck-typed so this module imports nothing of the gateway.
+Parsed here, not in the config package (whose root.py only calls `read_observability`); the section
+object is config/section.py's `_Section`, duck-typed so this module imports nothing of the gateway.
 """
 
 from __future__ import annotations

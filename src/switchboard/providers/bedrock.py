@@ -66,7 +66,7 @@ class BedrockProvider:
         if config.keys and config.aws_access_key_id:
             raise ConfigError(f"provider `{config.name}`: give either `keys` (Bedrock API keys) or "
                               "`aws_access_key_id`/`aws_secret_access_key`, not both")
-        assert config.region is not None  # config.py requires it for bedrock
+        assert config.region is not None  # config/providers.py requires it for bedrock
         self.config = config
         self.name = config.name
         self.http = HttpUpstream(config)

@@ -1,6 +1,6 @@
 """Presets for OpenAI-compatible clouds (`preset: NAME` on a `type: openai` provider): data only.
 
-A preset is the values of provider config keys that `config.py` uses for every key the provider
+A preset is the values of provider config keys that `config/providers.py` uses for every key the provider
 does not set itself (a key you set replaces the preset's value whole; lists are not merged). The
 quirk keys are applied by providers/quirks.py:
 
