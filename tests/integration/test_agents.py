@@ -4,10 +4,8 @@ scripted fake upstream model, and the official `openai` SDK / raw HTTP as client
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +14,10 @@ import pytest
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
 from tests.fakes.mcp_http import http_mcp_server
+from tests.integration.fixtures import MCP_SERVER, running_gateway, script, scripted_config
 from tests.server import SwitchboardProcess
 
 MASTER = "sk-agents-master"
-MCP_SERVER = Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py"
 
 AGENTS = {
     "agents/helper.md": """---
@@ -42,35 +40,14 @@ You never stop.
 
 
 def config(upstream: FakeAgentUpstream, http_port: int) -> str:
-    return f"""
-auth: {{master_key: {MASTER}}}
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-models:
-  small: up/small-model
-agents: {{dir: agents}}
-mcp:
-  servers:
-    tools: {{command: "{sys.executable}", args: ["{MCP_SERVER}"], timeout_s: 10}}
-    web: {{url: "http://127.0.0.1:{http_port}/mcp", timeout_s: 10}}
-"""
-
-
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAgentUpstream]:
-    fake = FakeAgentUpstream().start()
-    yield fake
-    fake.stop()
+    return scripted_config(MASTER, upstream, tools=True,
+                           mcp_servers={"web": f'{{url: "http://127.0.0.1:{http_port}/mcp", timeout_s: 10}}'})
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream: FakeAgentUpstream) -> Iterator[SwitchboardProcess]:
-    with http_mcp_server(MCP_SERVER) as port:
-        server = SwitchboardProcess(config(upstream, port), extra_files=AGENTS).start()
+    with http_mcp_server(MCP_SERVER) as port, running_gateway(config(upstream, port), extra_files=AGENTS) as server:
         yield server
-        server.stop()
 
 
 @pytest.fixture
@@ -78,10 +55,6 @@ def client(gateway: SwitchboardProcess) -> Iterator[openai.OpenAI]:
     c = openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER, max_retries=0)
     yield c
     c.close()
-
-
-def script(calls: list[dict[str, Any]], **extra: Any) -> list[dict[str, str]]:
-    return [{"role": "user", "content": json.dumps({"calls": calls, **extra})}]
 
 
 def reasoning_of(chunks: list[Any]) -> str:

@@ -13,44 +13,15 @@ import openai
 import pytest
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
-from tests.integration.test_agents import MASTER, MCP_SERVER, script
+from tests.integration.fixtures import HELPER_AGENT, running_gateway, script, scripted_config
+from tests.integration.test_agents import MASTER
 from tests.server import SwitchboardProcess
-
-AGENTS = {
-    "agents/helper.md": """---
-model: small
-tools: [tools]
----
-You are the helper agent.
-""",
-}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAgentUpstream]:
-    fake = FakeAgentUpstream().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream: FakeAgentUpstream) -> Iterator[SwitchboardProcess]:
-    import sys
-
-    config = f"""
-auth: {{master_key: {MASTER}}}
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-models:
-  small: up/small-model
-agents: {{dir: agents}}
-mcp:
-  servers:
-    tools: {{command: "{sys.executable}", args: ["{MCP_SERVER}"], timeout_s: 10}}
-"""
-    server = SwitchboardProcess(config, extra_files=AGENTS).start()
-    yield server
-    server.stop()
+    with running_gateway(scripted_config(MASTER, upstream, tools=True), extra_files=HELPER_AGENT) as server:
+        yield server
 
 
 @pytest.fixture

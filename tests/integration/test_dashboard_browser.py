@@ -22,7 +22,9 @@ import pytest
 
 from tests.access.backends import REQUIRE_SERVICES
 from tests.access.helpers import ADMIN, MASTER, access_config, bearer, create_key
+from tests.fakes.agent_upstream import FakeAgentUpstream
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.fixtures import running_gateway, scripted_config
 from tests.server import SwitchboardProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -233,28 +235,9 @@ AGENT_FILES = {"agents/calc.md": "---\nmodel: small\ntools: [tools]\ndescription
 
 
 @pytest.fixture(scope="module")
-def agent_server() -> Iterator[SwitchboardProcess]:
-    import sys
-
-    from tests.fakes.agent_upstream import FakeAgentUpstream
-
-    mcp = Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py"
-    upstream = FakeAgentUpstream().start()
-    config = f"""
-auth: {{master_key: {MASTER}}}
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-models:
-  small: up/small-model
-agents: {{dir: agents}}
-mcp:
-  servers:
-    tools: {{command: "{sys.executable}", args: ["{mcp}"], timeout_s: 10}}
-"""
-    proc = SwitchboardProcess(config, extra_files=AGENT_FILES).start()
-    yield proc
-    proc.stop()
-    upstream.stop()
+def agent_server(upstream: FakeAgentUpstream) -> Iterator[SwitchboardProcess]:
+    with running_gateway(scripted_config(MASTER, upstream, tools=True), extra_files=AGENT_FILES) as proc:
+        yield proc
 
 
 def test_agents_page_and_agent_tool_activity_in_the_playground(browser: Any, agent_server: SwitchboardProcess

@@ -16,18 +16,12 @@ import pytest
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.fixtures import running_gateway
 from tests.server import SwitchboardProcess, free_port
 
 MASTER = "sk-facades-master"
 CHAT_KEY = "sk-facade-chat-key"
 CHAT_KEY_2 = "sk-facade-chat-key-2"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAgentUpstream]:
-    fake = FakeAgentUpstream().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +63,8 @@ facades:
     auth: {{keys: ["{CHAT_KEY}", "{CHAT_KEY_2}"]}}
 """
     agents = {"agents/banker.md": "---\nmodel: small\n---\nYou are a bank assistant.\n"}
-    server = SwitchboardProcess(config, extra_files=agents).start()
-    yield server
-    server.stop()
+    with running_gateway(config, extra_files=agents) as server:
+        yield server
 
 
 def _events(body: str) -> list[str]:

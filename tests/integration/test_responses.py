@@ -5,7 +5,6 @@ MCP server; every answer and stream event validated against the official OpenAPI
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from pydantic import BaseModel
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.integration.test_agents import MCP_SERVER, script
+from tests.integration.fixtures import HELPER_AGENT, running_gateway, script, scripted_config
 from tests.server import SwitchboardProcess
 from tests.spec import validate_against_spec, validate_response_event
 
@@ -27,40 +26,10 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "The weathe
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAgentUpstream]:
-    fake = FakeAgentUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def claude_upstream() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def gateway(upstream: FakeAgentUpstream, claude_upstream: FakeAnthropic) -> Iterator[SwitchboardProcess]:
-    config = f"""
-auth:
-  master_key: {MASTER}
-  keys: [{{name: other, value: {OTHER}}}]
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-  claude: {{type: anthropic, base_url: "{claude_upstream.base_url}", keys: [sk-ant], retries: {{max: 0}}}}
-models:
-  small: up/small-model
-  sonnet: claude/claude-sonnet
-agents: {{dir: agents}}
-mcp:
-  servers:
-    tools: {{command: "{sys.executable}", args: ["{MCP_SERVER}"], timeout_s: 10}}
-"""
-    agents = {"agents/helper.md": "---\nmodel: small\ntools: [tools]\n---\nYou are the helper agent.\n"}
-    server = SwitchboardProcess(config, extra_files=agents).start()
-    yield server
-    server.stop()
+    config = scripted_config(MASTER, upstream, other_key=OTHER, claude=claude_upstream, tools=True)
+    with running_gateway(config, extra_files=HELPER_AGENT) as server:
+        yield server
 
 
 @pytest.fixture

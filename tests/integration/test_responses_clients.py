@@ -17,6 +17,7 @@ import pytest
 
 from tests.clients.node_clients import NODE_DIR, node_bin, run_client
 from tests.fakes.agent_upstream import FakeAgentUpstream
+from tests.integration.fixtures import running_gateway, scripted_config
 from tests.server import SwitchboardProcess
 
 KEY = "sk-clients-test"
@@ -26,24 +27,9 @@ HTTP_TIMEOUT = 30.0  # seconds, per HTTP request of an in-process client (their 
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAgentUpstream]:
-    fake = FakeAgentUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def gateway(upstream: FakeAgentUpstream) -> Iterator[SwitchboardProcess]:
-    config = f"""
-auth: {{master_key: {KEY}}}
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-models:
-  small: up/small-model
-"""
-    server = SwitchboardProcess(config).start()
-    yield server
-    server.stop()
+    with running_gateway(scripted_config(KEY, upstream)) as server:
+        yield server
 
 
 def _bodies(upstream: FakeAgentUpstream, start: int) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ import pytest
 from tests.clients.node_clients import node_bin, run_client
 from tests.fakes.codex_upstream import FakeCodexUpstream
 from tests.fakes.dead_end_proxy import DeadEndProxy
-from tests.integration.test_agents import MCP_SERVER
+from tests.integration.fixtures import MCP_SERVER, running_gateway, scripted_config
 from tests.server import SwitchboardProcess
 
 KEY = "sk-codex-test"
@@ -59,25 +59,13 @@ def codex() -> Path:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeCodexUpstream]:
-    fake = FakeCodexUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(upstream: FakeCodexUpstream) -> Iterator[SwitchboardProcess]:
-    config = f"""
-auth: {{master_key: {KEY}}}
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-models:
-  switchboard-coder: up/coder-model   # a name Codex does not know: it uses its fallback tool set
-  gpt-5.5: up/coder-model             # a name Codex knows: its full tool set (apply_patch, web_search...)
-"""
-    server = SwitchboardProcess(config).start()
-    yield server
-    server.stop()
+def gateway(codex_upstream: FakeCodexUpstream) -> Iterator[SwitchboardProcess]:
+    models = {
+        "switchboard-coder": "up/coder-model",  # a name Codex does not know: it uses its fallback tool set
+        "gpt-5.5": "up/coder-model",  # a name Codex knows: its full tool set (apply_patch, web_search...)
+    }
+    with running_gateway(scripted_config(KEY, codex_upstream, models=models)) as server:
+        yield server
 
 
 @pytest.fixture
@@ -131,8 +119,8 @@ def access_lines(gateway: SwitchboardProcess, since: int = 0, at_least: int = 0)
         time.sleep(0.05)
 
 
-def _since(upstream: FakeCodexUpstream, start: int) -> list[dict[str, Any]]:
-    return [r["body"] for r in upstream.requests[start:]]
+def _since(codex_upstream: FakeCodexUpstream, start: int) -> list[dict[str, Any]]:
+    return [r["body"] for r in codex_upstream.requests[start:]]
 
 
 def _tool_names(body: dict[str, Any]) -> list[str]:
@@ -140,13 +128,13 @@ def _tool_names(body: dict[str, Any]) -> list[str]:
 
 
 def test_codex_runs_a_shell_command_and_answers(codex: Path, gateway: SwitchboardProcess,
-                                                upstream: FakeCodexUpstream, dead_end: DeadEndProxy) -> None:
-    start, log_start = len(upstream.requests), len(access_lines(gateway))
+                                                codex_upstream: FakeCodexUpstream, dead_end: DeadEndProxy) -> None:
+    start, log_start = len(codex_upstream.requests), len(access_lines(gateway))
     answer, work = codex_exec(codex, gateway, dead_end, "Run: printf codex-was-here > proof.txt && cat proof.txt",
                               model="switchboard-coder")
     assert (work / "proof.txt").read_text() == "codex-was-here"  # the command really ran, in the working dir
     assert answer.startswith("Done. The tool said:") and "codex-was-here" in answer
-    first, second = _since(upstream, start)
+    first, second = _since(codex_upstream, start)
     assert "exec_command" in _tool_names(first) and first["stream"] is True
     # Codex's namespaced tools (multi_agent_v1.*) are offered flattened, with a reversible name
     assert any(name.startswith("multi_agent_v1__") for name in _tool_names(first))
@@ -159,13 +147,14 @@ def test_codex_runs_a_shell_command_and_answers(codex: Path, gateway: Switchboar
 
 
 def test_codex_applies_a_patch_through_its_free_form_tool(codex: Path, gateway: SwitchboardProcess,
-                                                          upstream: FakeCodexUpstream, dead_end: DeadEndProxy) -> None:
-    start = len(upstream.requests)
+                                                          codex_upstream: FakeCodexUpstream,
+                                                          dead_end: DeadEndProxy) -> None:
+    start = len(codex_upstream.requests)
     patch = "*** Begin Patch\n*** Add File: hello.txt\n+patched through the gateway\n*** End Patch\n"
     answer, work = codex_exec(codex, gateway, dead_end, f"Apply this patch:\n{patch}", model="gpt-5.5")
     assert (work / "hello.txt").read_text() == "patched through the gateway\n"
     assert "Success" in answer and "hello.txt" in answer
-    first, second = _since(upstream, start)
+    first, second = _since(codex_upstream, start)
     tools = {t["function"]["name"]: t["function"] for t in first["tools"]}
     # apply_patch is a custom (free-form) tool in Codex's request: bridged as a function with one string
     assert tools["apply_patch"]["parameters"]["required"] == ["input"]
@@ -174,19 +163,19 @@ def test_codex_applies_a_patch_through_its_free_form_tool(codex: Path, gateway: 
 
 
 def test_codex_finds_its_deferred_mcp_tools_through_tool_search(codex: Path, gateway: SwitchboardProcess,
-                                                                 upstream: FakeCodexUpstream,
+                                                                 codex_upstream: FakeCodexUpstream,
                                                                  dead_end: DeadEndProxy) -> None:
     """For a model it knows, Codex defers its MCP servers' tools behind a client-executed `tool_search`:
     the model searches, Codex answers with the tools it loaded, and the model calls one of them."""
     mcp = (f'[mcp_servers.testtools]\ncommand = "{sys.executable}"\nargs = ["{MCP_SERVER}"]\n'
            'default_tools_approval_mode = "approve"\n')  # headless: pre-approved
-    start = len(upstream.requests)
+    start = len(codex_upstream.requests)
     # Codex starts the turn after a grace period for its MCP servers, searching only those up by then: on
     # a loaded machine the Python MCP server took longer than the default, and the search found nothing.
     answer, _ = codex_exec(codex, gateway, dead_end, 'Call: add {"a": 2, "b": 40}', model="gpt-5.5", extra=mcp,
                            top="mcp_optional_startup_grace_ms = 60000\n")
     assert answer.startswith("Done. The tool said:") and "42" in answer, answer
-    search, loaded, final = _since(upstream, start)
+    search, loaded, final = _since(codex_upstream, start)
     assert "tool_search" in _tool_names(search) and "mcp__testtools__add" not in _tool_names(search)
     assert search["tools"][_tool_names(search).index("tool_search")]["function"]["parameters"]["required"] == [
         "query"]
@@ -199,15 +188,15 @@ def test_codex_finds_its_deferred_mcp_tools_through_tool_search(codex: Path, gat
 
 
 def test_codex_views_an_image_and_the_model_gets_it(codex: Path, gateway: SwitchboardProcess,
-                                                    upstream: FakeCodexUpstream, dead_end: DeadEndProxy,
+                                                    codex_upstream: FakeCodexUpstream, dead_end: DeadEndProxy,
                                                     tmp_path: Path) -> None:
     """`view_image` answers with an image part in its function_call_output: it reaches the model."""
     image = tmp_path / "red.png"
     image.write_bytes(RED_PNG)
-    start = len(upstream.requests)
+    start = len(codex_upstream.requests)
     answer, _ = codex_exec(codex, gateway, dead_end, f'Call: view_image {{"path": "{image}"}}', model="gpt-5.5")
     assert answer.startswith("Done. The tool said:")
-    final = _since(upstream, start)[-1]["messages"]
+    final = _since(codex_upstream, start)[-1]["messages"]
     assert final[-2]["role"] == "tool" and final[-2]["tool_call_id"] == "call_codex_1"
     parts = final[-1]["content"]
     assert final[-1]["role"] == "user" and parts[0]["text"] == "The output of tool call call_codex_1:"
@@ -215,7 +204,7 @@ def test_codex_views_an_image_and_the_model_gets_it(codex: Path, gateway: Switch
 
 
 def test_codex_falls_back_to_sse_when_the_websocket_is_refused(codex: Path, gateway: SwitchboardProcess,
-                                                                upstream: FakeCodexUpstream,
+                                                                codex_upstream: FakeCodexUpstream,
                                                                 dead_end: DeadEndProxy) -> None:
     """With `supports_websockets = true` Codex first tries a WebSocket on /v1/responses: the 426 makes it
     use HTTP + SSE for the same turn."""

@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
+from tests.integration.fixtures import running_gateway, scripted_config
 from tests.server import SwitchboardProcess
 
 MASTER = "sk-itemref-master"
@@ -21,26 +22,9 @@ OTHER = "sk-itemref-other"
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAgentUpstream]:
-    fake = FakeAgentUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def gateway(upstream: FakeAgentUpstream) -> Iterator[SwitchboardProcess]:
-    config = f"""
-auth:
-  master_key: {MASTER}
-  keys: [{{name: other, value: {OTHER}}}]
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-models:
-  small: up/small-model
-"""
-    server = SwitchboardProcess(config).start()
-    yield server
-    server.stop()
+    with running_gateway(scripted_config(MASTER, upstream, other_key=OTHER)) as server:
+        yield server
 
 
 @pytest.fixture

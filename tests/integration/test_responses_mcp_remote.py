@@ -18,7 +18,7 @@ import pytest
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
 from tests.fakes.mcp_http import http_mcp_server
-from tests.integration.test_agents import MCP_SERVER, script
+from tests.integration.fixtures import MCP_SERVER, running_gateway, script, scripted_config
 from tests.server import SwitchboardProcess, free_port
 from tests.spec import validate_against_spec, validate_response_event
 
@@ -32,13 +32,6 @@ def mcp_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAgentUpstream]:
-    fake = FakeAgentUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there
 
@@ -46,18 +39,9 @@ def dead_url() -> str:
 @pytest.fixture(scope="module")
 def gateway(upstream: FakeAgentUpstream, mcp_url: str, dead_url: str) -> Iterator[SwitchboardProcess]:
     # No `mcp.servers`: the allow-list alone makes the gateway run the tool loop.
-    config = f"""
-auth: {{master_key: {MASTER}}}
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-models:
-  small: up/small-model
-responses:
-  allowed_mcp_urls: ["{mcp_url}", "{dead_url}"]
-"""
-    server = SwitchboardProcess(config).start()
-    yield server
-    server.stop()
+    config = scripted_config(MASTER, upstream, more=f'responses:\n  allowed_mcp_urls: ["{mcp_url}", "{dead_url}"]\n')
+    with running_gateway(config) as server:
+        yield server
 
 
 @pytest.fixture

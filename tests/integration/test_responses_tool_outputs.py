@@ -16,6 +16,7 @@ import pytest
 
 from tests.fakes.agent_upstream import FakeAgentUpstream
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.integration.fixtures import running_gateway, scripted_config
 from tests.server import SwitchboardProcess
 
 KEY = "sk-tool-outputs"
@@ -26,33 +27,9 @@ VIEW = {"type": "function", "name": "view_image", "parameters": {
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeAgentUpstream]:
-    fake = FakeAgentUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def claude() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(upstream: FakeAgentUpstream, claude: FakeAnthropic) -> Iterator[SwitchboardProcess]:
-    config = f"""
-auth: {{master_key: {KEY}}}
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-  claude: {{type: anthropic, base_url: "{claude.base_url}", keys: [sk-ant], retries: {{max: 0}}}}
-models:
-  small: up/small-model
-  sonnet: claude/claude-sonnet
-"""
-    server = SwitchboardProcess(config).start()
-    yield server
-    server.stop()
+def gateway(upstream: FakeAgentUpstream, claude_upstream: FakeAnthropic) -> Iterator[SwitchboardProcess]:
+    with running_gateway(scripted_config(KEY, upstream, claude=claude_upstream)) as server:
+        yield server
 
 
 def _two_views() -> list[dict[str, Any]]:
@@ -100,10 +77,10 @@ def test_images_of_the_last_tool_outputs_end_the_conversation(gateway: Switchboa
 
 
 def test_an_anthropic_upstream_gets_the_images_after_its_tool_results(gateway: SwitchboardProcess,
-                                                                     claude: FakeAnthropic) -> None:
+                                                                     claude_upstream: FakeAnthropic) -> None:
     r = _post(gateway, {"model": "sonnet", "input": _two_views()})
     assert r.status_code == 200, r.text  # the fake validates the turn as strictly as the real API
-    last = claude.requests[-1]["body"]["messages"][-1]
+    last = claude_upstream.requests[-1]["body"]["messages"][-1]
     assert last["role"] == "user"
     assert [b["type"] for b in last["content"]] == ["tool_result", "tool_result", "text", "image", "text", "image"]
 

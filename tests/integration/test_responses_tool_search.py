@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.fakes.codex_upstream import FakeCodexUpstream
+from tests.integration.fixtures import running_gateway, scripted_config
 from tests.server import SwitchboardProcess
 from tests.spec import validate_against_spec, validate_response_event
 
@@ -31,24 +32,9 @@ PROMPT = 'Call: add {"a": 2, "b": 40}'
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeCodexUpstream]:
-    fake = FakeCodexUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(upstream: FakeCodexUpstream) -> Iterator[SwitchboardProcess]:
-    config = f"""
-auth: {{master_key: {KEY}}}
-providers:
-  up: {{type: openai, base_url: "{upstream.base_url}", keys: [sk-up], retries: {{max: 0}}}}
-models:
-  coder: up/coder-model
-"""
-    server = SwitchboardProcess(config).start()
-    yield server
-    server.stop()
+def gateway(codex_upstream: FakeCodexUpstream) -> Iterator[SwitchboardProcess]:
+    with running_gateway(scripted_config(KEY, codex_upstream, models={"coder": "up/coder-model"})) as server:
+        yield server
 
 
 def _post(gateway: SwitchboardProcess, body: dict[str, Any]) -> httpx.Response:
@@ -56,8 +42,8 @@ def _post(gateway: SwitchboardProcess, body: dict[str, Any]) -> httpx.Response:
                       headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
 
 
-def _offered(upstream: FakeCodexUpstream) -> list[str]:
-    return [t["function"]["name"] for t in upstream.last()["body"].get("tools") or ()]
+def _offered(codex_upstream: FakeCodexUpstream) -> list[str]:
+    return [t["function"]["name"] for t in codex_upstream.last()["body"].get("tools") or ()]
 
 
 def _search_output(call: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +52,7 @@ def _search_output(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_search_call_comes_back_as_a_tool_search_call(gateway: SwitchboardProcess,
-                                                        upstream: FakeCodexUpstream) -> None:
+                                                        codex_upstream: FakeCodexUpstream) -> None:
     r = _post(gateway, {"input": PROMPT, "tools": [SEARCH]})
     assert r.status_code == 200, r.text
     validate_against_spec("Response", r.json())
@@ -74,7 +60,7 @@ def test_a_search_call_comes_back_as_a_tool_search_call(gateway: SwitchboardProc
     assert call["type"] == "tool_search_call" and call["execution"] == "client" and call["status"] == "completed"
     assert call["arguments"] == {"query": "add"} and call["id"].startswith("tsc_") and call["call_id"]
     assert "x-switchboard-dropped-tools" not in r.headers
-    offered = upstream.last()["body"]["tools"]
+    offered = codex_upstream.last()["body"]["tools"]
     assert offered == [{"type": "function", "function": {
         "name": "tool_search", "description": "Search the deferred tools.", "parameters": SEARCH["parameters"]}}]
 
@@ -94,15 +80,15 @@ def test_a_streamed_search_call_and_its_events(gateway: SwitchboardProcess) -> N
 
 
 def test_the_tools_a_search_loaded_are_offered_and_called(gateway: SwitchboardProcess,
-                                                          upstream: FakeCodexUpstream) -> None:
+                                                          codex_upstream: FakeCodexUpstream) -> None:
     # stateless, as Codex sends it (store: false, the whole conversation every time)
     call = _post(gateway, {"input": PROMPT, "tools": [SEARCH], "store": False}).json()["output"][0]
     r = _post(gateway, {"input": [{"role": "user", "content": PROMPT}, call, _search_output(call)],
                         "tools": [SEARCH], "store": False})
     assert r.status_code == 200, r.text
     validate_against_spec("Response", r.json())
-    assert _offered(upstream) == ["tool_search", "mcp__calc__add"]
-    messages = upstream.last()["body"]["messages"]
+    assert _offered(codex_upstream) == ["tool_search", "mcp__calc__add"]
+    messages = codex_upstream.last()["body"]["messages"]
     assert messages[1]["tool_calls"][0]["function"]["name"] == "tool_search"
     assert messages[2] == {"role": "tool", "tool_call_id": call["call_id"], "content": "Loaded tools: mcp__calc__add"}
     [add] = r.json()["output"]
@@ -110,7 +96,8 @@ def test_the_tools_a_search_loaded_are_offered_and_called(gateway: SwitchboardPr
     assert json.loads(add["arguments"]) == {"a": 2, "b": 40}
 
 
-def test_loaded_tools_stay_offered_along_a_chain(gateway: SwitchboardProcess, upstream: FakeCodexUpstream) -> None:
+def test_loaded_tools_stay_offered_along_a_chain(gateway: SwitchboardProcess,
+                                                 codex_upstream: FakeCodexUpstream) -> None:
     first = _post(gateway, {"input": PROMPT, "tools": [SEARCH]}).json()
     second = _post(gateway, {"previous_response_id": first["id"], "tools": [SEARCH],
                              "input": [_search_output(first["output"][0])]}).json()
@@ -119,7 +106,7 @@ def test_loaded_tools_stay_offered_along_a_chain(gateway: SwitchboardProcess, up
     third = _post(gateway, {"previous_response_id": second["id"], "tools": [SEARCH], "input": [
         {"type": "function_call_output", "call_id": add["call_id"], "output": "42"}]})
     assert third.status_code == 200, third.text
-    assert _offered(upstream) == ["tool_search", "mcp__calc__add"]  # loaded two turns ago, still there
+    assert _offered(codex_upstream) == ["tool_search", "mcp__calc__add"]  # loaded two turns ago, still there
     assert third.json()["output"][0]["content"][0]["text"] == "Done. The tool said:\n42"
 
 
