@@ -2,14 +2,16 @@
 """Instructions per request through Switchboard, counted by callgrind: the figure to compare the
 gateway with itself when the machine is too noisy for CPU time (issue 14's stream-path work).
 
-    python bench/instructions.py [--kind sse|plain] [--n1 100] [--n2 600]
+    python bench/instructions.py [--kind sse|plain] [--n1 100] [--n2 600] [--tracing]
 
 Starts nginx (upstream.py) and `switchboard serve` (targets.py's config) under
 `valgrind --tool=callgrind`, sends 50 warm-up requests and then N sequential keep-alive chat requests
 (stream with `include_usage` for `sse`: 12 chunks and [DONE]), stops it, and reads the total count.
 Run twice, with N1 and N2 requests: (total2 - total1) / (N2 - N1) is the cost of one request, with
 start-up and shutdown cancelled out. Repeatable to about 1% (the same binary and inputs give the
-same count whatever else the machine does); ~30 s. Needs valgrind (Debian's package).
+same count whatever else the machine does); ~30 s. Needs valgrind (Debian's package). `--tracing`
+exports every request's spans to nginx's OTLP sink (issue 17's cost; all threads are counted, the
+export thread's included).
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ from targets import MASTER_KEY, MODELS, Switchboard  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
 
-def count(upstream_url: str, workdir: Path, kind: str, requests: int) -> int:
-    """Callgrind's instruction total for a gateway run that served `requests` after the warm-up."""
+def count(upstream_url: str, workdir: Path, kind: str, requests: int, tracing: bool = False) -> dict[str, int]:
+    """Callgrind's instruction totals, by thread (its file suffix: 01 is the event loop's), for a
+    gateway run that served `requests` after the warm-up."""
     port = free_port()
-    target = Switchboard(workdir, port, upstream_url)
+    target = Switchboard(workdir, port, upstream_url, tracing=tracing)
     workdir.mkdir(parents=True)
     out = workdir / "callgrind.out"
-    proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
+                             sys.executable, "-m",
                              "switchboard.cli", *target.command()[1:]],
                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -64,13 +68,13 @@ def count(upstream_url: str, workdir: Path, kind: str, requests: int) -> int:
     time.sleep(1.0)  # the usage writer and the access log flush
     proc.terminate()
     proc.wait(300)
-    total = 0
-    for path in glob.glob(f"{out}*"):
+    totals: dict[str, int] = {}
+    for path in sorted(glob.glob(f"{out}*")):
         for line in open(path):
             if line.startswith(("totals:", "summary:")):
-                total += int(line.split()[1])
+                totals[path.rsplit("-", 1)[-1]] = int(line.split()[1])
                 break
-    return total
+    return totals
 
 
 def main() -> None:
@@ -78,20 +82,30 @@ def main() -> None:
     parser.add_argument("--kind", choices=["sse", "plain"], default="sse")
     parser.add_argument("--n1", type=int, default=100)
     parser.add_argument("--n2", type=int, default=600)
+    parser.add_argument("--tracing", action="store_true", help="export every request's spans (sample_ratio 1.0)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("bench: needs valgrind: apt-get install -y valgrind")
     work = Path(tempfile.mkdtemp(prefix="switchboard-instructions-"))
     upstream = Upstream(work / "nginx", free_port()).start()
     try:
-        first = count(upstream.url, work / "a", args.kind, args.n1)
-        second = count(upstream.url, work / "b", args.kind, args.n2)
+        first = count(upstream.url, work / "a", args.kind, args.n1, args.tracing)
+        second = count(upstream.url, work / "b", args.kind, args.n2, args.tracing)
     finally:
         upstream.stop()
         shutil.rmtree(work, ignore_errors=True)
-    per_request = (second - first) / (args.n2 - args.n1)
-    print(f"{args.kind}: {per_request / 1e3:.1f} k instructions per request "
-          f"(callgrind totals {first:,} after {args.n1} and {second:,} after {args.n2} requests)")
+    n = args.n2 - args.n1
+    per_request = (sum(second.values()) - sum(first.values())) / n
+    print(f"{args.kind}{' traced' if args.tracing else ''}: {per_request / 1e3:.1f} k instructions per request "
+          f"(callgrind totals {sum(first.values()):,} after {args.n1} and {sum(second.values()):,} after {args.n2} "
+          "requests)")
+    # By thread: 01 is the event loop's; the others are workers (SQLite writer, span export...). A worker
+    # that batches (the span exporter) does less per request at a real request rate than at the few
+    # hundred requests a second that callgrind lets through.
+    for thread in sorted(set(first) | set(second)):
+        delta = (second.get(thread, 0) - first.get(thread, 0)) / n
+        if abs(delta) >= 500:
+            print(f"  thread {thread}: {delta / 1e3:.1f} k")
 
 
 if __name__ == "__main__":

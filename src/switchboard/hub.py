@@ -104,7 +104,7 @@ def usage_from_responses(raw: Any) -> Usage | None:
     p = raw.get("input_tokens") or 0
     c = raw.get("output_tokens") or 0
     t = raw.get("total_tokens") or (p + c)
-    if not all(isinstance(v, int) for v in (p, c, t)):
+    if not (isinstance(p, int) and isinstance(c, int) and isinstance(t, int)):
         return None
     usage = Usage(p, c, t)
     if raw.get("input_tokens_details"):
@@ -137,7 +137,7 @@ def usage_from(raw: Any) -> Usage | None:
     p = raw.get("prompt_tokens") or 0
     c = raw.get("completion_tokens") or 0
     t = raw.get("total_tokens") or (p + c)
-    if not all(isinstance(v, int) for v in (p, c, t)):
+    if not (isinstance(p, int) and isinstance(c, int) and isinstance(t, int)):
         return None
     usage = Usage(p, c, t)
     prompt_details = raw.get("prompt_tokens_details")

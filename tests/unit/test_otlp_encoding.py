@@ -37,9 +37,10 @@ def _spans(seed: int) -> list[Span]:
     for span in spans:
         for n in range(rng.randint(0, 12)):
             span.attributes[f"key.{n}.{rng.randint(0, 3)}"] = rng.choice(VALUES)
-        for unique in ("switchboard.request_id", "gen_ai.response.id", "gen_ai.input.messages"):  # never cached
+        for unique in ("switchboard.request_id", "gen_ai.response.id", "gen_ai.input.messages",
+                       "gen_ai.response.time_to_first_chunk"):  # never cached; strings and floats written flat
             if rng.random() < 0.5:
-                span.attributes[unique] = rng.choice(["req_1", "", "ü" * 70, "x" * 300, 7])
+                span.attributes[unique] = rng.choice(["req_1", "", "ü" * 70, "x" * 300, "y" * 95, 7, 0.25, -1.5e300])
         if rng.random() < 0.5:  # shared attributes, encoded once
             span.preset = Preset({f"preset.{n}": rng.choice(VALUES) for n in range(rng.randint(0, 6))})
         if rng.random() < 0.3:

@@ -153,6 +153,9 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
     timing = record.first_token_s is None
     batch = stream.first
     chars = 0  # generated content so far: the estimate when no usage arrives
+    # Traced: the attempt's span is told what this loop reads anyway (router streams only).
+    relayed_attempt = getattr(stream, "relayed_attempt", None)
+    span = relayed_attempt() if relayed_attempt is not None else None
     try:
         rest = stream.rest()
         while True:
@@ -164,6 +167,10 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
             if timing and _has_first_token(batch):
                 record.mark_first_token()
                 timing = False
+                if span is not None:
+                    span.first_token()
+            if span is not None:
+                span.relayed_batch(batch)
             frames = encoder.encode(batch)
             if frames:
                 yield frames
@@ -183,6 +190,8 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                 with contextlib.suppress(Exception):
                     prompt_tokens = prompt()
             record.usage = estimated_usage(chars, prompt_tokens)
+        if span is not None:
+            span.relayed_usage(record.usage)
         with contextlib.suppress(Exception):
             await stream.aclose()
     # The record is complete and the upstream closed: the final frames go with the response's end.

@@ -48,6 +48,7 @@ class Span(Protocol):
 
     span_id: int
     parent_id: int | None
+    trace: Any  # the request's own span (spans.RequestTrace), None for that span itself
     name: str
     kind: int
     start_ns: int
@@ -70,6 +71,7 @@ class EncodedSpan(bytes):
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
+_pack_times = struct.Struct("<BQBQ").pack  # a span's start and end fields (fixed64), with their tags
 
 
 _SMALL = [bytes((n,)) for n in range(0x80)]
@@ -131,51 +133,60 @@ _UNIQUE = frozenset({"switchboard.request_id", "gen_ai.response.id", "switchboar
                      "gen_ai.output.messages", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result"})
 _CACHE_MAX = 8192
 # Most attributes repeat from request to request (operation, route, model, provider, status, key id,
-# token counts): their whole encoded field is kept, by name then value (with the value's type, so
-# that True and 1 never share an entry); emptied when it holds _CACHE_MAX values.
-_encoded: dict[bytes, dict[str, dict[Any, tuple[type, bytes]]]] = {}
-_cached_values = 0
+# token counts): their whole encoded field is kept, by tag and then by the (name, value) pair itself
+# (a dict's item: no tuple is built on a hit), with the value's type (so that True and 1 never share an
+# entry); a tag's entries are dropped when it holds _CACHE_MAX of them.
+_encoded: dict[bytes, dict[tuple[str, Any], tuple[type, bytes]]] = {}
+
+
+def _unique_field(tag: bytes, key: str, value: Any) -> bytes:
+    """The field of an attribute whose value is not worth caching (long, or not a string)."""
+    return _field(tag, _key_value(key, value))
 
 
 def encode_attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
     """Repeated `KeyValue` fields with `tag`."""
-    global _cached_values
+    cache = _encoded.get(tag)
+    if cache is None:
+        cache = _encoded[tag] = {}
     out: list[bytes] = []
-    by_key = _encoded.get(tag)
-    if by_key is None:
-        by_key = _encoded[tag] = {}
-    for key, value in attributes.items():
-        kind = value.__class__
+    for item in attributes.items():
+        key, value = item
         if key in _UNIQUE:
-            if kind is str:  # ids: a KeyValue of a string, written flat
-                encoded_key = _KEYS.get(key) or _field(b"\x0a", key.encode())
+            if value.__class__ is str:  # an id, mostly: written flat
+                encoded_key = _KEYS.get(key)
+                if encoded_key is None:
+                    encoded_key = _KEYS[key] = _field(b"\x0a", key.encode())
                 raw = value.encode()
-                any_value = b"\x0a" + _length(len(raw)) + raw
-                kv = encoded_key + b"\x12" + _length(len(any_value)) + any_value
-                out.append(tag + _length(len(kv)) + kv)
-            else:
-                out.append(_field(tag, _key_value(key, value)))
+                n, m = len(raw), len(encoded_key)
+                if n + m < 0x7C:  # every length fits one byte (the field is < 128)
+                    out.append(b"".join((tag, _SMALL[m + n + 4], encoded_key, b"\x12", _SMALL[n + 2], b"\x0a",
+                                         _SMALL[n], raw)))
+                    continue
+            elif value.__class__ is float:  # a timing
+                encoded_key = _KEYS.get(key)
+                if encoded_key is not None and len(encoded_key) < 0x74:
+                    out.append(b"".join((tag, _SMALL[len(encoded_key) + 11], encoded_key, b"\x12\x09\x21",
+                                         _pack_double(value))))
+                    continue
+            out.append(_unique_field(tag, key, value))
             continue
-        values = by_key.get(key)
-        if values is None:
-            values = by_key[key] = {}
-        lookup = tuple(value) if kind is list else value
         try:
-            hit = values.get(lookup)
-        except TypeError:  # a list of unhashable values
-            out.append(_field(tag, _key_value(key, value)))
-            continue
-        if hit is not None and hit[0] is kind:
+            hit = cache.get(item)
+        except TypeError:  # a list value (not hashable): looked up as a tuple
+            try:
+                item = (key, tuple(value))
+                hit = cache.get(item)
+            except TypeError:  # a list of unhashable values
+                out.append(_field(tag, _key_value(key, value)))
+                continue
+        if hit is not None and hit[0] is value.__class__:
             out.append(hit[1])
             continue
         field = _field(tag, _key_value(key, value))
-        if _cached_values >= _CACHE_MAX:
-            _encoded.clear()
-            _cached_values = 0
-            by_key = _encoded[tag] = {}
-            values = by_key[key] = {}
-        values[lookup] = (kind, field)
-        _cached_values += 1
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[item] = (value.__class__, field)
         out.append(field)
     return b"".join(out)
 
@@ -191,7 +202,7 @@ _STATUS_UNSET = b"\x7a\x00"
 
 
 _HEADS_MAX = 4096
-_heads: dict[tuple[str, int], bytes] = {}  # a span's name and kind fields, by name (names repeat: "chat gpt-4o")
+_heads: dict[str, tuple[int, bytes]] = {}  # a span's name and kind fields, by name (names repeat: "chat gpt-4o")
 
 
 def _length(n: int) -> bytes:
@@ -201,27 +212,32 @@ def _length(n: int) -> bytes:
 def encode_span(span: Span) -> bytes:
     """One span as the `spans` field of a `ScopeSpans` message (this runs for every span: it is
     written flat, with the parts that repeat across spans cached)."""
-    trace: _Trace = span.request()
+    trace: _Trace = span.trace or span  # type: ignore[assignment]  # a request's own span has none
     ids = trace.encoded_ids
     if ids is None:
         state = trace.tracestate
         ids = trace.encoded_ids = b"\x0a\x10" + trace.trace_id.to_bytes(16, "big") + (
             _field(b"\x1a", state.encode()) if state else b"")
-    head = _heads.get((span.name, span.kind))
-    if head is None:
-        head = _field(b"\x2a", span.name.encode()) + b"\x30" + _SMALL[span.kind]
+    name, kind = span.name, span.kind
+    head = _heads.get(name)
+    if head is None or head[0] != kind:
+        head = (kind, _field(b"\x2a", name.encode()) + b"\x30" + _SMALL[kind])
         if len(_heads) >= _HEADS_MAX:
             _heads.clear()
-        _heads[(span.name, span.kind)] = head
-    parent = b"" if span.parent_id is None else b"\x22\x08" + span.parent_id.to_bytes(8, "big")
+        _heads[name] = head
+    parent_id = span.parent_id
     error = span.error
-    status = _STATUS_UNSET if error is None else _field(b"\x7a", _field(b"\x12", error.encode()) + b"\x18\x02")
     preset: _Preset | None = span.preset
-    body = b"".join((ids, b"\x12\x08", span.span_id.to_bytes(8, "big"), parent, head,
-                     b"\x39", _pack_fixed64(span.start_ns), b"\x41", _pack_fixed64(span.end_ns),
-                     preset.encoded if preset is not None else b"", encode_attributes(b"\x4a", span.attributes),
-                     status, _FLAGS_REMOTE if span.remote_parent else _FLAGS_LOCAL))
-    return b"\x12" + _length(len(body)) + body
+    attributes = span.attributes
+    body = b"".join((ids, b"\x12\x08", span.span_id.to_bytes(8, "big"),
+                     b"" if parent_id is None else b"\x22\x08" + parent_id.to_bytes(8, "big"), head[1],
+                     _pack_times(0x39, span.start_ns, 0x41, span.end_ns),
+                     b"" if preset is None else preset.encoded,
+                     encode_attributes(b"\x4a", attributes) if attributes else b"",
+                     _STATUS_UNSET if error is None else _field(b"\x7a", _field(b"\x12", error.encode()) + b"\x18\x02"),
+                     _FLAGS_REMOTE if span.remote_parent else _FLAGS_LOCAL))
+    n = len(body)
+    return b"\x12" + (_SMALL[n] if n < 0x80 else _varint(n)) + body
 
 
 def encode_request(spans: Iterable[Span | bytes], resource: bytes, scope: bytes) -> bytes:

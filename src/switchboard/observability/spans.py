@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from ..agents.tools import McpTool, ToolOutcome
     from ..config import ProviderConfig
 
-__all__ = ["CLIENT", "INTERNAL", "SERVER", "AttemptSpan", "CallTrace", "RequestTrace", "Span", "ToolSpan", "Tracer",
-           "bounded", "operation_of", "usage_attributes"]
+__all__ = ["CLIENT", "INTERNAL", "MAX_ATTRIBUTE_CHARS", "SERVER", "AttemptSpan", "CallTrace", "RequestTrace", "Span",
+           "ToolSpan", "Tracer", "bounded", "operation_of", "usage_attributes"]
 
 # OTLP's SpanKind numbers.
 INTERNAL, SERVER, CLIENT = 1, 2, 3
@@ -54,7 +54,7 @@ PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic", "azure": "azure.
 _OPERATIONS = {"/chat/completions": "chat", "/messages": "chat", "/responses": "chat",
                "/completions": "text_completion", "/embeddings": "embeddings"}
 
-_MAX_ATTRIBUTE_CHARS = 4096  # a client or upstream string on a span (ids, models): bounded
+MAX_ATTRIBUTE_CHARS = 4096  # a client or upstream string on a span (ids, models): bounded
 
 
 class _Provider(Protocol):
@@ -79,7 +79,7 @@ def operation_of(endpoint: str) -> str | None:
 
 
 def bounded(value: str) -> str:
-    return value if len(value) <= _MAX_ATTRIBUTE_CHARS else value[:_MAX_ATTRIBUTE_CHARS]
+    return value if len(value) <= MAX_ATTRIBUTE_CHARS else value[:MAX_ATTRIBUTE_CHARS]
 
 
 SPANS_PER_ITEM = 64  # encoded spans go to the export queue as items of this many ...
@@ -91,11 +91,12 @@ class Preset:
     """Attributes many spans share (an attempt's provider and deployment, a route), encoded for OTLP
     once: a span carries its preset and, in `attributes`, only what is its own."""
 
-    __slots__ = ("attributes", "encoded")
+    __slots__ = ("attributes", "encoded", "name")
 
-    def __init__(self, attributes: dict[str, Any]) -> None:
+    def __init__(self, attributes: dict[str, Any], name: str = "") -> None:
         self.attributes = attributes
         self.encoded = encode_attributes(b"\x4a", attributes)
+        self.name = name  # the name of the spans that share it, when they all have the same
 
 
 class Span:
@@ -161,19 +162,26 @@ class Span:
         if self.end_ns:
             return
         self.end_ns = time.time_ns() if end_ns is None else end_ns
-        if self.sampled:
-            self.tracer.finished(self)
+        trace = self.trace
+        assert trace is not None
+        if not trace.sampled_flag:
+            return
+        if not trace.end_ns:  # its request is still open: completed and encoded with it, in one pass
+            children = trace.children
+            if children is None:
+                trace.children = [self]
+            else:
+                children.append(self)
+            return
+        self.tracer.finished(self)
 
     def propagation(self) -> bytes:
         """The header lines that continue the trace at this span."""
         trace = self.request()
-        if trace.header_parts is None:
-            whole = trace_headers(trace.trace_id, self.span_id, trace.sampled, trace.tracestate)
-            cut = whole.index(b"-", 16) + 1  # `traceparent: 00-<trace id>-`
-            trace.header_parts = (whole[:cut], whole[cut + 16:])
-            return whole
-        head, tail = trace.header_parts
-        return b"%s%016x%s" % (head, self.span_id, tail)
+        if trace.tracestate is None:  # the common case, in one step
+            return b"traceparent: 00-%032x-%016x-%s\r\n" % (trace.trace_id_value, self.span_id,
+                                                             b"01" if trace.sampled_flag else b"00")
+        return trace_headers(trace.trace_id_value, self.span_id, trace.sampled_flag, trace.tracestate)
 
 
 class Tracer:
@@ -198,13 +206,17 @@ class Tracer:
         self._chunk: list[bytes] = []  # encoded spans not handed to `export` yet
         self._chunk_timer: asyncio.TimerHandle | None = None
 
-    def finished(self, span: Span) -> None:
+    def finished(self, span: Span, children: list[Span] | None = None) -> None:
         """A sampled span ended. The spans that end in one pass of the event loop are completed and
         encoded together right after it, on the loop (the export thread then only joins bytes and
         sends them, holding the GIL briefly); they go to `export` by SPANS_PER_ITEM, or after
         CHUNK_AFTER_S, as one item: the processor's work per item is paid once for many spans."""
-        self._ended.append(span)
-        if len(self._ended) == 1:
+        ended = self._ended
+        first = not ended
+        if children:  # a request's spans that ended before it
+            ended.extend(children)
+        ended.append(span)
+        if first:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no event loop (plain code): at once
@@ -241,21 +253,21 @@ class Tracer:
             chunk, self._chunk = self._chunk, []
             self.export(EncodedSpan(b"".join(chunk)))
 
-    def share(self, span: Span, key: tuple[Any, ...], attributes: Callable[[], dict[str, Any]]) -> None:
-        """The attributes `attributes()` makes from `key` (plain values) are ones many spans have in
-        common: the span gets them as a preset, made and encoded once for all the spans of that key
-        (or as its own once too many distinct keys were seen)."""
-        found = self._presets.get(key)
-        if found is None:
-            if len(self._presets) >= _PRESETS_MAX:
-                span.attributes.update(attributes())
-                return
-            found = self._presets[key] = Preset(attributes())
-        span.preset = found
+    def preset(self, key: tuple[Any, ...]) -> Preset | None:
+        """The preset made for `key` (plain values), if any."""
+        return self._presets.get(key)
+
+    def make_preset(self, key: tuple[Any, ...], attributes: dict[str, Any], name: str = "") -> Preset | None:
+        """A preset for `key`, or None once too many distinct keys were seen (the span keeps its own)."""
+        if len(self._presets) >= _PRESETS_MAX:
+            return None
+        preset = self._presets[key] = Preset(attributes, name)
+        return preset
 
     def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace:
         """The server span of a request, continuing the client's trace when it sent a valid `traceparent`."""
-        parent = parse_trace_context(headers.get("traceparent"), headers.get("tracestate"))
+        traceparent = headers.get("traceparent")
+        parent = None if traceparent is None else parse_trace_context(traceparent, headers.get("tracestate"))
         return RequestTrace(self, parent, method, route)
 
 
@@ -273,7 +285,7 @@ class RequestTrace(Span):
     """The server span of one API request; its name and most attributes come from the request's
     record when it is over (tracing.finish_trace, a gateway observer)."""
 
-    __slots__ = ("encoded_ids", "header_parts", "hex_id", "method", "route", "sampled_flag", "trace_id_value",
+    __slots__ = ("children", "encoded_ids", "hex_id", "method", "route", "sampled_flag", "trace_id_value",
                  "tracestate")
 
     def __init__(self, tracer: Tracer, parent: ParentContext | None, method: str, route: str) -> None:
@@ -287,13 +299,24 @@ class RequestTrace(Span):
             self.tracestate = None
         self.trace_id_value = trace_id
         self.sampled_flag = sampled
-        self.header_parts: tuple[bytes, bytes] | None = None  # the propagation header around a span id
         self.encoded_ids: bytes | None = None  # the trace id (and state) fields every span of it starts with
         self.hex_id: str | None = None
+        self.children: list[Span] | None = None  # spans of this request that ended before it (see Span.end)
         self.method = method
         self.route = route
-        super().__init__(tracer, None, parent_id, f"{method} {route}", SERVER, {})
+        # Span's fields, set here (one call less on every request)
+        self.tracer = tracer
+        self.trace = None
+        self.span_id = random.getrandbits(64) or 1
+        self.parent_id = parent_id
         self.remote_parent = parent is not None
+        self.name = f"{method} {route}"  # until the record names it (tracing.finish_trace)
+        self.kind = SERVER
+        self.attributes = {}
+        self.preset = None
+        self.start_ns = time.time_ns()
+        self.end_ns = 0
+        self.error = None
 
     @property
     def trace_id(self) -> int:
@@ -305,6 +328,16 @@ class RequestTrace(Span):
 
     def request(self) -> RequestTrace:
         return self
+
+    def end(self, end_ns: int | None = None) -> None:
+        """The request is over: its span and the spans of it that ended before it go to the tracer."""
+        if self.end_ns:
+            return
+        self.end_ns = time.time_ns() if end_ns is None else end_ns
+        if not self.sampled_flag:
+            return
+        children, self.children = self.children, None
+        self.tracer.finished(self, children)
 
     @property
     def trace_id_hex(self) -> str:
@@ -342,19 +375,43 @@ def usage_attributes(attributes: dict[str, Any], usage: Usage) -> None:
         attributes["switchboard.usage.estimated"] = True
 
 
-def _request_attributes(body: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The request parameters every attempt of a call shares (gen_ai.request.*)."""
-    out: dict[str, Any] = {}
+_Params = tuple[int | None, float | None, float | None]
+_NO_PARAMS: _Params = (None, None, None)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if value.__class__ is float or value.__class__ is int else None
+
+
+def _request_params(body: Mapping[str, Any] | None) -> _Params:
+    """The request parameters every attempt of a call reports (gen_ai.request.max_tokens,
+    temperature, top_p), as plain values: part of the attempts' shared attributes."""
     if not body:
-        return out
+        return _NO_PARAMS
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens", body.get("max_output_tokens")))
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        out["gen_ai.request.max_tokens"] = max_tokens
-    for name in ("temperature", "top_p"):
-        value = body.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[f"gen_ai.request.{name}"] = float(value)
-    return out
+    return (max_tokens if max_tokens.__class__ is int else None, _number(body.get("temperature")),
+            _number(body.get("top_p")))
+
+
+def _attempt_attributes(tracer: Tracer, operation: str, provider: str, model: str, deployment_id: str, number: int,
+                        fallback: bool, params: _Params, response_model: str | None,
+                        reasons: tuple[str, ...]) -> dict[str, Any]:
+    """What an attempt span shares with the other attempts of its kind (a preset)."""
+    attributes: dict[str, Any] = {"gen_ai.operation.name": operation, **tracer.provider_attributes.get(provider, {}),
+                                  "gen_ai.request.model": model, "switchboard.deployment": deployment_id,
+                                  "switchboard.attempt": number, "switchboard.fallback": fallback}
+    max_tokens, temperature, top_p = params
+    if max_tokens is not None:
+        attributes["gen_ai.request.max_tokens"] = max_tokens
+    if temperature is not None:
+        attributes["gen_ai.request.temperature"] = temperature
+    if top_p is not None:
+        attributes["gen_ai.request.top_p"] = top_p
+    if response_model is not None:
+        attributes["gen_ai.response.model"] = response_model
+    if reasons:
+        attributes["gen_ai.response.finish_reasons"] = list(reasons)
+    return attributes
 
 
 class CallTrace:
@@ -363,7 +420,7 @@ class CallTrace:
     The engine opens an `AttemptSpan` per attempt; a stream's answering attempt stays open until the
     routed stream closes (`closed`), which also ends a turn's own span."""
 
-    __slots__ = ("_owns_parent", "_shared", "body", "open_attempt", "operation", "parent", "trace")
+    __slots__ = ("_owns_parent", "_params", "body", "open_attempt", "operation", "parent", "trace")
 
     def __init__(self, trace: RequestTrace, parent: Span, operation: str, body: Mapping[str, Any] | None,
                  owns_parent: bool = False) -> None:
@@ -372,7 +429,7 @@ class CallTrace:
         self.operation = operation
         self.body = body
         self._owns_parent = owns_parent
-        self._shared: dict[str, Any] | None = None
+        self._params: _Params | None = None
         self.open_attempt: AttemptSpan | None = None
 
     def attempt(self, deployment: _Deployment, number: int, fallback: bool) -> AttemptSpan:
@@ -380,11 +437,12 @@ class CallTrace:
         on the request path, its attributes when it has ended (`AttemptSpan.complete`)."""
         return AttemptSpan(self, deployment, number, fallback)
 
-    def shared(self) -> dict[str, Any]:
-        """The request parameters every attempt of this call reports (made once)."""
-        if self._shared is None:
-            self._shared = _request_attributes(self.body)
-        return self._shared
+    def params(self) -> _Params:
+        """The request parameters every attempt of this call reports (read once)."""
+        params = self._params
+        if params is None:
+            params = self._params = _request_params(self.body)
+        return params
 
     def failed(self, exc: BaseException) -> None:
         """No attempt answered (a turn's own span ends with the error)."""
@@ -405,13 +463,31 @@ class CallTrace:
 
 
 class AttemptSpan(Span):
-    """One upstream attempt (CLIENT). While it runs, its `traceparent` is what the upstream gets."""
+    """One upstream attempt (CLIENT). While it runs, its `traceparent` is what the upstream gets.
 
-    __slots__ = ("_chars", "_finish", "_first", "_output", "_result", "_token", "call", "deployment", "fallback",
-                 "number", "usage")
+    What its answer says is noted as plain values (a complete answer's body is read when the span is
+    complete; a stream's chunks as they pass); what repeats from attempt to attempt (where it went,
+    the request's parameters, the response model and finish reasons) becomes its preset, the ids,
+    token counts and timings its own attributes."""
+
+    __slots__ = ("_finish", "_first", "_output", "_response_id", "_response_model", "_result", "_token", "call",
+                 "deployment", "fallback", "number", "usage")
 
     def __init__(self, call: CallTrace, deployment: _Deployment, number: int, fallback: bool) -> None:
-        super().__init__(call.trace.tracer, call.trace, call.parent.span_id, "", CLIENT, {})
+        trace = call.trace
+        # Span's fields, set here (one call less on every attempt)
+        self.tracer = tracer = trace.tracer
+        self.trace = trace
+        self.span_id = random.getrandbits(64) or 1
+        self.parent_id = call.parent.span_id
+        self.remote_parent = False
+        self.name = ""  # made when it is complete
+        self.kind = CLIENT
+        self.attributes = {}
+        self.preset = None
+        self.start_ns = time.time_ns()
+        self.end_ns = 0
+        self.error = None
         self.call = call
         self.deployment = deployment
         self.number = number
@@ -420,9 +496,10 @@ class AttemptSpan(Span):
         self._token: Token[bytes] | None = UPSTREAM_TRACE_HEADERS.set(self.propagation())
         self.usage: Usage | None = None
         self._first = 0
-        self._finish: list[str] = []
-        self._output: list[str] | None = [] if self.tracer.redactor is not None else None
-        self._chars = 0
+        self._finish: list[str] | None = None
+        self._response_id: Any = None
+        self._response_model: Any = None
+        self._output: list[str] | None = [] if tracer.redactor is not None else None
 
     def _detach(self) -> None:
         if self._token is not None:
@@ -455,48 +532,77 @@ class AttemptSpan(Span):
     def complete(self) -> None:
         """Its name and attributes, now that it has ended (Tracer.flush, off the request path)."""
         call, deployment, tracer = self.call, self.deployment, self.tracer
-        model = bounded(deployment.model)
-        provider = deployment.provider.name
-        operation, number, fallback, deployment_id = call.operation, self.number, self.fallback, deployment.id
-        self.name = f"{operation} {model}"
         attributes = self.attributes
-        attributes.update(call.shared())
-        tracer.share(self, ("attempt", operation, provider, model, deployment_id, number, fallback),
-                     lambda: {"gen_ai.operation.name": operation, **tracer.provider_attributes.get(provider, {}),
-                              "gen_ai.request.model": model, "switchboard.deployment": deployment_id,
-                              "switchboard.attempt": number, "switchboard.fallback": fallback})
-        if tracer.redactor is not None and call.body is not None:
-            attributes["gen_ai.input.messages"] = input_messages(call.body, tracer.redactor)
         result, self._result = self._result, None
         if result is not None:
             request_id = getattr(result, "request_id", None)
             if request_id:
                 attributes["switchboard.upstream_request_id"] = bounded(str(request_id))
             body = getattr(result, "body", None)
-            if isinstance(body, dict):
-                self._answer_attributes(body)
-
-    def _answer_attributes(self, body: dict[str, Any]) -> None:
-        attributes = self.attributes
-        if isinstance(body.get("id"), str):
-            attributes["gen_ai.response.id"] = bounded(body["id"])
-        if isinstance(body.get("model"), str):
-            attributes["gen_ai.response.model"] = bounded(body["model"])
-        reasons = [c["finish_reason"] for c in body.get("choices") or () if isinstance(c, dict)
-                   and isinstance(c.get("finish_reason"), str)]
-        if not reasons and isinstance(body.get("status"), str):  # a Responses `response` object
-            reasons = [body["status"]]
-        if reasons:
-            attributes["gen_ai.response.finish_reasons"] = reasons
-        usage = usage_from(body.get("usage"))
+            if body.__class__ is dict:
+                self._read_answer(body)
+        response_id, response_model = self._response_id, self._response_model
+        if response_id.__class__ is str:
+            attributes["gen_ai.response.id"] = (response_id if len(response_id) <= MAX_ATTRIBUTE_CHARS
+                                                else response_id[:MAX_ATTRIBUTE_CHARS])
+        if response_model.__class__ is not str or len(response_model) > MAX_ATTRIBUTE_CHARS:
+            response_model = bounded(response_model) if response_model.__class__ is str else None
+        usage = self.usage
         if usage is not None:
-            usage_attributes(attributes, usage)
-        if self.tracer.redactor is not None:
-            attributes["gen_ai.output.messages"] = output_messages(body, self.tracer.redactor)
+            attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+            attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+            if usage.cached_tokens or usage.cache_write_tokens or usage.reasoning_tokens or usage.estimated:
+                usage_attributes(attributes, usage)
+        finish = self._finish
+        reasons = tuple(finish) if finish else ()
+        model = deployment.model
+        operation, provider, number, fallback, deployment_id = (call.operation, deployment.provider.name, self.number,
+                                                                self.fallback, deployment.id)
+        params = call._params or call.params()
+        key = ("attempt", operation, provider, model, deployment_id, number, fallback, params, response_model,
+               reasons)
+        preset = tracer._presets.get(key)
+        if preset is None:
+            preset = tracer.make_preset(key, _attempt_attributes(
+                tracer, operation, provider, bounded(model), deployment_id, number, fallback, params, response_model,
+                reasons), f"{operation} {bounded(model)}")
+            if preset is None:  # too many distinct ones: its own
+                self.name = f"{operation} {bounded(model)}"
+                attributes.update(_attempt_attributes(tracer, operation, provider, bounded(model), deployment_id,
+                                                      number, fallback, params, response_model, reasons))
+        if preset is not None:
+            self.preset = preset
+            self.name = preset.name
+        if tracer.redactor is not None and call.body is not None:
+            attributes["gen_ai.input.messages"] = input_messages(call.body, tracer.redactor)
+            if body_output := self._answer_body_output(result):
+                attributes["gen_ai.output.messages"] = body_output
+
+    def _read_answer(self, body: dict[str, Any]) -> None:
+        """A complete answer's id, model, finish reasons and usage."""
+        self._response_id = body.get("id")
+        self._response_model = body.get("model")
+        choices = body.get("choices")
+        if choices.__class__ is list:
+            reasons = [c["finish_reason"] for c in choices if c.__class__ is dict
+                       and c.get("finish_reason").__class__ is str]
+        else:
+            reasons = []
+        if not reasons and body.get("status").__class__ is str:  # a Responses `response` object
+            reasons = [body["status"]]
+        self._finish = reasons
+        self.usage = usage_from(body.get("usage"))
+
+    def _answer_body_output(self, result: Any) -> str | None:
+        body = getattr(result, "body", None) if result is not None else None
+        if body.__class__ is dict and self.tracer.redactor is not None:
+            return output_messages(body, self.tracer.redactor)
+        return None
 
     # -- a stream's attempt: the chunks are watched as they pass, the span ends with the stream
     def watch(self, first: list[Chunk], batches: AsyncIterator[list[Chunk]]) -> AsyncIterator[list[Chunk]]:
         """`batches`, passed on unchanged, noting what the span reports (id, model, finish, usage, TTFT)."""
+        self._finish = []
         self._note(first)
         return self._watch(batches)
 
@@ -516,25 +622,68 @@ class AttemptSpan(Span):
                     await aclose()
 
     def _note(self, batch: list[Chunk]) -> None:
-        attributes = self.attributes
+        if not self._first:
+            self._note_start(batch)
+        finish, output = self._finish, self._output
+        assert finish is not None  # a list from watch() on
         for chunk in batch:
-            if "gen_ai.response.id" not in attributes and isinstance(chunk.get("id"), str):
-                attributes["gen_ai.response.id"] = bounded(chunk["id"])
-                if isinstance(chunk.get("model"), str):
-                    attributes["gen_ai.response.model"] = bounded(chunk["model"])
+            choices = chunk.get("choices")
+            if choices:
+                for choice in choices:
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finish.append(reason)
+                    if output is not None:
+                        stream_output(choice, output)
             usage = chunk.get("usage")
             if usage is not None:
                 self.usage = usage_from(usage) or self.usage
+
+    def _note_start(self, batch: list[Chunk]) -> None:
+        """Until the first token: the response's id and model, and when that token came."""
+        for chunk in batch:
+            if self._response_id is None:
+                self._response_id = chunk.get("id")
+                self._response_model = chunk.get("model")
             for choice in chunk.get("choices") or ():
-                if not self._first:
-                    delta = choice.get("delta")
-                    if choice.get("text") or (delta and (delta.get("content") or delta.get("tool_calls"))):
-                        self._first = time.time_ns()
+                delta = choice.get("delta")
+                if choice.get("text") or (delta and (delta.get("content") or delta.get("tool_calls"))):
+                    self._first = time.time_ns()
+                    return
+
+    # -- a stream the relay sends to the client: the relay reports, no chunk is looked at twice
+    @property
+    def relayable(self) -> bool:
+        """Whether the relay can report this attempt's stream (not when the answer's text is recorded)."""
+        return self._output is None
+
+    def relayed(self, first: list[Chunk]) -> None:
+        """The relay will report this stream (`relayed_batch`, `first_token`, `relayed_usage`)."""
+        self._finish = []
+        if first:
+            self._response_id = first[0].get("id")
+            self._response_model = first[0].get("model")
+
+    def first_token(self) -> None:
+        self._first = time.time_ns()
+
+    def relayed_batch(self, batch: list[Chunk]) -> None:
+        """A batch the relay sends on: its finish reasons (read only where the upstream's own bytes
+        show one that is not null)."""
+        wire: bytes | None = getattr(batch, "wire", None)
+        if wire and wire.count(b'"finish_reason"') == wire.count(b'"finish_reason":null'):
+            return
+        finish = self._finish
+        assert finish is not None  # a list from relayed() on
+        for chunk in batch:
+            for choice in chunk.get("choices") or ():
                 reason = choice.get("finish_reason")
                 if reason:
-                    self._finish.append(reason)
-                if self._output is not None:
-                    stream_output(choice, self._output)
+                    finish.append(reason)
+
+    def relayed_usage(self, usage: Usage | None) -> None:
+        """The stream's usage as the relay recorded it (estimated when the upstream sent none)."""
+        self.usage = usage
 
     def stream_closed(self) -> None:
         if self.end_ns:
@@ -542,10 +691,6 @@ class AttemptSpan(Span):
         attributes = self.attributes
         if self._first:
             attributes["gen_ai.response.time_to_first_chunk"] = (self._first - self.start_ns) / 1e9
-        if self._finish:
-            attributes["gen_ai.response.finish_reasons"] = self._finish
-        if self.usage is not None:
-            usage_attributes(attributes, self.usage)
         if self._output is not None and self.tracer.redactor is not None:
             attributes["gen_ai.output.messages"] = self.tracer.redactor.json(
                 [{"role": "assistant", "parts": [{"type": "text", "content": "".join(self._output)}],

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import Config
 from ..request_record import RequestRecord
-from .spans import RequestTrace, Tracer, bounded, operation_of, usage_attributes
+from .spans import MAX_ATTRIBUTE_CHARS, RequestTrace, Tracer, bounded, operation_of, usage_attributes
 
 __all__ = ["build_tracer", "finish_trace"]
 
@@ -50,30 +50,50 @@ def build_tracer(config: Config) -> tuple[Tracer, Callable[[], Awaitable[None]]]
 def finish_trace(record: RequestRecord) -> None:
     """Gateway observer: a finished request's server span gets its name and attributes from the
     record, and ends (exported when sampled). What requests have in common (route, status, key,
-    model...) is a shared preset; the request id, timings and an agent's usage are the span's own."""
+    model...) is a shared preset, which names the span too; the request id, timings and an agent's
+    usage are the span's own."""
     trace = record.trace
-    if not isinstance(trace, RequestTrace):
+    if trace is None or not trace.sampled_flag:
         return
     own = trace.attributes
-    own["switchboard.request_id"] = bounded(record.request_id)
-    operation = "invoke_agent" if record.agent is not None else operation_of(record.endpoint)
-    model = bounded(record.model) if record.model is not None else None
+    own["switchboard.request_id"] = record.request_id  # ours: short
+    agent = record.agent
+    operation = "invoke_agent" if agent is not None else operation_of(record.endpoint)
+    model = record.model
+    if model is not None and len(model) > MAX_ATTRIBUTE_CHARS:
+        model = model[:MAX_ATTRIBUTE_CHARS]
     if operation is not None:
-        if record.agent is not None:
-            trace.name = f"invoke_agent {record.agent}"
-            if record.usage is not None:  # every turn's (each attempt span has its own)
-                usage_attributes(own, record.usage)
-        elif model is not None:
-            trace.name = f"{operation} {model}"
+        if agent is not None and record.usage is not None:  # every turn's (each attempt span has its own)
+            usage_attributes(own, record.usage)
         if record.stream and record.first_token_s is not None:
             own["gen_ai.response.time_to_first_chunk"] = record.first_token_s
-    if record.error_type is not None and record.status >= 500:  # HTTP server spans: a 4xx is the client's
-        trace.error = f"{record.status} {record.error_type}"
-    key = ("request", trace.method, trace.route, record.status, record.key_id, record.facade, record.agent, operation,
-           model, record.upstream_model, record.stream, record.attempts, record.fallback, record.error_type)
-    trace.tracer.share(trace, key, lambda: _stable_attributes(trace, record, operation, model))
-    trace.start_ns = int(record.started_wall * 1e9)
-    trace.end(trace.start_ns + int((record.latency_s or 0.0) * 1e9))
+    status, error_type = record.status, record.error_type
+    if error_type is not None and status >= 500:  # HTTP server spans: a 4xx is the client's
+        trace.error = f"{status} {error_type}"
+    tracer = trace.tracer
+    key = ("request", trace.method, trace.route, status, record.key_id, record.facade, agent, operation, model,
+           record.upstream_model, record.stream, record.attempts, record.fallback, error_type)
+    preset = tracer.preset(key)
+    if preset is None:
+        preset = tracer.make_preset(key, _stable_attributes(trace, record, operation, model),
+                                    _span_name(trace, agent, operation, model))
+    if preset is not None:
+        trace.preset = preset
+        trace.name = preset.name
+    else:  # too many distinct ones: its own
+        own.update(_stable_attributes(trace, record, operation, model))
+        trace.name = _span_name(trace, agent, operation, model)
+    start = trace.start_ns = int(record.started_wall * 1e9)
+    trace.end(start + int((record.latency_s or 0.0) * 1e9))
+
+
+def _span_name(trace: RequestTrace, agent: str | None, operation: str | None, model: str | None) -> str:
+    if operation is not None:
+        if agent is not None:
+            return f"invoke_agent {agent}"
+        if model is not None:
+            return f"{operation} {model}"
+    return f"{trace.method} {trace.route}"
 
 
 def _stable_attributes(trace: RequestTrace, record: RequestRecord, operation: str | None,

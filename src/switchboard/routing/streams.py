@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..hub import Chunk, UpstreamStream
 from .deployment import Outcome
+
+if TYPE_CHECKING:
+    from ..observability.spans import AttemptSpan
 
 __all__ = ["OpenedStream", "RoutedStream", "open_first_batch"]
 
@@ -56,15 +60,15 @@ async def open_first_batch(opening: Awaitable[UpstreamStream]) -> OpenedStream:
 class RoutedStream:
     """A provider's stream as the router hands it on (the `HubStream` protocol)."""
 
-    __slots__ = ("_batches", "_closed", "_outcome", "_upstream", "first", "headers")
+    __slots__ = ("_attempt", "_batches", "_closed", "_outcome", "_upstream", "first", "headers")
 
     def __init__(self, opened: OpenedStream, outcome: Outcome, headers: dict[str, str]) -> None:
         self.first = opened.first
         self.headers = headers
         self._batches = opened.batches
         trace = outcome.trace
-        if trace is not None and trace.open_attempt is not None:  # traced: the attempt span watches the chunks
-            self._batches = trace.open_attempt.watch(opened.first, opened.batches)
+        # Traced: the attempt span watches the chunks, unless the relay reports them (`relayed_attempt`).
+        self._attempt = trace.open_attempt if trace is not None else None
         self._upstream = opened.upstream
         self._outcome = outcome
         self._closed = False
@@ -74,7 +78,21 @@ class RoutedStream:
         return self._outcome
 
     def rest(self) -> AsyncIterator[list[Chunk]]:
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            self._batches = attempt.watch(self.first, self._batches)
         return self._batches
+
+    def relayed_attempt(self) -> AttemptSpan | None:
+        """For the relay, before `rest()`: the traced attempt span it reports the stream to itself (it
+        reads every chunk anyway), instead of the span watching each batch pass; None when there is
+        none, or when the span records the answer's contents (then it watches)."""
+        attempt = self._attempt
+        if attempt is None or not attempt.relayable:
+            return None
+        self._attempt = None
+        attempt.relayed(self.first)
+        return attempt
 
     async def aclose(self) -> None:
         if self._closed:

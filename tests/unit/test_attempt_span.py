@@ -1,0 +1,70 @@
+"""The attempt span's stream reports (observability/spans.py): what the relay tells it, and how it
+reads finish reasons from a batch without walking chunks that cannot have one."""
+
+from __future__ import annotations
+
+import json
+import types
+
+from switchboard.config import ProviderConfig
+from switchboard.hub import Usage, WireBatch
+from switchboard.observability.spans import AttemptSpan, Tracer
+
+
+def _attempt() -> tuple[list[object], AttemptSpan]:
+    exported: list[object] = []
+    tracer = Tracer(exported.append, 1.0, False, {"p": ProviderConfig("p", "openai", "http://127.0.0.1:9/v1")}, (),
+                    encode=False)
+    trace = tracer.begin({}, "POST", "/v1/chat/completions")
+    deployment = types.SimpleNamespace(provider=types.SimpleNamespace(name="p"), model="m", id="p/m")
+    span = trace.call("chat", {"model": "x", "temperature": 0.5}).attempt(deployment, 1, False)
+    span.answered(None, hold=True)
+    return exported, span
+
+
+def _chunk(reason: str | None, content: str = "") -> dict[str, object]:
+    return {"id": "chatcmpl-1", "model": "m-2024", "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": reason}]}
+
+
+def _wire(chunks: list[dict[str, object]], separators: tuple[str, str]) -> WireBatch:
+    frames = "".join(f"data: {json.dumps(c, separators=separators)}\n\n" for c in chunks)
+    return WireBatch(chunks, frames.encode())
+
+
+def test_relayed_stream_reports_finish_reasons_usage_and_first_token() -> None:
+    exported, span = _attempt()
+    first = [_chunk(None, "Hel")]
+    span.relayed(first)
+    span.first_token()
+    span.relayed_batch(_wire([_chunk(None, "lo")], (",", ":")))  # compact: all null, not walked
+    span.relayed_batch(_wire([_chunk(None, "!"), _chunk("stop")], (", ", ": ")))  # spaced: walked
+    span.relayed_usage(Usage(3, 2))
+    span.stream_closed()
+    trace = span.trace
+    assert trace is not None
+    trace.end()
+    assert exported[0] is span and span.error is None
+    attributes = span.all_attributes()
+    assert attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attributes["gen_ai.response.id"] == "chatcmpl-1" and attributes["gen_ai.response.model"] == "m-2024"
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (3, 2)
+    assert attributes["gen_ai.request.temperature"] == 0.5 and attributes["gen_ai.response.time_to_first_chunk"] > 0
+
+
+def test_a_compact_batch_with_a_reason_is_read() -> None:
+    _, span = _attempt()
+    span.relayed([])
+    span.relayed_batch(_wire([_chunk(None, "a"), _chunk("length")], (",", ":")))
+    span.relayed_batch(WireBatch([_chunk("stop")], b""))  # no wire bytes to go by: walked
+    span.stream_closed()
+    assert span.trace is not None
+    span.trace.end()  # the request ends: its spans are completed
+    assert span.all_attributes()["gen_ai.response.finish_reasons"] == ["length", "stop"]
+
+
+def test_a_relayed_stream_closed_before_its_end_is_a_disconnect() -> None:
+    _, span = _attempt()
+    span.relayed([_chunk(None, "a")])
+    span.stream_closed()
+    assert span.attributes["error.type"] == "client_disconnected"
