@@ -2,11 +2,16 @@
 per MCP tool call, named and attributed by the OpenTelemetry GenAI semantic conventions.
 
 Pure Python, no OpenTelemetry import: a `Tracer` exists only when `observability.otlp` is
-configured. On the request path a span gets its identity, timing and propagation header; its name
-and attributes are completed once it has ended, with the other spans that ended in the same pass
-of the event loop, then it is encoded (otlp_encoding.py) and handed, as bytes, to `export` (the
-SDK's batch processor, observability/otlp.py). Attributes that many spans share are a `Preset`,
-encoded once.
+configured. On the request path a span gets its identity, timing and propagation header. A span
+that ends while its request is open waits for it; when the request's span ends, its name and
+attributes and those of its children are completed, with the other spans that ended in the same
+pass of the event loop. Then they are encoded (otlp_encoding.py) and handed, as bytes, to `export`
+(the SDK's batch processor, observability/otlp.py). Attributes that many spans share are a
+`Preset`, looked up by a tuple of plain values and encoded once.
+
+A streamed attempt's span either watches the batches go by (`watch`), or, when the relay sends the
+stream to the client, is told what the relay reads of them anyway (`relayed`, `first_token`,
+`relayed_batch`, `relayed_usage`; routing/streams.py `relayed_attempt`).
 
 The tree, for one request:
 
