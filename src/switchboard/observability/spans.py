@@ -309,19 +309,9 @@ class RequestTrace(Span):
         self.children: list[Span] | None = None  # spans of this request that ended before it (see Span.end)
         self.method = method
         self.route = route
-        # Span's fields, set here (one call less on every request)
-        self.tracer = tracer
-        self.trace = None
-        self.span_id = random.getrandbits(64) or 1
-        self.parent_id = parent_id
+        # named so until the record names it (tracing.finish_trace)
+        super().__init__(tracer, None, parent_id, f"{method} {route}", SERVER, {})
         self.remote_parent = parent is not None
-        self.name = f"{method} {route}"  # until the record names it (tracing.finish_trace)
-        self.kind = SERVER
-        self.attributes = {}
-        self.preset = None
-        self.start_ns = time.time_ns()
-        self.end_ns = 0
-        self.error = None
 
     @property
     def trace_id(self) -> int:
@@ -480,19 +470,8 @@ class AttemptSpan(Span):
 
     def __init__(self, call: CallTrace, deployment: _Deployment, number: int, fallback: bool) -> None:
         trace = call.trace
-        # Span's fields, set here (one call less on every attempt)
-        self.tracer = tracer = trace.tracer
-        self.trace = trace
-        self.span_id = random.getrandbits(64) or 1
-        self.parent_id = call.parent.span_id
-        self.remote_parent = False
-        self.name = ""  # made when it is complete
-        self.kind = CLIENT
-        self.attributes = {}
-        self.preset = None
-        self.start_ns = time.time_ns()
-        self.end_ns = 0
-        self.error = None
+        tracer = trace.tracer
+        super().__init__(tracer, trace, call.parent.span_id, "", CLIENT, {})  # named when it is complete
         self.call = call
         self.deployment = deployment
         self.number = number
