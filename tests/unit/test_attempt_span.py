@@ -68,3 +68,17 @@ def test_a_relayed_stream_closed_before_its_end_is_a_disconnect() -> None:
     span.relayed([_chunk(None, "a")])
     span.stream_closed()
     assert span.attributes["error.type"] == "client_disconnected"
+
+
+def test_reasons_keep_their_order_when_read_from_the_end() -> None:
+    _, span = _attempt()
+    span.relayed([])
+    two = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"},
+                                  {"index": 1, "delta": {}, "finish_reason": "length"}]}
+    later = {"id": "c", "choices": [{"index": 2, "delta": {}, "finish_reason": "tool_calls"}]}
+    usage = {"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    span.relayed_batch(_wire([_chunk(None, "a"), two, _chunk(None, "b"), later, usage], (",", ":")))
+    span.stream_closed()
+    assert span.trace is not None
+    span.trace.end()
+    assert span.all_attributes()["gen_ai.response.finish_reasons"] == ["stop", "length", "tool_calls"]
