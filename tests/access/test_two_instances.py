@@ -75,6 +75,10 @@ def test_limits_and_budget_are_enforced_across_both(pair: tuple[SwitchboardProce
         # The 8 tokens of a's answer are in Redis a moment after a answered.
         assert eventually(lambda: httpx.post(b.url + "/v1/chat/completions", json=CHAT, headers=bearer(tokens_key))
                           .headers.get("x-ratelimit-remaining-tokens") in ("2", "0"))
+        # b's own answers are charged a moment after they went out too: once b refuses, the bucket both share
+        # is spent, and a refuses as well. (Asking a at once raced b's charge on a loaded machine.)
+        assert eventually(lambda: httpx.post(b.url + "/v1/chat/completions", json=CHAT, headers=bearer(tokens_key))
+                          .status_code == 429)
         assert c.post(a.url + "/v1/chat/completions", json=CHAT, headers=bearer(tokens_key)).status_code == 429
 
         _, budget_key = create_key(c, a.url, budget_usd=0.3)  # $0.32 per answer
