@@ -119,6 +119,18 @@ def access_lines(gateway: SwitchboardProcess, since: int = 0, at_least: int = 0)
         time.sleep(0.05)
 
 
+def settled_log_length(gateway: SwitchboardProcess) -> int:
+    """How many access log lines there are once the earlier requests' lines are all written (the log
+    is written in batches just after each response: a line of the previous test may still be on its way)."""
+    count = len(access_lines(gateway))
+    while True:
+        time.sleep(0.3)
+        now = len(access_lines(gateway))
+        if now == count:
+            return count
+        count = now
+
+
 def _since(codex_upstream: FakeCodexUpstream, start: int) -> list[dict[str, Any]]:
     return [r["body"] for r in codex_upstream.requests[start:]]
 
@@ -129,7 +141,7 @@ def _tool_names(body: dict[str, Any]) -> list[str]:
 
 def test_codex_runs_a_shell_command_and_answers(codex: Path, gateway: SwitchboardProcess,
                                                 codex_upstream: FakeCodexUpstream, dead_end: DeadEndProxy) -> None:
-    start, log_start = len(codex_upstream.requests), len(access_lines(gateway))
+    start, log_start = len(codex_upstream.requests), settled_log_length(gateway)
     answer, work = codex_exec(codex, gateway, dead_end, "Run: printf codex-was-here > proof.txt && cat proof.txt",
                               model="switchboard-coder")
     assert (work / "proof.txt").read_text() == "codex-was-here"  # the command really ran, in the working dir
@@ -208,7 +220,7 @@ def test_codex_falls_back_to_sse_when_the_websocket_is_refused(codex: Path, gate
                                                                 dead_end: DeadEndProxy) -> None:
     """With `supports_websockets = true` Codex first tries a WebSocket on /v1/responses: the 426 makes it
     use HTTP + SSE for the same turn."""
-    log_start = len(access_lines(gateway))
+    log_start = settled_log_length(gateway)
     answer, _ = codex_exec(codex, gateway, dead_end, "Say hello.", model="switchboard-coder",
                            extra="supports_websockets = true\n")
     assert answer.strip() == "Plain answer."
