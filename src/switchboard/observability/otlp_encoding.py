@@ -69,7 +69,6 @@ class EncodedSpan(bytes):
     context = SAMPLED_CONTEXT
 
 _pack_double = struct.Struct("<d").pack
-_pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
 _pack_times = struct.Struct("<BQBQ").pack  # a span's start and end fields (fixed64), with their tags
 
@@ -139,11 +138,6 @@ _CACHE_MAX = 8192
 _encoded: dict[bytes, dict[tuple[str, Any], tuple[type, bytes]]] = {}
 
 
-def _unique_field(tag: bytes, key: str, value: Any) -> bytes:
-    """The field of an attribute whose value is not worth caching (long, or not a string)."""
-    return _field(tag, _key_value(key, value))
-
-
 def encode_attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
     """Repeated `KeyValue` fields with `tag`."""
     cache = _encoded.get(tag)
@@ -169,7 +163,7 @@ def encode_attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
                     out.append(b"".join((tag, _SMALL[len(encoded_key) + 11], encoded_key, b"\x12\x09\x21",
                                          _pack_double(value))))
                     continue
-            out.append(_unique_field(tag, key, value))
+            out.append(_field(tag, _key_value(key, value)))  # long, or of another type: the general way
             continue
         try:
             hit = cache.get(item)

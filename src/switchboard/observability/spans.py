@@ -262,12 +262,14 @@ class Tracer:
         """The preset made for `key` (plain values), if any."""
         return self._presets.get(key)
 
-    def make_preset(self, key: tuple[Any, ...], attributes: dict[str, Any], name: str = "") -> Preset | None:
-        """A preset for `key`, or None once too many distinct keys were seen (the span keeps its own)."""
+    def new_preset(self, span: Span, key: tuple[Any, ...], attributes: dict[str, Any], name: str) -> None:
+        """`span` gets a new preset of `attributes` and `name` for `key` (not `preset(key)` yet), or,
+        once too many distinct keys were seen, keeps them as its own."""
+        span.name = name
         if len(self._presets) >= _PRESETS_MAX:
-            return None
-        preset = self._presets[key] = Preset(attributes, name)
-        return preset
+            span.attributes.update(attributes)
+            return
+        span.preset = self._presets[key] = Preset(attributes, name)
 
     def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace:
         """The server span of a request, continuing the client's trace when it sent a valid `traceparent`."""
@@ -518,49 +520,37 @@ class AttemptSpan(Span):
         call, deployment, tracer = self.call, self.deployment, self.tracer
         attributes = self.attributes
         result, self._result = self._result, None
+        body = getattr(result, "body", None) if result is not None else None
         if result is not None:
             request_id = getattr(result, "request_id", None)
             if request_id:
                 attributes["switchboard.upstream_request_id"] = bounded(str(request_id))
-            body = getattr(result, "body", None)
             if body.__class__ is dict:
                 self._read_answer(body)
-        response_id, response_model = self._response_id, self._response_model
-        if response_id.__class__ is str:
-            attributes["gen_ai.response.id"] = (response_id if len(response_id) <= MAX_ATTRIBUTE_CHARS
-                                                else response_id[:MAX_ATTRIBUTE_CHARS])
-        if response_model.__class__ is not str or len(response_model) > MAX_ATTRIBUTE_CHARS:
-            response_model = bounded(response_model) if response_model.__class__ is str else None
-        usage = self.usage
-        if usage is not None:
-            attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
-            attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
-            if usage.cached_tokens or usage.cache_write_tokens or usage.reasoning_tokens or usage.estimated:
-                usage_attributes(attributes, usage)
-        finish = self._finish
-        reasons = tuple(finish) if finish else ()
-        model = deployment.model
-        operation, provider, number, fallback, deployment_id = (call.operation, deployment.provider.name, self.number,
-                                                                self.fallback, deployment.id)
-        params = call._params or call.params()
-        key = ("attempt", operation, provider, model, deployment_id, number, fallback, params, response_model,
-               reasons)
-        preset = tracer._presets.get(key)
+        if self._response_id.__class__ is str:
+            attributes["gen_ai.response.id"] = bounded(self._response_id)
+        response_model = bounded(self._response_model) if self._response_model.__class__ is str else None
+        if self.usage is not None:
+            usage_attributes(attributes, self.usage)
+        reasons = tuple(self._finish) if self._finish else ()
+        operation, provider, model = call.operation, deployment.provider.name, deployment.model
+        deployment_id, number, fallback, params = deployment.id, self.number, self.fallback, call.params()
+        key = ("attempt", operation, provider, model, deployment_id, number, fallback, params, response_model, reasons)
+        preset = tracer.preset(key)
         if preset is None:
-            preset = tracer.make_preset(key, _attempt_attributes(
-                tracer, operation, provider, bounded(model), deployment_id, number, fallback, params, response_model,
-                reasons), f"{operation} {bounded(model)}")
-            if preset is None:  # too many distinct ones: its own
-                self.name = f"{operation} {bounded(model)}"
-                attributes.update(_attempt_attributes(tracer, operation, provider, bounded(model), deployment_id,
-                                                      number, fallback, params, response_model, reasons))
-        if preset is not None:
+            model = bounded(model)
+            tracer.new_preset(self, key, _attempt_attributes(tracer, operation, provider, model, deployment_id, number,
+                                                             fallback, params, response_model, reasons),
+                              f"{operation} {model}")
+        else:
             self.preset = preset
             self.name = preset.name
-        if tracer.redactor is not None and call.body is not None:
-            attributes["gen_ai.input.messages"] = input_messages(call.body, tracer.redactor)
-            if body_output := self._answer_body_output(result):
-                attributes["gen_ai.output.messages"] = body_output
+        redactor = tracer.redactor
+        if redactor is not None:
+            if call.body is not None:
+                attributes["gen_ai.input.messages"] = input_messages(call.body, redactor)
+            if body.__class__ is dict:
+                attributes["gen_ai.output.messages"] = output_messages(body, redactor)
 
     def _read_answer(self, body: dict[str, Any]) -> None:
         """A complete answer's id, model, finish reasons and usage."""
@@ -576,12 +566,6 @@ class AttemptSpan(Span):
             reasons = [body["status"]]
         self._finish = reasons
         self.usage = usage_from(body.get("usage"))
-
-    def _answer_body_output(self, result: Any) -> str | None:
-        body = getattr(result, "body", None) if result is not None else None
-        if body.__class__ is dict and self.tracer.redactor is not None:
-            return output_messages(body, self.tracer.redactor)
-        return None
 
     # -- a stream's attempt: the chunks are watched as they pass, the span ends with the stream
     def watch(self, first: list[Chunk], batches: AsyncIterator[list[Chunk]]) -> AsyncIterator[list[Chunk]]:

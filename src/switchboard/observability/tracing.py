@@ -75,14 +75,11 @@ def finish_trace(record: RequestRecord) -> None:
            record.upstream_model, record.stream, record.attempts, record.fallback, error_type)
     preset = tracer.preset(key)
     if preset is None:
-        preset = tracer.make_preset(key, _stable_attributes(trace, record, operation, model),
-                                    _span_name(trace, agent, operation, model))
-    if preset is not None:
+        tracer.new_preset(trace, key, _stable_attributes(trace, record, operation, model),
+                          _span_name(trace, agent, operation, model))
+    else:
         trace.preset = preset
         trace.name = preset.name
-    else:  # too many distinct ones: its own
-        own.update(_stable_attributes(trace, record, operation, model))
-        trace.name = _span_name(trace, agent, operation, model)
     start = trace.start_ns = int(record.started_wall * 1e9)
     trace.end(start + int((record.latency_s or 0.0) * 1e9))
 
