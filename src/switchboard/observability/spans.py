@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from ..agents.tools import McpTool, ToolOutcome
     from ..config import ProviderConfig
 
-__all__ = ["CLIENT", "INTERNAL", "MAX_ATTRIBUTE_CHARS", "SERVER", "AttemptSpan", "CallTrace", "RequestTrace", "Span",
-           "ToolSpan", "Tracer", "bounded", "operation_of", "usage_attributes"]
+__all__ = ["CLIENT", "INTERNAL", "SERVER", "AttemptSpan", "CallTrace", "RequestTrace", "Span", "ToolSpan", "Tracer",
+           "bounded", "operation_of", "usage_attributes"]
 
 # OTLP's SpanKind numbers.
 INTERNAL, SERVER, CLIENT = 1, 2, 3
@@ -59,7 +59,7 @@ PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic", "azure": "azure.
 _OPERATIONS = {"/chat/completions": "chat", "/messages": "chat", "/responses": "chat",
                "/completions": "text_completion", "/embeddings": "embeddings"}
 
-MAX_ATTRIBUTE_CHARS = 4096  # a client or upstream string on a span (ids, models): bounded
+_MAX_ATTRIBUTE_CHARS = 4096  # a client or upstream string on a span (ids, models): bounded
 
 
 class _Provider(Protocol):
@@ -84,7 +84,7 @@ def operation_of(endpoint: str) -> str | None:
 
 
 def bounded(value: str) -> str:
-    return value if len(value) <= MAX_ATTRIBUTE_CHARS else value[:MAX_ATTRIBUTE_CHARS]
+    return value if len(value) <= _MAX_ATTRIBUTE_CHARS else value[:_MAX_ATTRIBUTE_CHARS]
 
 
 SPANS_PER_ITEM = 64  # encoded spans go to the export queue as items of this many ...

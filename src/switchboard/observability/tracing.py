@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import Config
 from ..request_record import RequestRecord
-from .spans import MAX_ATTRIBUTE_CHARS, RequestTrace, Tracer, bounded, operation_of, usage_attributes
+from .spans import RequestTrace, Tracer, bounded, operation_of, usage_attributes
 
 __all__ = ["build_tracer", "finish_trace"]
 
@@ -59,9 +59,7 @@ def finish_trace(record: RequestRecord) -> None:
     own["switchboard.request_id"] = record.request_id  # ours: short
     agent = record.agent
     operation = "invoke_agent" if agent is not None else operation_of(record.endpoint)
-    model = record.model
-    if model is not None and len(model) > MAX_ATTRIBUTE_CHARS:
-        model = model[:MAX_ATTRIBUTE_CHARS]
+    model = bounded(record.model) if record.model is not None else None
     if operation is not None:
         if agent is not None and record.usage is not None:  # every turn's (each attempt span has its own)
             usage_attributes(own, record.usage)
