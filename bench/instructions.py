@@ -2,11 +2,13 @@
 """Instructions per request through Switchboard, counted by callgrind: the figure to compare the
 gateway with itself when the machine is too noisy for CPU time (issue 14's stream-path work).
 
-    python bench/instructions.py [--kind sse|plain] [--n1 100] [--n2 600] [--tracing]
+    python bench/instructions.py [--kind sse|plain] [--n1 100] [--n2 600] [--tracing] [--concurrency 1]
 
 Starts nginx (upstream.py) and `switchboard serve` (targets.py's config) under
-`valgrind --tool=callgrind`, sends 50 warm-up requests and then N sequential keep-alive chat requests
-(stream with `include_usage` for `sse`: 12 chunks and [DONE]), stops it, and reads the total count.
+`valgrind --tool=callgrind`, sends 50 warm-up requests and then N keep-alive chat requests, one at a
+time or from `--concurrency` connections at once (requests in flight together: what batches and the
+garbage collector see under load) (stream with `include_usage` for `sse`: 12 chunks and [DONE]),
+stops it, and reads the total count.
 Run twice, with N1 and N2 requests: (total2 - total1) / (N2 - N1) is the cost of one request, with
 start-up and shutdown cancelled out. Repeatable to about 1% (the same binary and inputs give the
 same count whatever else the machine does); ~30 s. Needs valgrind (Debian's package). `--tracing`
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -35,9 +38,23 @@ from targets import MASTER_KEY, MODELS, Switchboard  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
 
-def count(upstream_url: str, workdir: Path, kind: str, requests: int, tracing: bool = False) -> dict[str, int]:
+def _send(port: int, body: bytes, requests: int) -> None:
+    """`requests` chat requests, one after the other on one keep-alive connection."""
+    headers = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    for _ in range(requests):
+        conn.request("POST", "/v1/chat/completions", body, headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise SystemExit(f"bench: {resp.status} {data[:300]!r}")
+    conn.close()
+
+
+def count(upstream_url: str, workdir: Path, kind: str, requests: int, tracing: bool = False,
+          concurrency: int = 1) -> dict[str, int]:
     """Callgrind's instruction totals, by thread (its file suffix: 01 is the event loop's), for a
-    gateway run that served `requests` after the warm-up."""
+    gateway run that served `requests` after the warm-up, from `concurrency` connections at once."""
     port = free_port()
     target = Switchboard(workdir, port, upstream_url, tracing=tracing)
     workdir.mkdir(parents=True)
@@ -57,14 +74,12 @@ def count(upstream_url: str, workdir: Path, kind: str, requests: int, tracing: b
             if time.time() > deadline or proc.poll() is not None:
                 raise SystemExit("bench: switchboard did not start under valgrind") from None
             time.sleep(0.5)
+    conn.close()
     body = request_body(MODELS[kind], kind == "sse").encode()
-    headers = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
-    for _ in range(50 + requests):
-        conn.request("POST", "/v1/chat/completions", body, headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        if resp.status != 200:
-            raise SystemExit(f"bench: {resp.status} {data[:300]!r}")
+    _send(port, body, 50)
+    with ThreadPoolExecutor(concurrency) as pool:
+        for done in [pool.submit(_send, port, body, requests // concurrency) for _ in range(concurrency)]:
+            done.result()
     time.sleep(1.0)  # the usage writer and the access log flush
     proc.terminate()
     proc.wait(300)
@@ -83,20 +98,26 @@ def main() -> None:
     parser.add_argument("--n1", type=int, default=100)
     parser.add_argument("--n2", type=int, default=600)
     parser.add_argument("--tracing", action="store_true", help="export every request's spans (sample_ratio 1.0)")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="connections sending at once (N1 and N2 are rounded down to multiples of it)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("bench: needs valgrind: apt-get install -y valgrind")
     work = Path(tempfile.mkdtemp(prefix="switchboard-instructions-"))
     upstream = Upstream(work / "nginx", free_port()).start()
     try:
-        first = count(upstream.url, work / "a", args.kind, args.n1, args.tracing)
-        second = count(upstream.url, work / "b", args.kind, args.n2, args.tracing)
+        c = max(1, args.concurrency)
+        args.n1, args.n2 = args.n1 // c * c, args.n2 // c * c
+        first = count(upstream.url, work / "a", args.kind, args.n1, args.tracing, c)
+        second = count(upstream.url, work / "b", args.kind, args.n2, args.tracing, c)
     finally:
         upstream.stop()
         shutil.rmtree(work, ignore_errors=True)
     n = args.n2 - args.n1
     per_request = (sum(second.values()) - sum(first.values())) / n
-    print(f"{args.kind}{' traced' if args.tracing else ''}: {per_request / 1e3:.1f} k instructions per request "
+    label = f"{args.kind}{' traced' if args.tracing else ''} c={args.concurrency}"
+    print(f"{label}: {per_request / 1e3:.1f} k instructions "
+          "per request "
           f"(callgrind totals {sum(first.values()):,} after {args.n1} and {sum(second.values()):,} after {args.n2} "
           "requests)")
     # By thread: 01 is the event loop's; the others are workers (SQLite writer, span export...). A worker
