@@ -163,6 +163,8 @@ class UpstreamResult:
     headers: dict[str, str] = field(default_factory=dict)
     # A Responses API call answered natively: `body` is a `response` object, not a chat completion.
     native: bool = False
+    # The answer's usage, once the router has read it (the request's record and the attempt's span share it).
+    usage: Usage | None = None
 
 
 class UpstreamStream(Protocol):

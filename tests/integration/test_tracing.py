@@ -25,6 +25,7 @@ from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.mcp_http import http_mcp_server
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.fakes.responses_upstream import FakeResponsesUpstream
 from tests.server import SwitchboardProcess
 
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra: pip install -e '.[test,otel]'")
@@ -59,10 +60,11 @@ class Fakes:
         self.azure = FakeAzure(AZURE_KEY, "unused-token", {"prod-gpt4o"}).start()
         self.bedrock = FakeBedrock(REGION, credentials={SIGV4[0]: (SIGV4[1], None)},
                                    bearer_tokens={BEDROCK_KEY}).start()
+        self.native = FakeResponsesUpstream().start()
         self.receiver = OtlpReceiver().start()
 
     def stop(self) -> None:
-        for fake in (self.openai, self.agent, self.anthropic, self.azure, self.bedrock, self.receiver):
+        for fake in (self.openai, self.agent, self.anthropic, self.azure, self.bedrock, self.native, self.receiver):
             fake.stop()
 
 
@@ -80,6 +82,8 @@ providers:
   up: {{type: openai, base_url: "{f.openai.base_url}", keys: [{UPSTREAM_KEY}], retries: {{max: 0}}}}
   broken: {{type: openai, base_url: "{f.openai.base_url}", keys: [{UPSTREAM_KEY}], retries: {{max: 0}}}}
   agentup: {{type: openai, base_url: "{f.agent.base_url}", keys: [{UPSTREAM_KEY}], retries: {{max: 0}}}}
+  native: {{type: openai, base_url: "{f.native.base_url}", keys: [{UPSTREAM_KEY}], responses: native,
+           retries: {{max: 0}}}}
   claude: {{type: anthropic, base_url: "{f.anthropic.base_url}", keys: [{ANTHROPIC_KEY}], retries: {{max: 0}}}}
   az:
     type: azure
@@ -102,6 +106,7 @@ models:
   sonnet: claude/claude-sonnet-test
   azure-model: az/gpt-4o
   nova: rock/us.amazon.nova-lite-v1:0
+  native-model: native/gpt-5
 agents: {{dir: agents}}
 mcp:
   servers:
@@ -195,6 +200,18 @@ def test_chat_continues_the_clients_trace_to_the_upstream(client: openai.OpenAI,
     assert server.resource["service.name"] == "sb-under-test" and server.scope == "switchboard"
     assert fakes.receiver.content_types[-1] == "application/x-protobuf"
     assert fakes.receiver.headers[-1].get("x-collector-token") == "tok-123"
+
+
+def test_native_responses_attempt_reports_the_responses_usage(client: openai.OpenAI, fakes: Fakes) -> None:
+    """A Responses answer counts `input_tokens` / `output_tokens`: the attempt span reports them (the
+    usage the router read for the request), not a chat completion's zeros."""
+    response = client.responses.create(model="native-model", input="hi", store=False,
+                                       extra_headers={"traceparent": f"00-{'5' * 32}-{CLIENT_SPAN}-01"})
+    assert response.usage is not None and response.usage.input_tokens == 7
+    attempt = _one(_trace_of(fakes.receiver, "5" * 32, 2), 3)
+    assert attempt.attributes["gen_ai.usage.input_tokens"] == 7
+    assert attempt.attributes["gen_ai.usage.output_tokens"] == 2
+    assert attempt.attributes["gen_ai.response.finish_reasons"] == ["completed"]
 
 
 def test_stream_span_lasts_the_stream_and_carries_time_to_first_chunk(client: openai.OpenAI, fakes: Fakes) -> None:

@@ -1,5 +1,5 @@
-"""The attempt span's stream reports (observability/spans.py): what the relay tells it, and how it
-reads finish reasons from a batch without walking chunks that cannot have one."""
+"""The attempt span's stream reports (observability/spans.py): what the relay tells it, the finish
+reasons read in the relay's own walk of each batch (headends/relay.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import types
 
 from switchboard.config import ProviderConfig
+from switchboard.headends.relay import _content_chars
 from switchboard.hub import Usage, WireBatch
 from switchboard.observability.spans import AttemptSpan, Tracer
 
@@ -37,8 +38,8 @@ def test_relayed_stream_reports_finish_reasons_usage_and_first_token() -> None:
     first = [_chunk(None, "Hel")]
     span.relayed(first)
     span.first_token()
-    span.relayed_batch(_wire([_chunk(None, "lo")], (",", ":")))  # compact: all null, not walked
-    span.relayed_batch(_wire([_chunk(None, "!"), _chunk("stop")], (", ", ": ")))  # spaced: walked
+    _content_chars(_wire([_chunk(None, "lo")], (",", ":")), span.finish_reasons)
+    _content_chars(_wire([_chunk(None, "!"), _chunk("stop")], (", ", ": ")), span.finish_reasons)
     span.relayed_usage(Usage(3, 2))
     span.stream_closed()
     trace = span.trace
@@ -52,11 +53,11 @@ def test_relayed_stream_reports_finish_reasons_usage_and_first_token() -> None:
     assert attributes["gen_ai.request.temperature"] == 0.5 and attributes["gen_ai.response.time_to_first_chunk"] > 0
 
 
-def test_a_compact_batch_with_a_reason_is_read() -> None:
+def test_reasons_of_every_batch_are_kept() -> None:
     _, span = _attempt()
     span.relayed([])
-    span.relayed_batch(_wire([_chunk(None, "a"), _chunk("length")], (",", ":")))
-    span.relayed_batch(WireBatch([_chunk("stop")], b""))  # no wire bytes to go by: walked
+    _content_chars(_wire([_chunk(None, "a"), _chunk("length")], (",", ":")), span.finish_reasons)
+    _content_chars([_chunk(""), _chunk("stop")], span.finish_reasons)  # an empty reason is none
     span.stream_closed()
     assert span.trace is not None
     span.trace.end()  # the request ends: its spans are completed
@@ -70,14 +71,14 @@ def test_a_relayed_stream_closed_before_its_end_is_a_disconnect() -> None:
     assert span.attributes["error.type"] == "client_disconnected"
 
 
-def test_reasons_keep_their_order_when_read_from_the_end() -> None:
+def test_reasons_keep_their_order() -> None:
     _, span = _attempt()
     span.relayed([])
     two = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"},
                                   {"index": 1, "delta": {}, "finish_reason": "length"}]}
     later = {"id": "c", "choices": [{"index": 2, "delta": {}, "finish_reason": "tool_calls"}]}
     usage = {"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
-    span.relayed_batch(_wire([_chunk(None, "a"), two, _chunk(None, "b"), later, usage], (",", ":")))
+    _content_chars(_wire([_chunk(None, "a"), two, _chunk(None, "b"), later, usage], (",", ":")), span.finish_reasons)
     span.stream_closed()
     assert span.trace is not None
     span.trace.end()

@@ -102,11 +102,16 @@ def _has_first_token(batch: list[Chunk]) -> bool:
     return False
 
 
-def _content_chars(batch: list[Chunk]) -> int:
-    """Characters of generated content in a batch (text, reasoning, refusal, tool call names and arguments)."""
+def _content_chars(batch: list[Chunk], reasons: list[str] | None = None) -> int:
+    """Characters of generated content in a batch (text, reasoning, refusal, tool call names and
+    arguments); its finish reasons are appended to `reasons` on the way, when given."""
     chars = 0
     for chunk in batch:
         for choice in chunk.get("choices") or ():
+            if reasons is not None:
+                reason = choice.get("finish_reason")
+                if reason:
+                    reasons.append(reason)
             text = choice.get("text")
             if text:
                 chars += len(text)
@@ -156,6 +161,7 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
     # Traced: the attempt's span is told what this loop reads anyway (router streams only).
     relayed_attempt = getattr(stream, "relayed_attempt", None)
     span = relayed_attempt() if relayed_attempt is not None else None
+    reasons = span.finish_reasons if span is not None else None
     try:
         rest = stream.rest()
         while True:
@@ -163,14 +169,12 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                 usage = chunk.get("usage")
                 if usage is not None:
                     record.usage = usage_from(usage) or record.usage
-            chars += _content_chars(batch)
+            chars += _content_chars(batch, reasons)
             if timing and _has_first_token(batch):
                 record.mark_first_token()
                 timing = False
                 if span is not None:
                     span.first_token()
-            if span is not None:
-                span.relayed_batch(batch)
             frames = encoder.encode(batch)
             if frames:
                 yield frames

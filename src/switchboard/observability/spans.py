@@ -11,7 +11,7 @@ pass of the event loop. Then they are encoded (otlp_encoding.py) and handed, as 
 
 A streamed attempt's span either watches the batches go by (`watch`), or, when the relay sends the
 stream to the client, is told what the relay reads of them anyway (`relayed`, `first_token`,
-`relayed_batch`, `relayed_usage`; routing/streams.py `relayed_attempt`).
+`finish_reasons`, `relayed_usage`; routing/streams.py `relayed_attempt`).
 
 The tree, for one request:
 
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import GatewayError
-from ..hub import Chunk, Usage, usage_from
+from ..hub import Chunk, Usage, usage_from, usage_from_responses
 from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, parse_trace_context, trace_headers
 from .genai_contents import Redactor, input_messages, output_messages, stream_output
 from .otlp_encoding import SAMPLED_CONTEXT, EncodedSpan, encode_attributes, encode_span
@@ -526,7 +526,7 @@ class AttemptSpan(Span):
             if request_id:
                 attributes["switchboard.upstream_request_id"] = bounded(str(request_id))
             if body.__class__ is dict:
-                self._read_answer(body)
+                self._read_answer(body, getattr(result, "usage", None))
         if self._response_id.__class__ is str:
             attributes["gen_ai.response.id"] = bounded(self._response_id)
         response_model = bounded(self._response_model) if self._response_model.__class__ is str else None
@@ -552,8 +552,8 @@ class AttemptSpan(Span):
             if body.__class__ is dict:
                 attributes["gen_ai.output.messages"] = output_messages(body, redactor)
 
-    def _read_answer(self, body: dict[str, Any]) -> None:
-        """A complete answer's id, model, finish reasons and usage."""
+    def _read_answer(self, body: dict[str, Any], usage: Usage | None) -> None:
+        """A complete answer's id, model, finish reasons and usage (`usage`: as the router read it, if it did)."""
         self._response_id = body.get("id")
         self._response_model = body.get("model")
         choices = body.get("choices")
@@ -565,7 +565,10 @@ class AttemptSpan(Span):
         if not reasons and body.get("status").__class__ is str:  # a Responses `response` object
             reasons = [body["status"]]
         self._finish = reasons
-        self.usage = usage_from(body.get("usage"))
+        if usage is None:
+            raw = body.get("usage")
+            usage = usage_from_responses(raw) if body.get("object") == "response" else usage_from(raw)
+        self.usage = usage
 
     # -- a stream's attempt: the chunks are watched as they pass, the span ends with the stream
     def watch(self, first: list[Chunk], batches: AsyncIterator[list[Chunk]]) -> AsyncIterator[list[Chunk]]:
@@ -626,7 +629,7 @@ class AttemptSpan(Span):
         return self._output is None
 
     def relayed(self, first: list[Chunk]) -> None:
-        """The relay will report this stream (`relayed_batch`, `first_token`, `relayed_usage`)."""
+        """The relay will report this stream (`finish_reasons`, `first_token`, `relayed_usage`)."""
         self._finish = []
         if first:
             self._response_id = first[0].get("id")
@@ -635,19 +638,11 @@ class AttemptSpan(Span):
     def first_token(self) -> None:
         self._first = time.time_ns()
 
-    def relayed_batch(self, batch: list[Chunk]) -> None:
-        """A batch the relay sends on: its finish reasons (read only where the upstream's own bytes
-        show one that is not null)."""
-        wire: bytes | None = getattr(batch, "wire", None)
-        if wire and wire.count(b'"finish_reason"') == wire.count(b'"finish_reason":null'):
-            return
-        finish = self._finish
-        assert finish is not None  # a list from relayed() on
-        for chunk in batch:
-            for choice in chunk.get("choices") or ():
-                reason = choice.get("finish_reason")
-                if reason:
-                    finish.append(reason)
+    @property
+    def finish_reasons(self) -> list[str]:
+        """Where the relay appends the finish reasons it reads as it walks each batch (after `relayed`)."""
+        assert self._finish is not None
+        return self._finish
 
     def relayed_usage(self, usage: Usage | None) -> None:
         """The stream's usage as the relay recorded it (estimated when the upstream sent none)."""

@@ -231,7 +231,7 @@ class Router(Engine):
                                              trace=_call(record, "chat", call.body))
         self._answered(result, outcome, record)
         if result.native:
-            record.usage = usage_from_responses(result.body.get("usage"))
+            result.usage = record.usage = usage_from_responses(result.body.get("usage"))
         return result
 
     async def open_responses_stream(self, call: ResponsesCall, record: RequestRecord,
@@ -294,7 +294,7 @@ class Router(Engine):
 
     @staticmethod
     def _answered(result: UpstreamResult, outcome: Outcome, record: RequestRecord) -> UpstreamResult:
-        record.usage = usage_from(result.body.get("usage"))
+        result.usage = record.usage = usage_from(result.body.get("usage"))
         result.headers = response_headers(outcome, result.request_id)
         return result
 
