@@ -4,8 +4,10 @@ Why not the exporter's own encoder (`encode_spans`): it builds a protobuf object
 attribute and per value, ~80 µs per span on the benchmark machine, several times the budget of a
 whole traced request (issue 17: ≤ 25 µs). This writes the same wire format with byte operations
 (the keys and values that repeat, such as attribute names and the resource, are encoded once) at a
-few µs per span. `tests/unit/test_otlp_encoding.py` checks it against `encode_spans` message for
-message. Imports nothing: it reads the spans' plain fields (observability/spans.py).
+few µs per span; `_otlp_span.c`, built with the package where a C compiler is at hand, writes the
+same bytes in a fraction of that (`encode_span`; this module's Python is its reference and its
+fallback). `tests/unit/test_otlp_encoding.py` checks both against `encode_spans` message for
+message. Imports nothing else: it reads the spans' plain fields (observability/spans.py).
 
 Field numbers are opentelemetry-proto's (trace/v1/trace.proto, common/v1/common.proto).
 """
@@ -13,10 +15,11 @@ Field numbers are opentelemetry-proto's (trace/v1/trace.proto, common/v1/common.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["SAMPLED_CONTEXT", "EncodedSpan", "encode_attributes", "encode_request", "encode_scope", "encode_span"]
+__all__ = ["NATIVE", "SAMPLED_CONTEXT", "EncodedSpan", "encode_attributes", "encode_request", "encode_scope",
+           "encode_span", "encode_span_python"]
 
 
 class _Flags:
@@ -134,7 +137,8 @@ _CACHE_MAX = 8192
 # Most attributes repeat from request to request (operation, route, model, provider, status, key id,
 # token counts): their whole encoded field is kept, by tag and then by the (name, value) pair itself
 # (a dict's item: no tuple is built on a hit), with the value's type (so that True and 1 never share an
-# entry); a tag's entries are dropped when it holds _CACHE_MAX of them.
+# entry); only for strings, ints, bools, bytes and sequences of strings, whose equal values encode
+# alike. A tag's entries are dropped when it holds _CACHE_MAX of them.
 _encoded: dict[bytes, dict[tuple[str, Any], tuple[type, bytes]]] = {}
 
 
@@ -165,15 +169,18 @@ def encode_attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
                     continue
             out.append(_field(tag, _key_value(key, value)))  # long, or of another type: the general way
             continue
-        try:
-            hit = cache.get(item)
-        except TypeError:  # a list value (not hashable): looked up as a tuple
-            try:
-                item = (key, tuple(value))
-                hit = cache.get(item)
-            except TypeError:  # a list of unhashable values
+        cls = value.__class__
+        if cls is list or cls is tuple:  # finish reasons, mostly: looked up as a tuple, when of strings only
+            if not all(v.__class__ is str for v in value):
                 out.append(_field(tag, _key_value(key, value)))
                 continue
+            item = (key, tuple(value))
+        elif not (cls is str or cls is int or cls is bool or cls is bytes):
+            # Not cached: where equal values can encode differently (0.0 and -0.0; 1 and 1.0 in a list),
+            # or a dict (which a tuple of it would reduce to its keys)
+            out.append(_field(tag, _key_value(key, value)))
+            continue
+        hit = cache.get(item)
         if hit is not None and hit[0] is value.__class__:
             out.append(hit[1])
             continue
@@ -203,9 +210,10 @@ def _length(n: int) -> bytes:
     return _SMALL[n] if n < 0x80 else _varint(n)
 
 
-def encode_span(span: Span) -> bytes:
+def encode_span_python(span: Span) -> bytes:
     """One span as the `spans` field of a `ScopeSpans` message (this runs for every span: it is
-    written flat, with the parts that repeat across spans cached)."""
+    written flat, with the parts that repeat across spans cached). The reference encoder, and what
+    `encode_span` is where the C one is not built."""
     trace: _Trace = span.trace or span  # type: ignore[assignment]  # a request's own span has none
     ids = trace.encoded_ids
     if ids is None:
@@ -232,6 +240,17 @@ def encode_span(span: Span) -> bytes:
                      _FLAGS_REMOTE if span.remote_parent else _FLAGS_LOCAL))
     n = len(body)
     return b"\x12" + (_SMALL[n] if n < 0x80 else _varint(n)) + body
+
+
+try:  # the same bytes from C (_otlp_span.c), a few times faster; it hands what it cannot write to the Python one
+    from . import _otlp_span
+except ImportError:  # not built (no compiler where it was installed)
+    encode_span: Callable[[Span], bytes] = encode_span_python
+    NATIVE = False
+else:
+    _otlp_span.set_fallback(encode_span_python)
+    encode_span = _otlp_span.encode_span
+    NATIVE = True
 
 
 def encode_request(spans: Iterable[Span | bytes], resource: bytes, scope: bytes) -> bytes:

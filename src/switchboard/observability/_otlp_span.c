@@ -1,0 +1,523 @@
+/* One finished span in its OTLP protobuf encoding, in C: the optional accelerator of
+ * otlp_encoding.encode_span (same bytes; that module's Python is the reference and the fallback).
+ *
+ * Why C: a traced request encodes two spans or more, and in Python that was a third of what tracing
+ * adds to a request (issue 17's budget: 25 us per request). Here a span's fields are read off the
+ * object and written into one buffer.
+ *
+ * encode_span(span) -> bytes: the `spans` field (tag 2) of a ScopeSpans message. What this does not
+ * handle (an attribute value of another type than str, bool, int, float, bytes, None, or an exact
+ * list, tuple or dict of those; a key that is not a str; a string that is not valid UTF-8) goes to
+ * the fallback, `set_fallback(func)`: the Python encoder, which encodes it or raises its own error.
+ *
+ * Field numbers are opentelemetry-proto's (trace/v1/trace.proto, common/v1/common.proto).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    char stack[512];
+} Buf;
+
+static void buf_init(Buf *b) {
+    b->data = b->stack;
+    b->len = 0;
+    b->cap = (Py_ssize_t)sizeof(b->stack);
+}
+
+static void buf_free(Buf *b) {
+    if (b->data != b->stack) {
+        PyMem_Free(b->data);
+    }
+}
+
+static int buf_reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = b->cap * 2;
+    while (cap < b->len + extra) {
+        cap *= 2;
+    }
+    char *data = PyMem_Malloc((size_t)cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(data, b->data, (size_t)b->len);
+    buf_free(b);
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int put(Buf *b, const void *src, Py_ssize_t n) {
+    if (buf_reserve(b, n) < 0) {
+        return -1;
+    }
+    memcpy(b->data + b->len, src, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static int varint_len(uint64_t n) {
+    int len = 1;
+    while (n >= 0x80) {
+        n >>= 7;
+        len++;
+    }
+    return len;
+}
+
+static char *write_varint(char *out, uint64_t n) {
+    while (n >= 0x80) {
+        *out++ = (char)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    *out++ = (char)n;
+    return out;
+}
+
+static int put_tag_varint(Buf *b, unsigned char tag, uint64_t n) {
+    if (buf_reserve(b, 11) < 0) {
+        return -1;
+    }
+    b->data[b->len++] = (char)tag;
+    b->len = write_varint(b->data + b->len, n) - b->data;
+    return 0;
+}
+
+/* A length-delimited field: its tag, the length, the bytes. */
+static int put_field(Buf *b, unsigned char tag, const char *src, Py_ssize_t n) {
+    if (buf_reserve(b, 11 + n) < 0) {
+        return -1;
+    }
+    b->data[b->len++] = (char)tag;
+    b->len = write_varint(b->data + b->len, (uint64_t)n) - b->data;
+    memcpy(b->data + b->len, src, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static int put_fixed64(Buf *b, unsigned char tag, uint64_t n) {
+    if (buf_reserve(b, 9) < 0) {
+        return -1;
+    }
+    char *out = b->data + b->len;
+    *out++ = (char)tag;
+    for (int i = 0; i < 8; i++) {
+        *out++ = (char)((n >> (8 * i)) & 0xFF);
+    }
+    b->len += 9;
+    return 0;
+}
+
+static int put_be64(Buf *b, const char *head, uint64_t n) {
+    if (buf_reserve(b, 10) < 0) {
+        return -1;
+    }
+    char *out = b->data + b->len;
+    *out++ = head[0];
+    *out++ = head[1];
+    for (int i = 7; i >= 0; i--) {
+        *out++ = (char)((n >> (8 * i)) & 0xFF);
+    }
+    b->len += 10;
+    return 0;
+}
+
+/* Result codes of the encoders below: done, a Python error is set, or the fallback must do it. */
+enum { DONE = 0, FAILED = -1, FALLBACK = 1 };
+
+static int utf8(PyObject *s, const char **data, Py_ssize_t *n) {
+    *data = PyUnicode_AsUTF8AndSize(s, n);
+    if (*data == NULL) {
+        PyErr_Clear();  /* lone surrogates: the Python encoder raises its own UnicodeEncodeError */
+        return FALLBACK;
+    }
+    return DONE;
+}
+
+static int any_value(Buf *b, PyObject *value, int depth);
+
+/* A KeyValue message's fields (key, then value). */
+static int key_value(Buf *b, PyObject *key, PyObject *value, int depth) {
+    const char *k;
+    Py_ssize_t kn;
+    if (!PyUnicode_CheckExact(key)) {
+        return FALLBACK;
+    }
+    int rc = utf8(key, &k, &kn);
+    if (rc != DONE) {
+        return rc;
+    }
+    if (put_field(b, 0x0a, k, kn) < 0) {
+        return FAILED;
+    }
+    Buf inner;
+    buf_init(&inner);
+    rc = any_value(&inner, value, depth);
+    if (rc == DONE && put_field(b, 0x12, inner.data, inner.len) < 0) {
+        rc = FAILED;
+    }
+    buf_free(&inner);
+    return rc;
+}
+
+/* An AnyValue message's fields; lists, tuples and dicts nest (ArrayValue, KeyValueList). */
+static int any_value(Buf *b, PyObject *value, int depth) {
+    if (depth > 32) {
+        return FALLBACK;
+    }
+    if (PyBool_Check(value)) {
+        return put_tag_varint(b, 0x10, value == Py_True) < 0 ? FAILED : DONE;
+    }
+    if (PyUnicode_CheckExact(value)) {
+        const char *s;
+        Py_ssize_t n;
+        int rc = utf8(value, &s, &n);
+        if (rc != DONE) {
+            return rc;
+        }
+        return put_field(b, 0x0a, s, n) < 0 ? FAILED : DONE;
+    }
+    if (PyLong_CheckExact(value)) {
+        uint64_t n = (uint64_t)PyLong_AsUnsignedLongLongMask(value);  /* two's complement, as int64 is sent */
+        if (n == (uint64_t)-1 && PyErr_Occurred()) {
+            return FAILED;
+        }
+        return put_tag_varint(b, 0x18, n) < 0 ? FAILED : DONE;
+    }
+    if (PyFloat_CheckExact(value)) {
+        double d = PyFloat_AS_DOUBLE(value);
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof bits);
+        return put_fixed64(b, 0x21, bits) < 0 ? FAILED : DONE;
+    }
+    if (PyBytes_CheckExact(value)) {
+        return put_field(b, 0x3a, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)) < 0 ? FAILED : DONE;
+    }
+    if (value == Py_None) {
+        return DONE;
+    }
+    int rc = DONE;
+    Buf inner;
+    if (PyList_CheckExact(value) || PyTuple_CheckExact(value)) {
+        buf_init(&inner);
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(value);
+        PyObject **items = PySequence_Fast_ITEMS(value);
+        for (Py_ssize_t i = 0; i < n && rc == DONE; i++) {
+            Buf item;
+            buf_init(&item);
+            rc = any_value(&item, items[i], depth + 1);
+            if (rc == DONE && put_field(&inner, 0x0a, item.data, item.len) < 0) {
+                rc = FAILED;
+            }
+            buf_free(&item);
+        }
+        if (rc == DONE && put_field(b, 0x2a, inner.data, inner.len) < 0) {
+            rc = FAILED;
+        }
+        buf_free(&inner);
+        return rc;
+    }
+    if (PyDict_CheckExact(value)) {
+        buf_init(&inner);
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (rc == DONE && PyDict_Next(value, &pos, &k, &v)) {
+            Buf kv;
+            buf_init(&kv);
+            rc = key_value(&kv, k, v, depth + 1);
+            if (rc == DONE && put_field(&inner, 0x0a, kv.data, kv.len) < 0) {
+                rc = FAILED;
+            }
+            buf_free(&kv);
+        }
+        if (rc == DONE && put_field(b, 0x32, inner.data, inner.len) < 0) {
+            rc = FAILED;
+        }
+        buf_free(&inner);
+        return rc;
+    }
+    /* another type, subclasses of these included (they may override what the Python encoder calls):
+     * the Python encoder's rules (other sequences and mappings, or its TypeError) */
+    return FALLBACK;
+}
+
+static PyObject *fallback = NULL;
+static PyObject *s_trace, *s_encoded_ids, *s_trace_id, *s_tracestate, *s_span_id, *s_parent_id, *s_name, *s_kind,
+    *s_start_ns, *s_end_ns, *s_preset, *s_encoded, *s_attributes, *s_error, *s_remote_parent;
+
+/* The trace id (and trace state) fields every span of a trace starts with, made once per trace (and
+ * kept on it, `encoded_ids`): DONE with *out set, FAILED, or FALLBACK for fields of other types. */
+static int trace_ids(PyObject *trace, PyObject **out) {
+    PyObject *ids = PyObject_GetAttr(trace, s_encoded_ids);
+    if (ids == NULL) {
+        return FAILED;
+    }
+    if (ids != Py_None) {
+        if (!PyBytes_CheckExact(ids)) {
+            Py_DECREF(ids);
+            return FALLBACK;
+        }
+        *out = ids;
+        return DONE;
+    }
+    Py_DECREF(ids);
+    PyObject *trace_id = PyObject_GetAttr(trace, s_trace_id);
+    if (trace_id == NULL) {
+        return FAILED;
+    }
+    unsigned char raw[16];
+    int rc = DONE;
+    if (!PyLong_CheckExact(trace_id)) {
+        rc = FALLBACK;
+    } else {  /* 128 bits, big-endian: the high and the low half */
+        PyObject *shift = PyLong_FromLong(64);
+        PyObject *high = shift != NULL ? PyNumber_Rshift(trace_id, shift) : NULL;
+        Py_XDECREF(shift);
+        if (high == NULL) {
+            rc = FAILED;
+        } else {
+            uint64_t hi = (uint64_t)PyLong_AsUnsignedLongLong(high);
+            uint64_t lo = (uint64_t)PyLong_AsUnsignedLongLongMask(trace_id);
+            Py_DECREF(high);
+            if (PyErr_Occurred()) {  /* negative, or wider than 128 bits: the Python encoder's error */
+                PyErr_Clear();
+                rc = FALLBACK;
+            }
+            for (int i = 0; i < 8; i++) {
+                raw[i] = (unsigned char)(hi >> (56 - 8 * i));
+                raw[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
+            }
+        }
+    }
+    Py_DECREF(trace_id);
+    if (rc != DONE) {
+        return rc;
+    }
+    PyObject *state = PyObject_GetAttr(trace, s_tracestate);
+    if (state == NULL) {
+        return FAILED;
+    }
+    const char *text = NULL;
+    Py_ssize_t n = 0;
+    if (state != Py_None) {
+        if (!PyUnicode_CheckExact(state)) {
+            rc = FALLBACK;
+        } else {
+            rc = utf8(state, &text, &n);
+        }
+    }
+    if (rc != DONE) {
+        Py_DECREF(state);
+        return rc;
+    }
+    Buf b;
+    buf_init(&b);
+    int failed = put_field(&b, 0x0a, (const char *)raw, 16) < 0 || (n > 0 && put_field(&b, 0x1a, text, n) < 0);
+    Py_DECREF(state);  /* after its UTF-8 (which it owns) was copied */
+    if (failed) {
+        buf_free(&b);
+        return FAILED;
+    }
+    ids = PyBytes_FromStringAndSize(b.data, b.len);
+    buf_free(&b);
+    if (ids == NULL) {
+        return FAILED;
+    }
+    if (PyObject_SetAttr(trace, s_encoded_ids, ids) < 0) {
+        Py_DECREF(ids);
+        return FAILED;
+    }
+    *out = ids;
+    return DONE;
+}
+
+/* An exact int of 0..2^64-1 read off `obj`: DONE, FAILED, or FALLBACK (another type, out of range). */
+static int get_u64(PyObject *obj, PyObject *name, uint64_t *out) {
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        return FAILED;
+    }
+    int rc = DONE;
+    if (!PyLong_CheckExact(value)) {
+        rc = FALLBACK;
+    } else {
+        *out = (uint64_t)PyLong_AsUnsignedLongLong(value);
+        if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            rc = FALLBACK;
+        }
+    }
+    Py_DECREF(value);
+    return rc;
+}
+
+static const char FLAGS_LOCAL[] = {(char)0x85, 0x01, 0x00, 0x01, 0x00, 0x00};   /* HAS_IS_REMOTE */
+static const char FLAGS_REMOTE[] = {(char)0x85, 0x01, 0x00, 0x03, 0x00, 0x00};  /* ... | IS_REMOTE */
+
+/* The span's message fields into `b` (DONE, FAILED or FALLBACK). */
+static int span_body(Buf *b, PyObject *span) {
+    int rc = FAILED;
+    PyObject *trace = NULL, *ids = NULL, *parent = NULL, *name = NULL, *kind = NULL, *preset = NULL,
+             *encoded = NULL, *attributes = NULL, *error = NULL, *remote = NULL;
+    uint64_t span_id, parent_id, start_ns, end_ns;
+    const char *s;
+    Py_ssize_t n;
+
+    if ((trace = PyObject_GetAttr(span, s_trace)) == NULL) goto done;
+    int has_trace = trace == Py_None ? 0 : PyObject_IsTrue(trace);  /* `span.trace or span`, as the Python one */
+    if (has_trace < 0) goto done;
+    if ((rc = trace_ids(has_trace ? trace : span, &ids)) != DONE) goto done;  /* a request's own span has none */
+    rc = FAILED;
+    if (put(b, PyBytes_AS_STRING(ids), PyBytes_GET_SIZE(ids)) < 0) goto done;
+    if ((rc = get_u64(span, s_span_id, &span_id)) != DONE) goto done;
+    rc = FAILED;
+    if (put_be64(b, "\x12\x08", span_id) < 0) goto done;
+    if ((parent = PyObject_GetAttr(span, s_parent_id)) == NULL) goto done;
+    if (parent != Py_None) {
+        if ((rc = get_u64(span, s_parent_id, &parent_id)) != DONE) goto done;
+        rc = FAILED;
+        if (put_be64(b, "\x22\x08", parent_id) < 0) goto done;
+    }
+    if ((name = PyObject_GetAttr(span, s_name)) == NULL) goto done;
+    if (!PyUnicode_CheckExact(name)) { rc = FALLBACK; goto done; }
+    if ((rc = utf8(name, &s, &n)) != DONE) goto done;
+    rc = FAILED;
+    if (put_field(b, 0x2a, s, n) < 0) goto done;
+    if ((kind = PyObject_GetAttr(span, s_kind)) == NULL) goto done;
+    long kind_value = PyLong_CheckExact(kind) ? PyLong_AsLong(kind) : -1;
+    if (kind_value < 0 || kind_value > 127) {  /* the Python encoder writes kinds of one byte only */
+        PyErr_Clear();
+        rc = FALLBACK;
+        goto done;
+    }
+    if (put_tag_varint(b, 0x30, (uint64_t)kind_value) < 0) goto done;
+    if ((rc = get_u64(span, s_start_ns, &start_ns)) != DONE || (rc = get_u64(span, s_end_ns, &end_ns)) != DONE) {
+        goto done;
+    }
+    rc = FAILED;
+    if (put_fixed64(b, 0x39, start_ns) < 0 || put_fixed64(b, 0x41, end_ns) < 0) goto done;
+    if ((preset = PyObject_GetAttr(span, s_preset)) == NULL) goto done;
+    if (preset != Py_None) {
+        if ((encoded = PyObject_GetAttr(preset, s_encoded)) == NULL) goto done;
+        if (!PyBytes_CheckExact(encoded)) { rc = FALLBACK; goto done; }
+        if (put(b, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded)) < 0) goto done;
+    }
+    if ((attributes = PyObject_GetAttr(span, s_attributes)) == NULL) goto done;
+    if (!PyDict_CheckExact(attributes)) { rc = FALLBACK; goto done; }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(attributes, &pos, &key, &value)) {
+        Buf kv;
+        buf_init(&kv);
+        int kv_rc = key_value(&kv, key, value, 0);
+        if (kv_rc == DONE && put_field(b, 0x4a, kv.data, kv.len) < 0) {
+            kv_rc = FAILED;
+        }
+        buf_free(&kv);
+        if (kv_rc != DONE) { rc = kv_rc; goto done; }
+    }
+    if ((error = PyObject_GetAttr(span, s_error)) == NULL) goto done;
+    if (error == Py_None) {
+        if (put(b, "\x7a\x00", 2) < 0) goto done;
+    } else {
+        if (!PyUnicode_CheckExact(error)) { rc = FALLBACK; goto done; }
+        if ((rc = utf8(error, &s, &n)) != DONE) goto done;
+        rc = FAILED;
+        Buf status;
+        buf_init(&status);
+        int st = put_field(&status, 0x12, s, n) < 0 || put(&status, "\x18\x02", 2) < 0  /* message, STATUS_CODE_ERROR */
+                 || put_field(b, 0x7a, status.data, status.len) < 0;
+        buf_free(&status);
+        if (st) goto done;
+    }
+    if ((remote = PyObject_GetAttr(span, s_remote_parent)) == NULL) goto done;
+    int is_remote = PyObject_IsTrue(remote);
+    if (is_remote < 0) goto done;
+    if (put(b, is_remote ? FLAGS_REMOTE : FLAGS_LOCAL, 6) < 0) goto done;
+    rc = DONE;
+done:
+    Py_XDECREF(trace);
+    Py_XDECREF(ids);
+    Py_XDECREF(parent);
+    Py_XDECREF(name);
+    Py_XDECREF(kind);
+    Py_XDECREF(preset);
+    Py_XDECREF(encoded);
+    Py_XDECREF(attributes);
+    Py_XDECREF(error);
+    Py_XDECREF(remote);
+    return rc;
+}
+
+static PyObject *encode_span(PyObject *Py_UNUSED(module), PyObject *span) {
+    Buf b;
+    buf_init(&b);
+    int rc = span_body(&b, span);
+    PyObject *out = NULL;
+    if (rc == DONE) {
+        int head = 1 + varint_len((uint64_t)b.len);
+        out = PyBytes_FromStringAndSize(NULL, head + b.len);
+        if (out != NULL) {
+            char *dst = PyBytes_AS_STRING(out);
+            *dst = 0x12;
+            write_varint(dst + 1, (uint64_t)b.len);
+            memcpy(dst + head, b.data, (size_t)b.len);
+        }
+    }
+    buf_free(&b);
+    if (rc == FALLBACK) {
+        if (fallback == NULL) {
+            PyErr_SetString(PyExc_TypeError, "encode_span: a span this encoder cannot write, and no fallback set");
+            return NULL;
+        }
+        PyObject *func = Py_NewRef(fallback);  /* held across the call: the fallback may replace itself */
+        out = PyObject_CallOneArg(func, span);
+        Py_DECREF(func);
+        return out;
+    }
+    return out;
+}
+
+static PyObject *set_fallback(PyObject *Py_UNUSED(module), PyObject *func) {
+    if (!PyCallable_Check(func)) {
+        PyErr_SetString(PyExc_TypeError, "set_fallback: the fallback must be callable");
+        return NULL;
+    }
+    Py_XSETREF(fallback, Py_NewRef(func));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"encode_span", encode_span, METH_O, "One span as the `spans` field of a ScopeSpans message (OTLP protobuf)."},
+    {"set_fallback", set_fallback, METH_O, "The encoder of the spans this one cannot write."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_otlp_span", "OTLP span encoding in C (see otlp_encoding.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__otlp_span(void) {
+    struct { PyObject **slot; const char *name; } names[] = {
+        {&s_trace, "trace"}, {&s_encoded_ids, "encoded_ids"}, {&s_trace_id, "trace_id"}, {&s_tracestate, "tracestate"},
+        {&s_span_id, "span_id"}, {&s_parent_id, "parent_id"}, {&s_name, "name"}, {&s_kind, "kind"},
+        {&s_start_ns, "start_ns"}, {&s_end_ns, "end_ns"}, {&s_preset, "preset"}, {&s_encoded, "encoded"},
+        {&s_attributes, "attributes"}, {&s_error, "error"}, {&s_remote_parent, "remote_parent"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL) {
+            return NULL;
+        }
+    }
+    return PyModule_Create(&module_def);
+}
