@@ -340,22 +340,26 @@ static int trace_ids(PyObject *trace, PyObject **out) {
     return DONE;
 }
 
-/* An exact int of 0..2^64-1 read off `obj`: DONE, FAILED, or FALLBACK (another type, out of range). */
+/* `value` as an exact int of 0..2^64-1: DONE, or FALLBACK (another type, out of range). */
+static int as_u64(PyObject *value, uint64_t *out) {
+    if (!PyLong_CheckExact(value)) {
+        return FALLBACK;
+    }
+    *out = (uint64_t)PyLong_AsUnsignedLongLong(value);
+    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return FALLBACK;
+    }
+    return DONE;
+}
+
+/* The attribute `name` of `obj`, as_u64: DONE, FAILED (no such attribute), or FALLBACK. */
 static int get_u64(PyObject *obj, PyObject *name, uint64_t *out) {
     PyObject *value = PyObject_GetAttr(obj, name);
     if (value == NULL) {
         return FAILED;
     }
-    int rc = DONE;
-    if (!PyLong_CheckExact(value)) {
-        rc = FALLBACK;
-    } else {
-        *out = (uint64_t)PyLong_AsUnsignedLongLong(value);
-        if (*out == (uint64_t)-1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            rc = FALLBACK;
-        }
-    }
+    int rc = as_u64(value, out);
     Py_DECREF(value);
     return rc;
 }
@@ -383,7 +387,7 @@ static int span_body(Buf *b, PyObject *span) {
     if (put_be64(b, "\x12\x08", span_id) < 0) goto done;
     if ((parent = PyObject_GetAttr(span, s_parent_id)) == NULL) goto done;
     if (parent != Py_None) {
-        if ((rc = get_u64(span, s_parent_id, &parent_id)) != DONE) goto done;
+        if ((rc = as_u64(parent, &parent_id)) != DONE) goto done;
         rc = FAILED;
         if (put_be64(b, "\x22\x08", parent_id) < 0) goto done;
     }
