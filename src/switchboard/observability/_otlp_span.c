@@ -134,6 +134,16 @@ static int put_be64(Buf *b, const char *head, uint64_t n) {
 /* Result codes of the encoders below: done, a Python error is set, or the fallback must do it. */
 enum { DONE = 0, FAILED = -1, FALLBACK = 1 };
 
+/* The end of a nested message written into `inner` (with result `rc`): appended to `b` as the
+ * length-delimited field `tag` when it is DONE, freed either way. */
+static int end_nested(Buf *b, unsigned char tag, Buf *inner, int rc) {
+    if (rc == DONE && put_field(b, tag, inner->data, inner->len) < 0) {
+        rc = FAILED;
+    }
+    buf_free(inner);
+    return rc;
+}
+
 static int utf8(PyObject *s, const char **data, Py_ssize_t *n) {
     *data = PyUnicode_AsUTF8AndSize(s, n);
     if (*data == NULL) {
@@ -161,12 +171,7 @@ static int key_value(Buf *b, PyObject *key, PyObject *value, int depth) {
     }
     Buf inner;
     buf_init(&inner);
-    rc = any_value(&inner, value, depth);
-    if (rc == DONE && put_field(b, 0x12, inner.data, inner.len) < 0) {
-        rc = FAILED;
-    }
-    buf_free(&inner);
-    return rc;
+    return end_nested(b, 0x12, &inner, any_value(&inner, value, depth));
 }
 
 /* An AnyValue message's fields; lists, tuples and dicts nest (ArrayValue, KeyValueList). */
@@ -214,17 +219,9 @@ static int any_value(Buf *b, PyObject *value, int depth) {
         for (Py_ssize_t i = 0; i < n && rc == DONE; i++) {
             Buf item;
             buf_init(&item);
-            rc = any_value(&item, items[i], depth + 1);
-            if (rc == DONE && put_field(&inner, 0x0a, item.data, item.len) < 0) {
-                rc = FAILED;
-            }
-            buf_free(&item);
+            rc = end_nested(&inner, 0x0a, &item, any_value(&item, items[i], depth + 1));
         }
-        if (rc == DONE && put_field(b, 0x2a, inner.data, inner.len) < 0) {
-            rc = FAILED;
-        }
-        buf_free(&inner);
-        return rc;
+        return end_nested(b, 0x2a, &inner, rc);
     }
     if (PyDict_CheckExact(value)) {
         buf_init(&inner);
@@ -233,17 +230,9 @@ static int any_value(Buf *b, PyObject *value, int depth) {
         while (rc == DONE && PyDict_Next(value, &pos, &k, &v)) {
             Buf kv;
             buf_init(&kv);
-            rc = key_value(&kv, k, v, depth + 1);
-            if (rc == DONE && put_field(&inner, 0x0a, kv.data, kv.len) < 0) {
-                rc = FAILED;
-            }
-            buf_free(&kv);
+            rc = end_nested(&inner, 0x0a, &kv, key_value(&kv, k, v, depth + 1));
         }
-        if (rc == DONE && put_field(b, 0x32, inner.data, inner.len) < 0) {
-            rc = FAILED;
-        }
-        buf_free(&inner);
-        return rc;
+        return end_nested(b, 0x32, &inner, rc);
     }
     /* another type, subclasses of these included (they may override what the Python encoder calls):
      * the Python encoder's rules (other sequences and mappings, or its TypeError) */
@@ -422,11 +411,7 @@ static int span_body(Buf *b, PyObject *span) {
     while (PyDict_Next(attributes, &pos, &key, &value)) {
         Buf kv;
         buf_init(&kv);
-        int kv_rc = key_value(&kv, key, value, 0);
-        if (kv_rc == DONE && put_field(b, 0x4a, kv.data, kv.len) < 0) {
-            kv_rc = FAILED;
-        }
-        buf_free(&kv);
+        int kv_rc = end_nested(b, 0x4a, &kv, key_value(&kv, key, value, 0));
         if (kv_rc != DONE) { rc = kv_rc; goto done; }
     }
     if ((error = PyObject_GetAttr(span, s_error)) == NULL) goto done;
@@ -438,10 +423,9 @@ static int span_body(Buf *b, PyObject *span) {
         rc = FAILED;
         Buf status;
         buf_init(&status);
-        int st = put_field(&status, 0x12, s, n) < 0 || put(&status, "\x18\x02", 2) < 0  /* message, STATUS_CODE_ERROR */
-                 || put_field(b, 0x7a, status.data, status.len) < 0;
-        buf_free(&status);
-        if (st) goto done;
+        int written = put_field(&status, 0x12, s, n) < 0 || put(&status, "\x18\x02", 2) < 0  /* message, ERROR */
+                      ? FAILED : DONE;
+        if (end_nested(b, 0x7a, &status, written) != DONE) goto done;
     }
     if ((remote = PyObject_GetAttr(span, s_remote_parent)) == NULL) goto done;
     int is_remote = PyObject_IsTrue(remote);

@@ -181,13 +181,13 @@ def encode_attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
             out.append(_field(tag, _key_value(key, value)))
             continue
         hit = cache.get(item)
-        if hit is not None and hit[0] is value.__class__:
+        if hit is not None and hit[0] is cls:
             out.append(hit[1])
             continue
         field = _field(tag, _key_value(key, value))
         if len(cache) >= _CACHE_MAX:
             cache.clear()
-        cache[item] = (value.__class__, field)
+        cache[item] = (cls, field)
         out.append(field)
     return b"".join(out)
 
