@@ -14,6 +14,10 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#ifndef Py_T_OBJECT_EX  /* before 3.12: structmember.h's names */
+#include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#endif
 #include <stdint.h>
 #include <string.h>
 
@@ -240,13 +244,80 @@ static int any_value(Buf *b, PyObject *value, int depth) {
 }
 
 static PyObject *fallback = NULL;
-static PyObject *s_trace, *s_encoded_ids, *s_trace_id, *s_tracestate, *s_span_id, *s_parent_id, *s_name, *s_kind,
-    *s_start_ns, *s_end_ns, *s_preset, *s_encoded, *s_attributes, *s_error, *s_remote_parent;
+/* The fields read off spans, their traces and presets, and their names (interned at import). */
+enum { F_TRACE, F_ENCODED_IDS, F_TRACE_ID, F_TRACESTATE, F_SPAN_ID, F_PARENT_ID, F_NAME, F_KIND, F_START_NS, F_END_NS, F_PRESET, F_ENCODED, F_ATTRIBUTES, F_ERROR, F_REMOTE_PARENT, N_FIELDS };
+static const char *const field_text[N_FIELDS] = {"trace", "encoded_ids", "trace_id", "tracestate", "span_id", "parent_id", "name", "kind", "start_ns", "end_ns", "preset", "encoded", "attributes", "error", "remote_parent"};
+static PyObject *field_names[N_FIELDS];
+
+/* Where a class keeps each field: the offset of its __slots__ member, or -1 (a property, a class
+ * attribute, no such field: read by PyObject_GetAttr). Made once per class and kept while the class is
+ * unchanged (its version tag, which Python renews whenever the class or a base is modified). */
+typedef struct {
+    PyTypeObject *type;  /* a strong reference, so the address cannot be reused by another class */
+    unsigned int version;
+    Py_ssize_t offset[N_FIELDS];
+} Layout;
+
+#define N_LAYOUTS 8
+static Layout layouts[N_LAYOUTS];
+static int next_layout = 0;
+
+static const Layout *layout_of(PyTypeObject *type) {
+    Layout *entry = NULL;
+    for (int i = 0; i < N_LAYOUTS; i++) {
+        if (layouts[i].type == type) {
+            entry = &layouts[i];
+            if ((type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && entry->version == type->tp_version_tag) {
+                return entry;
+            }
+            break;  /* the class changed: looked at again, in the same entry */
+        }
+    }
+    /* Only the generic attribute lookup reads a slot member straight off the object (no __getattribute__
+     * or __getattr__ of the class's own); data descriptors (slot members) come before an instance dict. */
+    if (type->tp_getattro != PyObject_GenericGetAttr) {
+        return NULL;
+    }
+    Py_ssize_t offset[N_FIELDS];
+    for (int f = 0; f < N_FIELDS; f++) {
+        PyObject *found = _PyType_Lookup(type, field_names[f]);  /* borrowed, along the MRO */
+        offset[f] = -1;
+        if (found != NULL && Py_IS_TYPE(found, &PyMemberDescr_Type)) {
+            PyMemberDef *member = ((PyMemberDescrObject *)found)->d_member;
+            if (member->type == Py_T_OBJECT_EX && member->flags == 0) {
+                offset[f] = member->offset;
+            }
+        }
+    }
+    if (!(type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {  /* no tag to tell a change by: never kept */
+        return NULL;
+    }
+    if (entry == NULL) {
+        entry = &layouts[next_layout];
+        next_layout = (next_layout + 1) % N_LAYOUTS;
+        Py_XSETREF(entry->type, (PyTypeObject *)Py_NewRef(type));
+    }
+    entry->version = type->tp_version_tag;
+    memcpy(entry->offset, offset, sizeof offset);
+    return entry;
+}
+
+/* The field `f` of `obj` (a new reference), as PyObject_GetAttr would give it; NULL with its error. */
+static PyObject *get(PyObject *obj, int f) {
+    const Layout *layout = layout_of(Py_TYPE(obj));
+    if (layout != NULL && layout->offset[f] >= 0) {
+        PyObject *value = *(PyObject **)((char *)obj + layout->offset[f]);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }  /* an unset slot: PyObject_GetAttr raises its AttributeError */
+    }
+    return PyObject_GetAttr(obj, field_names[f]);
+}
 
 /* The trace id (and trace state) fields every span of a trace starts with, made once per trace (and
  * kept on it, `encoded_ids`): DONE with *out set, FAILED, or FALLBACK for fields of other types. */
 static int trace_ids(PyObject *trace, PyObject **out) {
-    PyObject *ids = PyObject_GetAttr(trace, s_encoded_ids);
+    PyObject *ids = get(trace, F_ENCODED_IDS);
     if (ids == NULL) {
         return FAILED;
     }
@@ -259,7 +330,7 @@ static int trace_ids(PyObject *trace, PyObject **out) {
         return DONE;
     }
     Py_DECREF(ids);
-    PyObject *trace_id = PyObject_GetAttr(trace, s_trace_id);
+    PyObject *trace_id = get(trace, F_TRACE_ID);
     if (trace_id == NULL) {
         return FAILED;
     }
@@ -291,7 +362,7 @@ static int trace_ids(PyObject *trace, PyObject **out) {
     if (rc != DONE) {
         return rc;
     }
-    PyObject *state = PyObject_GetAttr(trace, s_tracestate);
+    PyObject *state = get(trace, F_TRACESTATE);
     if (state == NULL) {
         return FAILED;
     }
@@ -321,7 +392,7 @@ static int trace_ids(PyObject *trace, PyObject **out) {
     if (ids == NULL) {
         return FAILED;
     }
-    if (PyObject_SetAttr(trace, s_encoded_ids, ids) < 0) {
+    if (PyObject_SetAttr(trace, field_names[F_ENCODED_IDS], ids) < 0) {
         Py_DECREF(ids);
         return FAILED;
     }
@@ -342,9 +413,9 @@ static int as_u64(PyObject *value, uint64_t *out) {
     return DONE;
 }
 
-/* The attribute `name` of `obj`, as_u64: DONE, FAILED (no such attribute), or FALLBACK. */
-static int get_u64(PyObject *obj, PyObject *name, uint64_t *out) {
-    PyObject *value = PyObject_GetAttr(obj, name);
+/* The field `f` of `obj`, as_u64: DONE, FAILED (no such attribute), or FALLBACK. */
+static int get_u64(PyObject *obj, int f, uint64_t *out) {
+    PyObject *value = get(obj, f);
     if (value == NULL) {
         return FAILED;
     }
@@ -365,27 +436,27 @@ static int span_body(Buf *b, PyObject *span) {
     const char *s;
     Py_ssize_t n;
 
-    if ((trace = PyObject_GetAttr(span, s_trace)) == NULL) goto done;
+    if ((trace = get(span, F_TRACE)) == NULL) goto done;
     int has_trace = trace == Py_None ? 0 : PyObject_IsTrue(trace);  /* `span.trace or span`, as the Python one */
     if (has_trace < 0) goto done;
     if ((rc = trace_ids(has_trace ? trace : span, &ids)) != DONE) goto done;  /* a request's own span has none */
     rc = FAILED;
     if (put(b, PyBytes_AS_STRING(ids), PyBytes_GET_SIZE(ids)) < 0) goto done;
-    if ((rc = get_u64(span, s_span_id, &span_id)) != DONE) goto done;
+    if ((rc = get_u64(span, F_SPAN_ID, &span_id)) != DONE) goto done;
     rc = FAILED;
     if (put_be64(b, "\x12\x08", span_id) < 0) goto done;
-    if ((parent = PyObject_GetAttr(span, s_parent_id)) == NULL) goto done;
+    if ((parent = get(span, F_PARENT_ID)) == NULL) goto done;
     if (parent != Py_None) {
         if ((rc = as_u64(parent, &parent_id)) != DONE) goto done;
         rc = FAILED;
         if (put_be64(b, "\x22\x08", parent_id) < 0) goto done;
     }
-    if ((name = PyObject_GetAttr(span, s_name)) == NULL) goto done;
+    if ((name = get(span, F_NAME)) == NULL) goto done;
     if (!PyUnicode_CheckExact(name)) { rc = FALLBACK; goto done; }
     if ((rc = utf8(name, &s, &n)) != DONE) goto done;
     rc = FAILED;
     if (put_field(b, 0x2a, s, n) < 0) goto done;
-    if ((kind = PyObject_GetAttr(span, s_kind)) == NULL) goto done;
+    if ((kind = get(span, F_KIND)) == NULL) goto done;
     long kind_value = PyLong_CheckExact(kind) ? PyLong_AsLong(kind) : -1;
     if (kind_value < 0 || kind_value > 127) {  /* the Python encoder writes kinds of one byte only */
         PyErr_Clear();
@@ -393,18 +464,18 @@ static int span_body(Buf *b, PyObject *span) {
         goto done;
     }
     if (put_tag_varint(b, 0x30, (uint64_t)kind_value) < 0) goto done;
-    if ((rc = get_u64(span, s_start_ns, &start_ns)) != DONE || (rc = get_u64(span, s_end_ns, &end_ns)) != DONE) {
+    if ((rc = get_u64(span, F_START_NS, &start_ns)) != DONE || (rc = get_u64(span, F_END_NS, &end_ns)) != DONE) {
         goto done;
     }
     rc = FAILED;
     if (put_fixed64(b, 0x39, start_ns) < 0 || put_fixed64(b, 0x41, end_ns) < 0) goto done;
-    if ((preset = PyObject_GetAttr(span, s_preset)) == NULL) goto done;
+    if ((preset = get(span, F_PRESET)) == NULL) goto done;
     if (preset != Py_None) {
-        if ((encoded = PyObject_GetAttr(preset, s_encoded)) == NULL) goto done;
+        if ((encoded = get(preset, F_ENCODED)) == NULL) goto done;
         if (!PyBytes_CheckExact(encoded)) { rc = FALLBACK; goto done; }
         if (put(b, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded)) < 0) goto done;
     }
-    if ((attributes = PyObject_GetAttr(span, s_attributes)) == NULL) goto done;
+    if ((attributes = get(span, F_ATTRIBUTES)) == NULL) goto done;
     if (!PyDict_CheckExact(attributes)) { rc = FALLBACK; goto done; }
     Py_ssize_t pos = 0;
     PyObject *key, *value;
@@ -414,7 +485,7 @@ static int span_body(Buf *b, PyObject *span) {
         int kv_rc = end_nested(b, 0x4a, &kv, key_value(&kv, key, value, 0));
         if (kv_rc != DONE) { rc = kv_rc; goto done; }
     }
-    if ((error = PyObject_GetAttr(span, s_error)) == NULL) goto done;
+    if ((error = get(span, F_ERROR)) == NULL) goto done;
     if (error == Py_None) {
         if (put(b, "\x7a\x00", 2) < 0) goto done;
     } else {
@@ -427,7 +498,7 @@ static int span_body(Buf *b, PyObject *span) {
                       ? FAILED : DONE;
         if (end_nested(b, 0x7a, &status, written) != DONE) goto done;
     }
-    if ((remote = PyObject_GetAttr(span, s_remote_parent)) == NULL) goto done;
+    if ((remote = get(span, F_REMOTE_PARENT)) == NULL) goto done;
     int is_remote = PyObject_IsTrue(remote);
     if (is_remote < 0) goto done;
     if (put(b, is_remote ? FLAGS_REMOTE : FLAGS_LOCAL, 6) < 0) goto done;
@@ -496,14 +567,8 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__otlp_span(void) {
-    struct { PyObject **slot; const char *name; } names[] = {
-        {&s_trace, "trace"}, {&s_encoded_ids, "encoded_ids"}, {&s_trace_id, "trace_id"}, {&s_tracestate, "tracestate"},
-        {&s_span_id, "span_id"}, {&s_parent_id, "parent_id"}, {&s_name, "name"}, {&s_kind, "kind"},
-        {&s_start_ns, "start_ns"}, {&s_end_ns, "end_ns"}, {&s_preset, "preset"}, {&s_encoded, "encoded"},
-        {&s_attributes, "attributes"}, {&s_error, "error"}, {&s_remote_parent, "remote_parent"},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL) {
+    for (int f = 0; f < N_FIELDS; f++) {
+        if ((field_names[f] = PyUnicode_InternFromString(field_text[f])) == NULL) {
             return NULL;
         }
     }

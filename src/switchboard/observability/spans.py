@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from ..errors import GatewayError
 from ..hub import Chunk, Usage, usage_from, usage_from_responses
-from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, parse_trace_context, trace_headers
+from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, parse_trace_context
 from .genai_contents import Redactor, input_messages, output_messages, stream_output
 from .otlp_encoding import SAMPLED_CONTEXT, EncodedSpan, encode_attributes, encode_span
 
@@ -60,6 +60,9 @@ _OPERATIONS = {"/chat/completions": "chat", "/messages": "chat", "/responses": "
                "/completions": "text_completion", "/embeddings": "embeddings"}
 
 _MAX_ATTRIBUTE_CHARS = 4096  # a client or upstream string on a span (ids, models): bounded
+
+_random_bits = random.getrandbits
+_time_ns = time.time_ns
 
 
 class _Provider(Protocol):
@@ -129,14 +132,14 @@ class Span:
                  attributes: dict[str, Any], start_ns: int | None = None) -> None:
         self.tracer = tracer
         self.trace = trace  # the request's server span (None for the server span: see request())
-        self.span_id = random.getrandbits(64) or 1
+        self.span_id = _random_bits(64) or 1
         self.parent_id = parent_id
         self.remote_parent = False
         self.name = name
         self.kind = kind
         self.attributes = attributes
         self.preset: Preset | None = None
-        self.start_ns = time.time_ns() if start_ns is None else start_ns
+        self.start_ns = _time_ns() if start_ns is None else start_ns
         self.end_ns = 0
         self.error: str | None = None  # the status description of a span that failed (status ERROR)
 
@@ -166,7 +169,7 @@ class Span:
     def end(self, end_ns: int | None = None) -> None:
         if self.end_ns:
             return
-        self.end_ns = time.time_ns() if end_ns is None else end_ns
+        self.end_ns = _time_ns() if end_ns is None else end_ns
         trace = self.trace
         assert trace is not None
         if not trace.sampled_flag:
@@ -182,18 +185,15 @@ class Span:
 
     def propagation(self) -> bytes:
         """The header lines that continue the trace at this span."""
-        trace = self.request()
-        if trace.tracestate is None:  # the common case, in one step
-            return b"traceparent: 00-%032x-%016x-%s\r\n" % (trace.trace_id_value, self.span_id,
-                                                             b"01" if trace.sampled_flag else b"00")
-        return trace_headers(trace.trace_id_value, self.span_id, trace.sampled_flag, trace.tracestate)
+        prefix, suffix = self.request().propagation_parts
+        return b"%s%016x%s" % (prefix, self.span_id, suffix)
 
 
 class Tracer:
     """The gateway's span recorder: sampling, ids, what spans may carry; `export` takes finished spans."""
 
-    __slots__ = ("_chunk", "_chunk_timer", "_ended", "_presets", "bound", "encode", "export", "provider_attributes",
-                 "redactor")
+    __slots__ = ("_chunk", "_chunk_timer", "_ended", "bound", "encode", "export", "presets",
+                 "provider_attributes", "redactor")
 
     def __init__(self, export: Callable[[Any], None], sample_ratio: float, contents: bool,
                  providers: Mapping[str, ProviderConfig], secrets: tuple[str, ...], encode: bool = True) -> None:
@@ -206,7 +206,7 @@ class Tracer:
         self.redactor = Redactor(secrets) if contents else None
         # What every attempt on a provider says about where it went (server.address/port, provider name).
         self.provider_attributes = {name: _provider_attributes(p) for name, p in providers.items()}
-        self._presets: dict[tuple[Any, ...], Preset] = {}
+        self.presets: dict[tuple[Any, ...], Preset] = {}  # by a tuple of plain values: new_preset()
         self._ended: list[Span] = []
         self._chunk: list[bytes] = []  # encoded spans not handed to `export` yet
         self._chunk_timer: asyncio.TimerHandle | None = None
@@ -258,18 +258,14 @@ class Tracer:
             chunk, self._chunk = self._chunk, []
             self.export(EncodedSpan(b"".join(chunk)))
 
-    def preset(self, key: tuple[Any, ...]) -> Preset | None:
-        """The preset made for `key` (plain values), if any."""
-        return self._presets.get(key)
-
     def new_preset(self, span: Span, key: tuple[Any, ...], attributes: dict[str, Any], name: str) -> None:
-        """`span` gets a new preset of `attributes` and `name` for `key` (not `preset(key)` yet), or,
+        """`span` gets a new preset of `attributes` and `name` for `key` (not in `presets` yet), or,
         once too many distinct keys were seen, keeps them as its own."""
         span.name = name
-        if len(self._presets) >= _PRESETS_MAX:
+        if len(self.presets) >= _PRESETS_MAX:
             span.attributes.update(attributes)
             return
-        span.preset = self._presets[key] = Preset(attributes, name)
+        span.preset = self.presets[key] = Preset(attributes, name)
 
     def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace:
         """The server span of a request, continuing the client's trace when it sent a valid `traceparent`."""
@@ -292,28 +288,44 @@ class RequestTrace(Span):
     """The server span of one API request; its name and most attributes come from the request's
     record when it is over (tracing.finish_trace, a gateway observer)."""
 
-    __slots__ = ("children", "encoded_ids", "hex_id", "method", "route", "sampled_flag", "trace_id_value",
-                 "tracestate")
+    __slots__ = ("children", "encoded_ids", "method", "propagation_parts", "route", "sampled_flag", "trace_id_hex",
+                 "trace_id_value", "tracestate")
 
     def __init__(self, tracer: Tracer, parent: ParentContext | None, method: str, route: str) -> None:
+        # Span.__init__'s fields, set here directly: this runs for every request.
+        self.tracer = tracer
+        self.trace = None
         if parent is not None:
-            trace_id, sampled, parent_id = parent.trace_id, parent.sampled, parent.span_id
-            self.tracestate = parent.tracestate
+            trace_id, sampled, self.parent_id = parent.trace_id, parent.sampled, parent.span_id
+            self.tracestate = tracestate = parent.tracestate
+            self.remote_parent = True
         else:
-            trace_id = random.getrandbits(128) or 1
+            trace_id = _random_bits(128) or 1
             sampled = (trace_id & 0xFFFF_FFFF_FFFF_FFFF) < tracer.bound
-            parent_id = None
-            self.tracestate = None
+            self.parent_id = None
+            self.tracestate = tracestate = None
+            self.remote_parent = False
         self.trace_id_value = trace_id
         self.sampled_flag = sampled
+        # The trace id as logs write it (32 hex digits; the access log and the usage row both ask) and
+        # what every `traceparent` of this trace is made of, around the span id (Span.propagation).
+        hex_id = self.trace_id_hex = trace_id.to_bytes(16, "big").hex()
+        suffix = b"-01\r\n" if sampled else b"-00\r\n"
+        if tracestate:
+            suffix += b"tracestate: %s\r\n" % tracestate.encode()
+        self.propagation_parts = (b"traceparent: 00-%s-" % hex_id.encode(), suffix)
         self.encoded_ids: bytes | None = None  # the trace id (and state) fields every span of it starts with
-        self.hex_id: str | None = None
         self.children: list[Span] | None = None  # spans of this request that ended before it (see Span.end)
         self.method = method
         self.route = route
-        # named so until the record names it (tracing.finish_trace)
-        super().__init__(tracer, None, parent_id, f"{method} {route}", SERVER, {})
-        self.remote_parent = parent is not None
+        self.span_id = _random_bits(64) or 1
+        self.name = route  # named by the record when the request is over (tracing.finish_trace)
+        self.kind = SERVER
+        self.attributes = {}
+        self.preset = None
+        self.start_ns = _time_ns()
+        self.end_ns = 0
+        self.error = None
 
     @property
     def trace_id(self) -> int:
@@ -330,18 +342,11 @@ class RequestTrace(Span):
         """The request is over: its span and the spans of it that ended before it go to the tracer."""
         if self.end_ns:
             return
-        self.end_ns = time.time_ns() if end_ns is None else end_ns
+        self.end_ns = _time_ns() if end_ns is None else end_ns
         if not self.sampled_flag:
             return
         children, self.children = self.children, None
         self.tracer.finished(self, children)
-
-    @property
-    def trace_id_hex(self) -> str:
-        """The trace id as logs write it (32 hex digits; the access log and the usage row both ask)."""
-        if self.hex_id is None:
-            self.hex_id = f"{self.trace_id_value:032x}"
-        return self.hex_id
 
     # -- children
     def call(self, operation: str, body: Mapping[str, Any] | None) -> CallTrace:
@@ -376,20 +381,6 @@ _Params = tuple[int | None, float | None, float | None]
 _NO_PARAMS: _Params = (None, None, None)
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if value.__class__ is float or value.__class__ is int else None
-
-
-def _request_params(body: Mapping[str, Any] | None) -> _Params:
-    """The request parameters every attempt of a call reports (gen_ai.request.max_tokens,
-    temperature, top_p), as plain values: part of the attempts' shared attributes."""
-    if not body:
-        return _NO_PARAMS
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens", body.get("max_output_tokens")))
-    return (max_tokens if max_tokens.__class__ is int else None, _number(body.get("temperature")),
-            _number(body.get("top_p")))
-
-
 def _attempt_attributes(tracer: Tracer, operation: str, provider: str, model: str, deployment_id: str, number: int,
                         fallback: bool, params: _Params, response_model: str | None,
                         reasons: tuple[str, ...]) -> dict[str, Any]:
@@ -417,16 +408,17 @@ class CallTrace:
     The engine opens an `AttemptSpan` per attempt; a stream's answering attempt stays open until the
     routed stream closes (`closed`), which also ends a turn's own span."""
 
-    __slots__ = ("_owns_parent", "_params", "body", "open_attempt", "operation", "parent", "trace")
+    __slots__ = ("_owns_parent", "body", "open_attempt", "operation", "params", "parent", "parent_id", "trace")
 
     def __init__(self, trace: RequestTrace, parent: Span, operation: str, body: Mapping[str, Any] | None,
                  owns_parent: bool = False) -> None:
         self.trace = trace
         self.parent = parent
+        self.parent_id = parent.span_id
         self.operation = operation
         self.body = body
         self._owns_parent = owns_parent
-        self._params: _Params | None = None
+        self.params: _Params | None = None  # read_params(), once the first attempt span is complete
         self.open_attempt: AttemptSpan | None = None
 
     def attempt(self, deployment: _Deployment, number: int, fallback: bool) -> AttemptSpan:
@@ -434,11 +426,19 @@ class CallTrace:
         on the request path, its attributes when it has ended (`AttemptSpan.complete`)."""
         return AttemptSpan(self, deployment, number, fallback)
 
-    def params(self) -> _Params:
-        """The request parameters every attempt of this call reports (read once)."""
-        params = self._params
-        if params is None:
-            params = self._params = _request_params(self.body)
+    def read_params(self) -> _Params:
+        """The request parameters every attempt of this call reports (gen_ai.request.max_tokens,
+        temperature, top_p), as plain values (part of the attempts' shared attributes): read once."""
+        body = self.body
+        if not body:
+            params = _NO_PARAMS
+        else:
+            max_tokens = body.get("max_completion_tokens", body.get("max_tokens", body.get("max_output_tokens")))
+            temperature, top_p = body.get("temperature"), body.get("top_p")
+            params = (max_tokens if max_tokens.__class__ is int else None,
+                      float(temperature) if temperature.__class__ is float or temperature.__class__ is int else None,
+                      float(top_p) if top_p.__class__ is float or top_p.__class__ is int else None)
+        self.params = params
         return params
 
     def failed(self, exc: BaseException) -> None:
@@ -472,14 +472,26 @@ class AttemptSpan(Span):
 
     def __init__(self, call: CallTrace, deployment: _Deployment, number: int, fallback: bool) -> None:
         trace = call.trace
-        tracer = trace.tracer
-        super().__init__(tracer, trace, call.parent.span_id, "", CLIENT, {})  # named when it is complete
+        tracer = self.tracer = trace.tracer
+        # Span.__init__'s fields, set here directly: this runs for every attempt.
+        self.trace = trace
+        span_id = self.span_id = _random_bits(64) or 1
+        self.parent_id = call.parent_id
+        self.remote_parent = False
+        self.name = ""  # named when it is complete
+        self.kind = CLIENT
+        self.attributes = {}
+        self.preset = None
+        self.start_ns = _time_ns()
+        self.end_ns = 0
+        self.error = None
         self.call = call
         self.deployment = deployment
         self.number = number
         self.fallback = fallback
         self._result: Any = None
-        self._token: Token[bytes] | None = UPSTREAM_TRACE_HEADERS.set(self.propagation())
+        prefix, suffix = trace.propagation_parts  # what propagation() makes, in one step
+        self._token: Token[bytes] | None = UPSTREAM_TRACE_HEADERS.set(b"%s%016x%s" % (prefix, span_id, suffix))
         self.usage: Usage | None = None
         self._first = 0
         self._finish: list[str] | None = None
@@ -508,7 +520,8 @@ class AttemptSpan(Span):
 
     def answered(self, result: Any, hold: bool) -> None:
         """The attempt succeeded: a complete answer ends the span; a stream's waits for the stream."""
-        self._detach()
+        if self._token is not None:
+            self._detach()
         if hold:
             self.call.open_attempt = self
             return
@@ -517,26 +530,31 @@ class AttemptSpan(Span):
 
     def complete(self) -> None:
         """Its name and attributes, now that it has ended (Tracer.flush, off the request path)."""
-        call, deployment, tracer = self.call, self.deployment, self.tracer
-        attributes = self.attributes
-        result, self._result = self._result, None
-        body = getattr(result, "body", None) if result is not None else None
+        call, deployment, tracer, attributes = self.call, self.deployment, self.tracer, self.attributes
+        result = self._result
+        body = None
         if result is not None:
+            self._result = None
             request_id = getattr(result, "request_id", None)
             if request_id:
                 attributes["switchboard.upstream_request_id"] = bounded(str(request_id))
+            body = getattr(result, "body", None)
             if body.__class__ is dict:
                 self._read_answer(body, getattr(result, "usage", None))
-        if self._response_id.__class__ is str:
-            attributes["gen_ai.response.id"] = bounded(self._response_id)
-        response_model = bounded(self._response_model) if self._response_model.__class__ is str else None
+        response_id, response_model = self._response_id, self._response_model
+        if response_id.__class__ is str:
+            attributes["gen_ai.response.id"] = bounded(response_id)
+        response_model = bounded(response_model) if response_model.__class__ is str else None
         if self.usage is not None:
             usage_attributes(attributes, self.usage)
-        reasons = tuple(self._finish) if self._finish else ()
+        finish = self._finish
+        reasons = tuple(finish) if finish else ()
         operation, provider, model = call.operation, deployment.provider.name, deployment.model
-        deployment_id, number, fallback, params = deployment.id, self.number, self.fallback, call.params()
+        params = call.params if call.params is not None else call.read_params()
+        number, fallback = self.number, self.fallback
+        deployment_id = deployment.id
         key = ("attempt", operation, provider, model, deployment_id, number, fallback, params, response_model, reasons)
-        preset = tracer.preset(key)
+        preset = tracer.presets.get(key)
         if preset is None:
             model = bounded(model)
             tracer.new_preset(self, key, _attempt_attributes(tracer, operation, provider, model, deployment_id, number,
@@ -557,11 +575,13 @@ class AttemptSpan(Span):
         self._response_id = body.get("id")
         self._response_model = body.get("model")
         choices = body.get("choices")
+        reasons: list[str] = []
         if choices.__class__ is list:
-            reasons = [c["finish_reason"] for c in choices if c.__class__ is dict
-                       and c.get("finish_reason").__class__ is str]
-        else:
-            reasons = []
+            for choice in choices:
+                if choice.__class__ is dict:
+                    reason = choice.get("finish_reason")
+                    if reason.__class__ is str:
+                        reasons.append(reason)
         if not reasons and body.get("status").__class__ is str:  # a Responses `response` object
             reasons = [body["status"]]
         self._finish = reasons
@@ -619,7 +639,7 @@ class AttemptSpan(Span):
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta")
                 if choice.get("text") or (delta and (delta.get("content") or delta.get("tool_calls"))):
-                    self._first = time.time_ns()
+                    self._first = _time_ns()
                     return
 
     # -- a stream the relay sends to the client: the relay reports, no chunk is looked at twice
@@ -636,7 +656,7 @@ class AttemptSpan(Span):
             self._response_model = first[0].get("model")
 
     def first_token(self) -> None:
-        self._first = time.time_ns()
+        self._first = _time_ns()
 
     @property
     def finish_reasons(self) -> list[str]:

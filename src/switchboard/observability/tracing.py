@@ -71,7 +71,7 @@ def finish_trace(record: RequestRecord) -> None:
     tracer = trace.tracer
     key = ("request", trace.method, trace.route, status, record.key_id, record.facade, agent, operation, model,
            record.upstream_model, record.stream, record.attempts, record.fallback, error_type)
-    preset = tracer.preset(key)
+    preset = tracer.presets.get(key)
     if preset is None:
         tracer.new_preset(trace, key, _stable_attributes(trace, record, operation, model),
                           _span_name(trace, agent, operation, model))
