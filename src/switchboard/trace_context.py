@@ -16,8 +16,8 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["UPSTREAM_TRACE_HEADERS", "ParentContext", "format_traceparent", "parse_trace_context", "trace_headers",
-           "trace_meta"]
+__all__ = ["UPSTREAM_TRACE_HEADERS", "ParentContext", "format_traceparent", "header_parts", "parse_trace_context",
+           "trace_headers", "trace_meta"]
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _MAX_TRACESTATE_CHARS = 512
@@ -72,9 +72,16 @@ def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
 
 
+def header_parts(trace_hex: str, sampled: bool, tracestate: str | None) -> tuple[bytes, bytes]:
+    """What every request header continuing a trace is made of, around a span id of 16 hex digits:
+    the `traceparent` line's start, and its end (with the `tracestate` line when there is one)."""
+    suffix = b"-01\r\n" if sampled else b"-00\r\n"
+    if tracestate:
+        suffix += b"tracestate: %s\r\n" % tracestate.encode()
+    return b"traceparent: 00-%s-" % trace_hex.encode(), suffix
+
+
 def trace_headers(trace_id: int, span_id: int, sampled: bool, tracestate: str | None) -> bytes:
     """The request header lines that continue the trace at `span_id`."""
-    line = b"traceparent: %s\r\n" % format_traceparent(trace_id, span_id, sampled).encode()
-    if tracestate:
-        line += b"tracestate: %s\r\n" % tracestate.encode()
-    return line
+    prefix, suffix = header_parts(f"{trace_id:032x}", sampled, tracestate)
+    return b"%s%016x%s" % (prefix, span_id, suffix)

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from ..errors import GatewayError
 from ..hub import Chunk, Usage, usage_from, usage_from_responses
-from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, parse_trace_context
+from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, header_parts, parse_trace_context
 from .genai_contents import Redactor, input_messages, output_messages, stream_output
 from .otlp_encoding import SAMPLED_CONTEXT, EncodedSpan, encode_attributes, encode_span
 
@@ -309,11 +309,8 @@ class RequestTrace(Span):
         self.sampled_flag = sampled
         # The trace id as logs write it (32 hex digits; the access log and the usage row both ask) and
         # what every `traceparent` of this trace is made of, around the span id (Span.propagation).
-        hex_id = self.trace_id_hex = trace_id.to_bytes(16, "big").hex()
-        suffix = b"-01\r\n" if sampled else b"-00\r\n"
-        if tracestate:
-            suffix += b"tracestate: %s\r\n" % tracestate.encode()
-        self.propagation_parts = (b"traceparent: 00-%s-" % hex_id.encode(), suffix)
+        self.trace_id_hex = trace_id.to_bytes(16, "big").hex()
+        self.propagation_parts = header_parts(self.trace_id_hex, sampled, tracestate)
         self.encoded_ids: bytes | None = None  # the trace id (and state) fields every span of it starts with
         self.children: list[Span] | None = None  # spans of this request that ended before it (see Span.end)
         self.method = method
@@ -475,7 +472,7 @@ class AttemptSpan(Span):
         tracer = self.tracer = trace.tracer
         # Span.__init__'s fields, set here directly: this runs for every attempt.
         self.trace = trace
-        span_id = self.span_id = _random_bits(64) or 1
+        self.span_id = _random_bits(64) or 1
         self.parent_id = call.parent_id
         self.remote_parent = False
         self.name = ""  # named when it is complete
@@ -490,8 +487,7 @@ class AttemptSpan(Span):
         self.number = number
         self.fallback = fallback
         self._result: Any = None
-        prefix, suffix = trace.propagation_parts  # what propagation() makes, in one step
-        self._token: Token[bytes] | None = UPSTREAM_TRACE_HEADERS.set(b"%s%016x%s" % (prefix, span_id, suffix))
+        self._token: Token[bytes] | None = UPSTREAM_TRACE_HEADERS.set(self.propagation())
         self.usage: Usage | None = None
         self._first = 0
         self._finish: list[str] | None = None
