@@ -91,6 +91,26 @@ _RESPONSE_CHAIN = _q(RESPONSE_CHAIN_SQL)
 _PURGE_RESPONSES = _q(RESPONSE_PURGE_SQL)
 
 
+_BUSY_TIMEOUT_S = 10.0
+
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """Switch the database to WAL. SQLite answers this pragma with "database is locked" at once, without
+    waiting on the busy timeout, while another connection holds the lock it needs: which is what several
+    workers starting together on a new database do to each other. So try again until the busy timeout."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # on the store's own thread, before it serves anything
+        pause = min(pause * 2, 0.1)
+
+
 class SqliteStore:
     floor_sql = FLOOR
     def __init__(self, path: Path) -> None:
@@ -114,10 +134,10 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit; transactions are explicit where needed.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+        _enter_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
         return conn
 
     @staticmethod
