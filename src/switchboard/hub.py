@@ -187,6 +187,8 @@ class HubStream(Protocol):
     `first` is the batch of chunks the first upstream read carried; `rest()` yields the following
     batches (the chunks of one upstream read each) and raises `GatewayError` when the stream fails
     mid-way. `aclose()` (idempotent) closes the upstream and frees the request's concurrency slots.
+    A stream may also have `complete` (read after each batch): True once the upstream's end has
+    arrived, so that `rest()` will end without waiting for the network.
     """
 
     headers: dict[str, str]

@@ -9,11 +9,13 @@ from typing import Any
 import orjson
 import pytest
 
+from switchboard.asgi import LastChunk
 from switchboard.errors import GatewayError
-from switchboard.headends.relay import OpenAIStreamEncoder
+from switchboard.headends.relay import OpenAIStreamEncoder, relay
 from switchboard.hub import WireBatch
 from switchboard.providers.base import SSEChunkStream
 from switchboard.providers.openai import _openai_event
+from switchboard.request_record import RequestRecord
 from tests.fakes.scripted_response import ScriptedResponse
 
 
@@ -75,3 +77,54 @@ def test_chunks_with_another_id_are_given_the_streams_first_id() -> None:
     assert encoder.encode(WireBatch([dict(ROLE)], frame(ROLE))) == frame(ROLE)
     other = dict(TEXT, id="c2")
     assert encoder.encode(WireBatch([other], frame(other))) == frame(TEXT)
+
+
+class _Hub:
+    """The router's HubStream over one SSEChunkStream (what RoutedStream does, without routing)."""
+
+    def __init__(self, upstream: SSEChunkStream, first: list[dict[str, Any]], rest: Any) -> None:
+        self.headers: dict[str, str] = {}
+        self.first = first
+        self._upstream = upstream
+        self._rest = rest
+
+    @property
+    def complete(self) -> bool:
+        return self._upstream.complete
+
+    def rest(self) -> Any:
+        return self._rest
+
+    async def aclose(self) -> None:
+        await self._upstream.aclose()
+
+
+async def relayed_writes(pieces: list[bytes]) -> tuple[list[bytes], RequestRecord]:
+    """What the relay hands the server to write, body part by body part, for an upstream sending `pieces`."""
+    upstream = SSEChunkStream(ScriptedResponse(pieces), "up", _openai_event, wire=True)  # type: ignore[arg-type]
+    source = upstream.batches()
+    hub = _Hub(upstream, await source.__anext__(), source)
+    record = RequestRecord(request_id="r", endpoint="/chat/completions", model="m")
+    response = relay(hub, record, OpenAIStreamEncoder(include_usage=True), lambda r: None)
+    parts = [part async for part in response.body]
+    return parts, record
+
+
+async def test_the_read_that_carries_the_end_goes_out_with_the_responses_end_in_one_write() -> None:
+    parts, record = await relayed_writes([frame(ROLE) + frame(TEXT), frame(USAGE) + b"data: [DONE]\n\n"])
+    assert parts == [frame(ROLE) + frame(TEXT), frame(USAGE) + b"data: [DONE]\n\n"]
+    assert type(parts[0]) is bytes and type(parts[1]) is LastChunk  # the usage frame is not a write of its own
+    assert record.usage is not None and record.usage.completion_tokens == 1 and record.first_token_s is not None
+
+
+async def test_a_whole_stream_in_one_read_is_one_write() -> None:
+    parts, _ = await relayed_writes([frame(ROLE) + frame(TEXT) + frame(USAGE) + b"data: [DONE]\n\n"])
+    assert parts == [frame(ROLE) + frame(TEXT) + frame(USAGE) + b"data: [DONE]\n\n"]
+    assert type(parts[0]) is LastChunk
+
+
+async def test_a_stream_cut_before_its_end_sends_what_came_then_the_error_frame() -> None:
+    parts, record = await relayed_writes([frame(ROLE) + frame(TEXT)])
+    assert parts[0] == frame(ROLE) + frame(TEXT)
+    assert type(parts[-1]) is LastChunk and b"upstream_stream_truncated" in parts[-1]
+    assert record.status == 502

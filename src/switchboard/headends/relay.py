@@ -2,7 +2,8 @@
 
 Every streaming headend (OpenAI chat and completions, Anthropic messages, and whatever comes next)
 hands its encoder to `relay`; everything else about a stream lives here once:
-- the chunks of one upstream read go to the client in one write;
+- the chunks of one upstream read go to the client in one write; those of the read that carried the
+  upstream's end go with the response's end (`[DONE]` and the chunked body's terminator), in one write;
 - usage is taken from the chunks that carry it (the record's, for limits, budgets and logs); a
   stream that ends without usage (client gone, upstream cut, an upstream that sends none) is charged
   an estimate, marked as such: the relayed content characters / 4 as output, the request's
@@ -162,6 +163,9 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
     relayed_attempt = getattr(stream, "relayed_attempt", None)
     span = relayed_attempt() if relayed_attempt is not None else None
     reasons = span.finish_reasons if span is not None else None
+    # The frames of the batch that carried the upstream's end (`complete`) are held, to go out with
+    # the response's end in one write: `rest()` then ends at once, without waiting for the network.
+    held = b""
     try:
         rest = stream.rest()
         while True:
@@ -177,16 +181,22 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                     span.first_token()
             frames = encoder.encode(batch)
             if frames:
-                yield frames
+                if getattr(stream, "complete", False):
+                    held += frames
+                else:
+                    yield frames
             try:
                 batch = await rest.__anext__()
             except StopAsyncIteration:
                 break
-        last = await encoder.end()
+            if held:  # a stream that said it was complete and went on: nothing is kept back from the client
+                yield held
+                held = b""
+        last = held + await encoder.end()
     except GatewayError as err:
         record.status = err.status
         record.error_type = err.type
-        last = encoder.error(err)
+        last = held + encoder.error(err)
     finally:  # also when the client went away (cancelled) or the encoder failed
         if record.usage is None and chars:
             prompt_tokens = 0

@@ -211,6 +211,14 @@ class BatchedChunkStream:
 
     _pending: collections.deque[dict[str, Any]]
     _source: AsyncIterator[list[dict[str, Any]]]
+    _finished = False  # the subclass sets it once its source has taken the stream's proper end
+
+    @property
+    def complete(self) -> bool:
+        """The stream's proper end has arrived: the batches yielded so far are all there will be, and
+        the source ends without waiting for the network (a relay may send the last frames with the
+        response's end)."""
+        return self._finished
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         while True:

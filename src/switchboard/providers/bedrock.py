@@ -291,6 +291,10 @@ class EventStreamChunkStream(BatchedChunkStream):
         raise GatewayError(502, f"Upstream stream from `{self._provider}` ended before it was complete.", "api_error",
                            code="upstream_stream_truncated")
 
+    @property
+    def complete(self) -> bool:
+        return self._finished or self._converter.done  # (_finished is set once the batch at `metadata` was taken)
+
     async def aclose(self) -> None:
         if self._finished:
             self._resp.release()

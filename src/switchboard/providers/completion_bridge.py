@@ -79,5 +79,9 @@ class CompletionChunkStream(BatchedChunkStream):
             if one is not None:
                 yield [one]
 
+    @property
+    def complete(self) -> bool:
+        return bool(getattr(self._chat, "complete", False))
+
     async def aclose(self) -> None:
         await self._chat.aclose()

@@ -77,6 +77,12 @@ class RoutedStream:
     def outcome(self) -> Outcome:
         return self._outcome
 
+    @property
+    def complete(self) -> bool:
+        """The upstream's end has arrived (its stream says so; False when it cannot tell): `rest()`
+        will yield nothing more, and ends without waiting for the network."""
+        return bool(getattr(self._upstream, "complete", False))
+
     def rest(self) -> AsyncIterator[list[Chunk]]:
         attempt, self._attempt = self._attempt, None
         if attempt is not None:
