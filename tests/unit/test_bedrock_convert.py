@@ -191,3 +191,12 @@ async def test_ending_before_message_stop_is_truncation() -> None:
     batches, resp = await batches_of([event("messageStart", {"role": "assistant"}),
                                       event("messageStop", {"stopReason": "max_tokens"})])
     assert batches[-1][-1]["choices"][0]["finish_reason"] == "length" and resp.released  # complete without metadata
+
+
+async def test_the_stream_is_complete_when_its_last_batch_is_handed_out() -> None:
+    start = event("messageStart", {"role": "assistant"})
+    end = event("messageStop", {"stopReason": "end_turn"}) + event("metadata", {"usage": {"inputTokens": 1}})
+    stream = EventStreamChunkStream(ScriptedResponse([start, end]), "br",  # type: ignore[arg-type]
+                                    ConverseStreamConverter("br", "m", "rid"), 1 << 20, "rid")
+    seen = [stream.complete async for _ in stream.batches()]
+    assert seen == [False, True]  # a relay sends the last batch with the response's end

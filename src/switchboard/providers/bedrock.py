@@ -265,12 +265,13 @@ class EventStreamChunkStream(BatchedChunkStream):
                         break
                     if converter.done:
                         break
+                if converter.done:
+                    self._finished = True  # before the last batch goes: a relay sees the stream is complete
                 if batch:
                     yield batch  # what arrived before a failure event still reaches the client
                 if failure is not None:
                     raise failure
-                if converter.done:
-                    self._finished = True
+                if self._finished:
                     return
                 if held > self._max_event_bytes:
                     raise GatewayError(502, f"Upstream provider `{self._provider}` sent a stream event larger than "
@@ -290,10 +291,6 @@ class EventStreamChunkStream(BatchedChunkStream):
             await self.aclose()
         raise GatewayError(502, f"Upstream stream from `{self._provider}` ended before it was complete.", "api_error",
                            code="upstream_stream_truncated")
-
-    @property
-    def complete(self) -> bool:
-        return self._finished or self._converter.done  # (_finished is set once the batch at `metadata` was taken)
 
     async def aclose(self) -> None:
         if self._finished:
