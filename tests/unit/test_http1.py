@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -90,6 +93,41 @@ async def test_chunked_stream_lines_and_pooling_after_terminator(client: HTTP1Cl
             resp.release()
             await asyncio.sleep(0.05)
         assert len(connections) == 1
+
+
+async def test_a_body_left_before_its_end_leaves_nothing_for_the_loop_to_finalize(client: HTTP1Client) -> None:
+    """An SSE reader stops at the stream's terminator, before the HTTP message ends, and drops its
+    chunk iterator. Were that an async generator, the loop's finalizer hook would schedule its
+    `aclose()` through `call_soon_threadsafe` (a self-pipe write and a wake-up per stream)."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(b"4\r\nmore\r\n0\r\n\r\n")
+        await writer.drain()
+
+    finalized: list[object] = []
+    hooks = sys.get_asyncgen_hooks()
+
+    def finalizer(agen: Any) -> None:
+        finalized.append(agen)
+        if hooks.finalizer is not None:
+            hooks.finalizer(agen)
+
+    server, url, _ = await serve(handler)
+    async with server:
+        sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=finalizer)
+        try:
+            resp = await client.request("POST", url, {}, b"{}", read_timeout=2)
+            async for piece in resp.iter_chunks():
+                assert piece == b"first"
+                break
+            resp.close()
+            gc.collect()
+        finally:
+            sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=hooks.finalizer)
+    assert finalized == []
 
 
 async def test_body_until_close(client: HTTP1Client) -> None:

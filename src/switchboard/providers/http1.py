@@ -29,14 +29,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
 
 from ..trace_context import UPSTREAM_TRACE_HEADERS
 
-__all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "HTTP1Client", "Response", "UpstreamConnectionClosed",
+__all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "BodyChunks", "HTTP1Client", "Response", "UpstreamConnectionClosed",
            "UpstreamConnectionError", "UpstreamResponseTooLarge"]
 
 MAX_HEAD_BYTES = 64 * 1024  # status line + headers of one response (interim 1xx ones included)
@@ -389,19 +389,9 @@ class Response:
         self.release()
         return b"".join(parts)
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        while True:
-            if conn.chunks:
-                yield conn.take()
-                continue
-            if conn.complete:
-                return
-            try:
-                await conn.wait(self._read_timeout, None)
-            except BaseException:
-                conn.disarm()
-                raise
+    def iter_chunks(self) -> BodyChunks:
+        """The body's pieces as they arrive."""
+        return BodyChunks(self._conn, self._read_timeout)
 
     def release(self) -> None:
         """Done with the response: keep the connection if it is clean, close it otherwise."""
@@ -425,6 +415,35 @@ class Response:
         """Abandon the response (a client went away): the connection cannot be reused."""
         self._released = True
         self._conn.close()
+
+
+class BodyChunks:
+    """A response body's pieces as they arrive: an async iterator, not an async generator, so a reader
+    that stops at the stream's own end (an SSE terminator, before the HTTP message's end) can simply
+    drop it. A dropped generator that has not finished is closed by the event loop's finalizer hook,
+    which schedules `aclose()` through `call_soon_threadsafe`: an eventfd write, a wake-up and a task
+    per streamed request."""
+
+    __slots__ = ("_conn", "_read_timeout")
+
+    def __init__(self, conn: _Connection, read_timeout: float) -> None:
+        self._conn = conn
+        self._read_timeout = read_timeout
+
+    def __aiter__(self) -> BodyChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        while not conn.chunks:
+            if conn.complete:
+                raise StopAsyncIteration
+            try:
+                await conn.wait(self._read_timeout, None)
+            except BaseException:
+                conn.disarm()
+                raise
+        return conn.take()
 
 
 def _body_too_large(limit: int) -> UpstreamResponseTooLarge:
