@@ -206,8 +206,10 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
             record.usage = estimated_usage(chars, prompt_tokens)
         if span is not None:
             span.relayed_usage(record.usage)
-        with contextlib.suppress(Exception):
+        try:  # (not contextlib.suppress: three Python calls on every stream)
             await stream.aclose()
+        except Exception:  # a failure to close the upstream does not change the answer
+            pass
     # The record is complete and the upstream closed: the final frames go with the response's end.
     yield LastChunk(last)
 
