@@ -16,6 +16,9 @@ class ScriptedResponse:
         for piece in self.pieces:
             yield piece
 
+    def header(self, name: bytes) -> str | None:
+        return self.headers.get(name.decode("latin-1"))
+
     def release(self) -> None:
         self.released = True
 

@@ -128,3 +128,60 @@ async def test_a_stream_cut_before_its_end_sends_what_came_then_the_error_frame(
     assert parts[0] == frame(ROLE) + frame(TEXT)
     assert type(parts[-1]) is LastChunk and b"upstream_stream_truncated" in parts[-1]
     assert record.status == 502
+
+
+async def _outcome(pieces: list[bytes], wire: bool) -> tuple[list[list[dict[str, Any]]], str | None, bool]:
+    """The chunks of each batch, the code of the error that ended the stream (None: none) and whether
+    the stream saw its proper end, for a stream read with or without the wire (and its fast path)."""
+    stream = SSEChunkStream(ScriptedResponse(pieces), "up", _openai_event, wire=wire)  # type: ignore[arg-type]
+    got: list[list[dict[str, Any]]] = []
+    code = None
+    try:
+        async for batch in stream.batches():
+            got.append(list(batch))
+    except GatewayError as err:
+        code = err.code or err.type
+    return got, code, stream.complete
+
+
+ERROR_KEY_ESCAPED = b'data: {"id":"c1","\\u0065rror":{"message":"boom"}}\n\n'  # orjson reads the key as "error"
+READS: list[list[bytes]] = [
+    [frame(ROLE) + frame(TEXT) + frame(USAGE) + b"data: [DONE]\n\n"],
+    [frame(ROLE) + b"data: [DONE]\n\n" + frame(TEXT)],  # [DONE] before the last frame: what follows is not read
+    [frame(ROLE) + b"data: [1, 2]\n\n" + frame(TEXT), b"data: [DONE]\n\n"],  # not an object: skipped
+    [frame(ROLE) + b'data: "text"\n\n', b"data: [DONE]\n\n"],
+    [frame(ROLE) + frame({"error": {"message": "boom"}})],
+    [frame(ROLE) + ERROR_KEY_ESCAPED],
+    [frame(ROLE) + frame({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
+                          "error": {"message": "cut"}})],
+    [frame({"id": "c1", "choices": [{"delta": {"content": "an \"error\" in the text"}}]}), b"data: [DONE]\n\n"],
+    [frame(TEXT) + b"data: {not json}\n\n"],
+    [frame({"id": "c1", "choices": [{"delta": {"content": "\u00e9t\u00e9 \\u sans \u00e9chappement"}}]}),
+     b"data: [DONE]\n\n"],
+    [SPACED + b"data: [DONE]\n\n"],
+    [frame(TEXT) + b"data: []\n\n" + b"data: [DONE]\n\n"],
+]
+
+
+@pytest.mark.parametrize("pieces", READS)
+async def test_the_fast_path_for_plain_frames_reads_what_the_event_by_event_path_reads(pieces: list[bytes]) -> None:
+    assert await _outcome(pieces, wire=True) == await _outcome(pieces, wire=False)
+
+
+async def test_plain_frames_are_read_without_a_convert_call_per_event() -> None:
+    calls: list[str] = []
+
+    def counting(event: str | None, data: str) -> dict[str, Any] | None:
+        calls.append(data)
+        return _openai_event(event, data)
+
+    pieces = [frame(ROLE) + frame(TEXT), frame(USAGE) + b"data: [DONE]\n\n"]
+    stream = SSEChunkStream(ScriptedResponse(pieces), "up", counting, wire=True)  # type: ignore[arg-type]
+    got = [batch async for batch in stream.batches()]
+    assert got == [[ROLE, TEXT], [USAGE]] and all(type(b) is WireBatch for b in got)
+    assert calls == [] and stream.complete
+    escaped = [frame(ROLE) + ERROR_KEY_ESCAPED]  # may hold an error: every event goes through convert
+    stream = SSEChunkStream(ScriptedResponse(escaped), "up", counting, wire=True)  # type: ignore[arg-type]
+    with pytest.raises(GatewayError):
+        _ = [batch async for batch in stream.batches()]
+    assert len(calls) == 2

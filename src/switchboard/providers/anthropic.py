@@ -63,14 +63,14 @@ class AnthropicProvider:
     async def chat(self, request: ChatRequest, model: str, key: str | None) -> UpstreamResult:
         payload = to_anthropic_request(request.body, model, self.config)
         resp = await self._post(payload, key, False)
-        request_id = resp.headers.get("request-id") or resp.headers.get("x-request-id")
+        request_id = resp.header(b"request-id") or resp.header(b"x-request-id")
         data = await self.http.read_json(resp)
         return UpstreamResult(from_anthropic_response(data, uses_json_tool(request.body)), request_id)
 
     async def open_chat_stream(self, request: ChatRequest, model: str, key: str | None) -> UpstreamStream:
         payload = to_anthropic_request(request.body, model, self.config, stream=True)
         resp = await self._post(payload, key, True)
-        if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+        if not (resp.header(b"content-type") or "").startswith("text/event-stream"):
             data = await self.http.read_json(resp)
             if data.get("type") == "error":
                 raise anthropic_error(data, self.name, 502, self._secrets)

@@ -172,11 +172,11 @@ class AzureProvider:
 
     async def _stream(self, url: str, body: dict[str, Any], key: str | None) -> UpstreamStream:
         resp = await self.http.post(url, body, self._headers(key), True, self._secrets)
-        if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+        if not (resp.header(b"content-type") or "").startswith("text/event-stream"):
             raise await not_an_event_stream(self.http, resp, self._secrets)
         stream = SSEChunkStream(resp, self.name, _StreamAnnotations(self.name).convert, self.config.max_event_bytes)
         if stream.request_id is None:
-            stream.request_id = resp.headers.get("apim-request-id")
+            stream.request_id = resp.header(b"apim-request-id")
         return stream
 
     async def chat(self, request: ChatRequest, model: str, key: str | None) -> UpstreamResult:

@@ -280,8 +280,10 @@ class SSEChunkStream(BatchedChunkStream):
         self._provider = provider
         self._convert = convert
         self._max_event_bytes = max_event_bytes
-        self._wire = wire  # the events are OpenAI chunks, each converted to itself: batches may carry their bytes
-        self.request_id = resp.headers.get("x-request-id") or resp.headers.get("request-id")
+        # The events are OpenAI chunks that `convert` passes on as they are (`_openai_event`): batches may
+        # carry their bytes, and reads of plain chunk frames are parsed without it (`_plain_chunks`).
+        self._wire = wire
+        self.request_id = resp.header(b"x-request-id") or resp.header(b"request-id")
         self._finished = False
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
         self._source = self._read_batches()
@@ -292,9 +294,16 @@ class SSEChunkStream(BatchedChunkStream):
         try:
             async for piece in self._resp.iter_chunks():
                 events = decoder.feed(piece)
+                wire = decoder.wire if self._wire else None
+                if wire is not None and (plain := self._plain_chunks(events, wire)) is not None:
+                    if plain:
+                        yield plain
+                    if self._finished:
+                        return
+                    continue
                 batch, failure = self._convert_events(events)
-                if self._wire and decoder.wire is not None and failure is None:
-                    batch = _with_wire(batch, events, decoder.wire)
+                if wire is not None and failure is None:
+                    batch = _with_wire(batch, events, wire)
                 if batch:
                     yield batch  # what arrived before a failure event still reaches the client
                 if failure is not None:
@@ -323,6 +332,33 @@ class SSEChunkStream(BatchedChunkStream):
             await self.aclose()
         raise GatewayError(502, f"Upstream stream from `{self._provider}` ended before it was complete.", "api_error",
                            code="upstream_stream_truncated")
+
+    def _plain_chunks(self, events: list[tuple[str | None, str]], wire: bytes) -> WireBatch | None:
+        """The chunks of a read that is only OpenAI chunk frames (`data: {...}`, perhaps closed by
+        `data: [DONE]`), each parsed in one comprehension instead of a `convert` call per event: what
+        `convert` would make of them, with their bytes. None when a frame may need `convert`'s own
+        judgement: a frame that is not a JSON object, a [DONE] before the last one, or bytes that may
+        hold an `"error"` key (one written with `\\u` escapes included)."""
+        frames = len(events)
+        if events[-1][1] == "[DONE]":
+            if not wire.endswith(_DONE_FRAME):
+                return None
+            wire = wire[:-len(_DONE_FRAME)]
+            frames -= 1
+            done = True
+        else:
+            done = False
+        # The decoder's fast path split the read at its `\n\n` (JSON has no raw line ends), so each
+        # frame after the first starts right after one: every frame opens an object when these agree.
+        if frames and (not wire.startswith(b"data: {") or wire.count(b"\n\ndata: {") != frames - 1):
+            return None
+        if b'"error"' in wire or b"\\u" in wire:
+            return None
+        loads = orjson.loads
+        batch = WireBatch([loads(data) for _, data in events[:frames]], wire)
+        if done:
+            self._finished = True
+        return batch
 
     def _convert_events(self, events: list[tuple[str | None, str]]
                         ) -> tuple[list[dict[str, Any]], GatewayError | None]:

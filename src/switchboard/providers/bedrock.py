@@ -171,7 +171,7 @@ class BedrockProvider:
         payload = to_converse_request(request.body, model, self.config)
         resp = await self._send(model, payload, key, True)
         request_id = resp.header(b"x-amzn-requestid")
-        if not resp.headers.get("content-type", "").startswith(_EVENT_STREAM):
+        if not (resp.header(b"content-type") or "").startswith(_EVENT_STREAM):
             data = await self.http.read_json(resp)
             raise GatewayError(502, f"Upstream provider `{self.name}` did not answer with an event stream"
                                     f"{': ' + str(data.get('message'))[:500] if data.get('message') else ''}.",

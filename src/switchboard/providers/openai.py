@@ -133,7 +133,7 @@ class OpenAIProvider:
     async def _stream(self, path: str, body: dict[str, Any], key: str | None,
                       parse: Any = _openai_event) -> UpstreamStream:
         resp = await self.http.post(self._base + path, body, self._headers(key), True, self._secrets)
-        if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+        if not (resp.header(b"content-type") or "").startswith("text/event-stream"):
             raise await not_an_event_stream(self.http, resp, self._secrets)
 
         def convert(event: str | None, data: str) -> dict[str, Any] | None:
