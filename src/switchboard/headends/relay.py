@@ -14,6 +14,10 @@ hands its encoder to `relay`; everything else about a stream lives here once:
   leaving included: asgi.send_stream cancels us and closes the body; pings are sent there too), and
   the request is recorded once.
 
+What the relay reads of each batch (content characters, first token, whether usage is set, whether
+the chunks' ids agree) is read in C where `_chunk_facts.c` is built; the Python functions here are
+the reference, and read whatever the C hands back.
+
 `OpenAIStreamEncoder` is the OpenAI encoding (chat and legacy completions chunks are the same frames).
 """
 
@@ -30,6 +34,11 @@ from ..hub import Chunk, HubStream, Usage, usage_from
 from ..request_record import RequestRecord
 from ..sse import DONE, data_frame, error_frame
 from .token_estimate import CHARS_PER_TOKEN
+
+try:  # the same readings in C (_chunk_facts.c) where it is built; the Python below is the reference
+    from ._chunk_facts import content_facts, shared_id
+except ImportError:  # pragma: no cover  (no C compiler at install time)
+    content_facts = shared_id = None  # type: ignore[assignment]
 
 __all__ = ["OpenAIStreamEncoder", "StreamEncoder", "estimated_usage", "relay"]
 
@@ -61,17 +70,10 @@ class OpenAIStreamEncoder:
         self.stream_id: Any = None
 
     def encode(self, batch: list[Chunk]) -> bytes:
-        stream_id = self.stream_id
         wire: bytes | None = getattr(batch, "wire", None)
-        if wire is not None:  # the upstream's own frames, unless a chunk must change on the way
-            include_usage = self.include_usage
-            for chunk in batch:
-                if stream_id is None:
-                    stream_id = self.stream_id = chunk.get("id")
-                if chunk.get("id") != stream_id or (not include_usage and chunk.get("usage") is not None):
-                    break
-            else:
-                return wire
+        if wire is not None and self._unchanged(batch):  # the upstream's own frames
+            return wire
+        stream_id = self.stream_id
         frames: list[bytes] = []
         for chunk in batch:
             if stream_id is None:
@@ -85,11 +87,35 @@ class OpenAIStreamEncoder:
             frames.append(data_frame(chunk))
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
+    def _unchanged(self, batch: list[Chunk]) -> bool:
+        """The chunks reach the client as they are: each has the stream's id (the first chunk's that
+        has one) and none is a usage chunk the client did not ask for."""
+        include_usage = self.include_usage
+        shared = shared_id(batch, include_usage) if shared_id is not None else None
+        if shared is not None:  # (the loop below, in C, for the common case)
+            if self.stream_id is None:
+                self.stream_id = shared
+            return bool(shared == self.stream_id)
+        stream_id = self.stream_id
+        for chunk in batch:
+            if stream_id is None:
+                stream_id = self.stream_id = chunk.get("id")
+            if chunk.get("id") != stream_id or (not include_usage and chunk.get("usage") is not None):
+                return False
+        return True
+
     async def end(self) -> bytes:
         return DONE
 
     def error(self, err: GatewayError) -> bytes:
         return error_frame(err.to_dict())
+
+
+def _take_usage(batch: list[Chunk], record: RequestRecord) -> None:
+    for chunk in batch:
+        usage = chunk.get("usage")
+        if usage is not None:
+            record.usage = usage_from(usage) or record.usage
 
 
 def _has_first_token(batch: list[Chunk]) -> bool:
@@ -169,12 +195,17 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
     try:
         rest = stream.rest()
         while True:
-            for chunk in batch:
-                usage = chunk.get("usage")
-                if usage is not None:
-                    record.usage = usage_from(usage) or record.usage
-            chars += _content_chars(batch, reasons)
-            if timing and _has_first_token(batch):
+            facts = content_facts(batch) if content_facts is not None and reasons is None else None
+            if facts is None:  # the reference reading (finish reasons for a traced attempt included)
+                _take_usage(batch, record)
+                chars += _content_chars(batch, reasons)
+                first = timing and _has_first_token(batch)
+            else:
+                batch_chars, first, has_usage = facts
+                chars += batch_chars
+                if has_usage:
+                    _take_usage(batch, record)
+            if timing and first:
                 record.mark_first_token()
                 timing = False
                 if span is not None:

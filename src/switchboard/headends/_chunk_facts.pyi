@@ -1,0 +1,6 @@
+"""The C reading of chunk batches (_chunk_facts.c): relay.py's accelerator where it is built."""
+
+from typing import Any
+
+def content_facts(batch: list[dict[str, Any]]) -> tuple[int, bool, bool] | None: ...
+def shared_id(batch: list[dict[str, Any]], allow_usage: bool) -> str | None: ...
