@@ -2,7 +2,7 @@
 """Instructions per request through Switchboard, counted by callgrind: the figure to compare the
 gateway with itself when the machine is too noisy for CPU time (issue 14's stream-path work).
 
-    python bench/instructions.py [--kind sse|plain] [--n1 100] [--n2 600] [--tracing] [--concurrency 1]
+    python bench/instructions.py [--kind sse|plain|slowsse|slow] [--n1 100] [--n2 600] [--tracing] [--concurrency 1]
 
 Starts nginx (upstream.py) and `switchboard serve` (targets.py's config) under
 `valgrind --tool=callgrind`, sends 50 warm-up requests and then N keep-alive chat requests, one at a
@@ -75,7 +75,7 @@ def count(upstream_url: str, workdir: Path, kind: str, requests: int, tracing: b
                 raise SystemExit("bench: switchboard did not start under valgrind") from None
             time.sleep(0.5)
     conn.close()
-    body = request_body(MODELS[kind], kind == "sse").encode()
+    body = request_body(MODELS[kind], kind.endswith("sse")).encode()
     _send(port, body, 50)
     with ThreadPoolExecutor(concurrency) as pool:
         for done in [pool.submit(_send, port, body, requests // concurrency) for _ in range(concurrency)]:
@@ -94,7 +94,8 @@ def count(upstream_url: str, workdir: Path, kind: str, requests: int, tracing: b
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["sse", "plain"], default="sse")
+    parser.add_argument("--kind", choices=["sse", "plain", "slowsse", "slow"], default="sse",
+                        help="the upstream: 12-chunk stream or JSON, at once or after 50 ms (slow*)")
     parser.add_argument("--n1", type=int, default=100)
     parser.add_argument("--n2", type=int, default=600)
     parser.add_argument("--tracing", action="store_true", help="export every request's spans (sample_ratio 1.0)")
