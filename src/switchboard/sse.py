@@ -64,6 +64,10 @@ class SSEDecoder:
         # them); else None. A relay to an OpenAI-format client can write these bytes as they came.
         self.wire: bytes | None = None
 
+    def at_event_start(self) -> bool:
+        """Nothing of an event is under way: the next byte fed starts one (or a blank line)."""
+        return not self._buffer and not self._data and self._event is None
+
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
         self.wire = None
         if not self._buffer and not self._data and self._event is None and chunk.startswith(b"data: "):

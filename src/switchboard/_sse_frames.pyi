@@ -1,0 +1,3 @@
+"""The plain-frames test of an SSE read (_sse_frames.c): providers/base.py's accelerator where it is built."""
+
+def plain_frames(piece: bytes, limit: int) -> tuple[list[bytes], bool] | None: ...
