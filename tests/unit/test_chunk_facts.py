@@ -74,6 +74,44 @@ def test_content_facts_answer_for_every_batch_of_the_real_format(batch: list[Any
     assert content_facts(batch) == reference(batch)
 
 
+def reference_with_reasons(batch: list[Any], reasons: list[Any]) -> tuple[Any, list[Any]]:
+    try:
+        chars = _content_chars(batch, reasons)
+        return (chars, _has_first_token(batch), any(chunk.get("usage") is not None for chunk in batch)), reasons
+    except Exception as exc:
+        return type(exc), reasons
+
+
+@settings(max_examples=800, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(BATCH)
+def test_finish_reasons_are_appended_as_the_python_appends_them(batch: list[Any]) -> None:
+    """A traced attempt's list: the C appends each non-empty finish reason, or leaves the list as it
+    was when it hands the batch back (so the Python's own appending is not doubled)."""
+    reasons: list[Any] = ["earlier"]
+    got = content_facts(batch, reasons)
+    if got is None:
+        assert reasons == ["earlier"]
+        return
+    assert (got, reasons) == reference_with_reasons(batch, ["earlier"])
+
+
+def test_a_batch_handed_back_after_a_reason_leaves_the_list_as_it_was() -> None:
+    batch = [{"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+             {"id": "c1", "choices": [{"index": 1, "delta": {"content": 5}}]}]  # not a str: the Python's call
+    reasons: list[Any] = ["earlier"]
+    assert content_facts(batch, reasons) is None and reasons == ["earlier"]
+    with pytest.raises(TypeError):  # what the Python makes of it, appending the reason once
+        _content_chars(batch, reasons)
+    assert reasons == ["earlier", "stop"]
+
+
+@settings(max_examples=400, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(chunks(odd=False))
+def test_content_facts_with_reasons_answer_for_every_batch_of_the_real_format(batch: list[Any]) -> None:
+    reasons: list[Any] = []
+    assert (content_facts(batch, reasons), reasons) == reference_with_reasons(batch, [])
+
+
 def test_the_c_answers_for_the_chunks_real_upstreams_send() -> None:
     batches: list[list[dict[str, Any]]] = [
         [{"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
@@ -91,6 +129,12 @@ def test_the_c_answers_for_the_chunks_real_upstreams_send() -> None:
         got = content_facts(batch)
         assert got is not None and got == reference(batch), batch
     assert content_facts(batches[1]) == (len("Héllo 👋") + 3 + 1 + 4, True, True)
+    reasons: list[str] = []
+    assert content_facts(batches[1], reasons) == (len("Héllo 👋") + 3 + 1 + 4, True, True)
+    assert reasons == ["tool_calls"]
+    assert content_facts(batches[1], None) == content_facts(batches[1])
+    with pytest.raises(TypeError):
+        content_facts()  # type: ignore[call-arg]
 
 
 def python_unchanged(encoder: OpenAIStreamEncoder, batch: list[Any]) -> bool | type[Exception]:

@@ -6,13 +6,14 @@
  * part of what a streamed request costs beyond a plain one (issue 14: ~47k of the event loop's
  * ~900k instructions for a 12-chunk stream). Here it is a few dict lookups per chunk.
  *
- * content_facts(batch) -> (chars, first_token, has_usage) | None
+ * content_facts(batch, reasons=None) -> (chars, first_token, has_usage) | None
  *     chars: characters of generated content (text, content, reasoning_content, refusal, tool call
  *     names and arguments), as _content_chars counts them; first_token: a chunk carries content,
  *     text, a refusal or a tool call (_has_first_token); has_usage: a chunk's `usage` is not null.
- *     None when a value is of a shape this does not take as it is (anything but exact dicts, lists
- *     and strs where the chunk format has them): the caller then runs the Python, which counts it
- *     or raises its own error.
+ *     With a list `reasons` (a traced attempt's), each choice's non-empty finish_reason is appended
+ *     to it, as _content_chars does. None when a value is of a shape this does not take as it is
+ *     (anything but exact dicts, lists and strs where the chunk format has them; `reasons` is then
+ *     left as it was): the caller then runs the Python, which counts it or raises its own error.
  * shared_id(batch, allow_usage) -> str | None
  *     The id every chunk of the batch has, when all are the same exact str and, unless allow_usage,
  *     no chunk's usage is set; else None (the caller then looks at each chunk itself).
@@ -21,7 +22,7 @@
 #include <Python.h>
 
 static PyObject *k_usage, *k_choices, *k_text, *k_delta, *k_content, *k_reasoning_content, *k_refusal,
-    *k_tool_calls, *k_function, *k_name, *k_arguments, *k_id;
+    *k_tool_calls, *k_function, *k_name, *k_arguments, *k_id, *k_finish_reason;
 
 #define BAIL 2  /* a value this does not take: the Python decides */
 #define FAIL 3  /* a Python error is set */
@@ -103,16 +104,30 @@ static int delta_facts(PyObject *delta, Py_ssize_t *chars, int *first) {
     return 0;
 }
 
-static int choice_facts(PyObject *choice, Py_ssize_t *chars, int *first) {
+static int choice_facts(PyObject *choice, Py_ssize_t *chars, int *first, PyObject *reasons) {
     if (!PyDict_CheckExact(choice)) {
         return BAIL;
+    }
+    int status = 0;
+    if (reasons != NULL) {
+        PyObject *reason = lookup(choice, k_finish_reason, &status);
+        if (status) {
+            return status;
+        }
+        if (reason != NULL && reason != Py_None) {
+            if (!PyUnicode_CheckExact(reason)) {
+                return BAIL;  /* (its truth is the Python's to judge) */
+            }
+            if (PyUnicode_GET_LENGTH(reason) > 0 && PyList_Append(reasons, reason) < 0) {
+                return FAIL;
+            }
+        }
     }
     int r = add_str(choice, k_text, chars);
     if (r > 1) {
         return r;
     }
     *first |= r;
-    int status = 0;
     PyObject *delta = lookup(choice, k_delta, &status);
     if (status) {
         return status;
@@ -126,11 +141,33 @@ static int choice_facts(PyObject *choice, Py_ssize_t *chars, int *first) {
     return PyDict_GET_SIZE(delta) ? delta_facts(delta, chars, first) : 0;
 }
 
-static PyObject *content_facts(PyObject *self, PyObject *batch) {
+static PyObject *batch_facts(PyObject *batch, PyObject *reasons);
+
+static PyObject *content_facts(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (!PyList_Check(batch)) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "content_facts(batch, reasons=None)");
+        return NULL;
+    }
+    PyObject *batch = args[0];
+    PyObject *reasons = nargs == 2 && args[1] != Py_None ? args[1] : NULL;
+    if (!PyList_Check(batch) || (reasons != NULL && !PyList_CheckExact(reasons))) {
         Py_RETURN_NONE;
     }
+    /* Where `reasons` stood: what a batch handed back to the Python appended is taken off again. */
+    Py_ssize_t kept = reasons != NULL ? PyList_GET_SIZE(reasons) : 0;
+    PyObject *answer = batch_facts(batch, reasons);
+    if (answer != Py_None || reasons == NULL) {
+        return answer;
+    }
+    if (PyList_SetSlice(reasons, kept, PY_SSIZE_T_MAX, NULL) < 0) {
+        Py_DECREF(answer);
+        return NULL;
+    }
+    return answer;
+}
+
+static PyObject *batch_facts(PyObject *batch, PyObject *reasons) {
     Py_ssize_t chars = 0;
     int first = 0, usage = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
@@ -157,7 +194,7 @@ static PyObject *content_facts(PyObject *self, PyObject *batch) {
             Py_RETURN_NONE;
         }
         for (Py_ssize_t j = 0; j < PyList_GET_SIZE(choices); j++) {
-            int r = choice_facts(PyList_GET_ITEM(choices, j), &chars, &first);
+            int r = choice_facts(PyList_GET_ITEM(choices, j), &chars, &first, reasons);
             if (r == FAIL) {
                 return NULL;
             }
@@ -220,8 +257,9 @@ static PyObject *shared_id(PyObject *self, PyObject *const *args, Py_ssize_t nar
 }
 
 static PyMethodDef methods[] = {
-    {"content_facts", content_facts, METH_O,
-     "(content chars, first token, usage set) of a batch of chunks; None: ask the Python."},
+    {"content_facts", (PyCFunction)(void (*)(void))content_facts, METH_FASTCALL,
+     "(content chars, first token, usage set) of a batch of chunks, finish reasons appended to a given list; "
+     "None: ask the Python."},
     {"shared_id", (PyCFunction)(void (*)(void))shared_id, METH_FASTCALL,
      "The id all chunks of a batch share (and, unless allowed, none carries usage); else None."},
     {NULL, NULL, 0, NULL},
@@ -234,9 +272,10 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__chunk_facts(void) {
     static const char *const text[] = {"usage", "choices", "text", "delta", "content", "reasoning_content",
-                                       "refusal", "tool_calls", "function", "name", "arguments", "id"};
+                                       "refusal", "tool_calls", "function", "name", "arguments", "id",
+                                       "finish_reason"};
     PyObject **keys[] = {&k_usage, &k_choices, &k_text, &k_delta, &k_content, &k_reasoning_content, &k_refusal,
-                         &k_tool_calls, &k_function, &k_name, &k_arguments, &k_id};
+                         &k_tool_calls, &k_function, &k_name, &k_arguments, &k_id, &k_finish_reason};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if ((*keys[i] = PyUnicode_InternFromString(text[i])) == NULL) {
             return NULL;

@@ -195,8 +195,8 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
     try:
         rest = stream.rest()
         while True:
-            facts = content_facts(batch) if content_facts is not None and reasons is None else None
-            if facts is None:  # the reference reading (finish reasons for a traced attempt included)
+            facts = content_facts(batch, reasons) if content_facts is not None else None
+            if facts is None:  # the reference reading (what the C hands back to it)
                 _take_usage(batch, record)
                 chars += _content_chars(batch, reasons)
                 first = timing and _has_first_token(batch)
