@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from switchboard.asgi import LastChunk
 from switchboard.errors import GatewayError
@@ -70,6 +72,39 @@ def test_a_usage_chunk_the_client_did_not_ask_for_is_dropped_not_relayed() -> No
     encoder = OpenAIStreamEncoder(include_usage=False)
     out = encoder.encode(WireBatch([dict(TEXT), dict(USAGE)], frame(TEXT) + frame(USAGE)))
     assert out == frame(TEXT)
+
+
+def test_the_usage_tail_is_cut_from_the_wire_not_written_again() -> None:
+    encoder = OpenAIStreamEncoder(include_usage=False)
+    wire = SPACED + frame(USAGE)  # the client's frames stay the upstream's own bytes
+    assert encoder.encode(WireBatch([orjson.loads(SPACED[6:]), dict(USAGE)], wire)) == SPACED
+    assert encoder.encode(WireBatch([dict(USAGE)], frame(USAGE))) == b""
+
+
+def parsed(frames: bytes) -> list[Any]:
+    return [orjson.loads(line[6:]) for line in frames.split(b"\n\n") if line]
+
+
+WIRE_CHUNK = st.fixed_dictionaries({
+    "id": st.sampled_from(["c1", "c1", "c1", "c2", None]),
+    "choices": st.sampled_from([[], [{"index": 0, "delta": {"content": "x"}}], [{"index": 0, "delta": {}}]]),
+    "usage": st.sampled_from([None, None, {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}])})
+
+
+@settings(max_examples=500, derandomize=True)
+@given(st.lists(WIRE_CHUNK, min_size=1, max_size=5), st.lists(WIRE_CHUNK, max_size=2), st.booleans())
+def test_the_encoder_sends_what_writing_every_chunk_again_sends(batch: list[Any], before: list[Any],
+                                                                include_usage: bool) -> None:
+    """With the wire (relayed or cut) or without it (each chunk written again), the client gets
+    the same chunks, and the encoders keep the same stream id."""
+    fast, slow = OpenAIStreamEncoder(include_usage), OpenAIStreamEncoder(include_usage)
+    if before:  # an earlier batch sets the stream's id
+        fast.encode([dict(c) for c in before])
+        slow.encode([dict(c) for c in before])
+    wire = b"".join(frame(c) for c in batch)
+    got = fast.encode(WireBatch([dict(c) for c in batch], wire))
+    assert parsed(got) == parsed(slow.encode([dict(c) for c in batch]))
+    assert fast.stream_id == slow.stream_id
 
 
 def test_chunks_with_another_id_are_given_the_streams_first_id() -> None:

@@ -71,8 +71,11 @@ class OpenAIStreamEncoder:
 
     def encode(self, batch: list[Chunk]) -> bytes:
         wire: bytes | None = getattr(batch, "wire", None)
-        if wire is not None and self._unchanged(batch):  # the upstream's own frames
-            return wire
+        if wire is not None:
+            if self._unchanged(batch):  # the upstream's own frames
+                return wire
+            if not self.include_usage and (head := self._without_usage_tail(batch, wire)) is not None:
+                return head
         stream_id = self.stream_id
         frames: list[bytes] = []
         for chunk in batch:
@@ -99,10 +102,29 @@ class OpenAIStreamEncoder:
         stream_id = self.stream_id
         for chunk in batch:
             if stream_id is None:
-                stream_id = self.stream_id = chunk.get("id")
+                stream_id = chunk.get("id")
             if chunk.get("id") != stream_id or (not include_usage and chunk.get("usage") is not None):
-                return False
+                return False  # (the stream's id is then the one writing the chunks again takes)
+        self.stream_id = stream_id
         return True
+
+    def _without_usage_tail(self, batch: list[Chunk], wire: bytes) -> bytes | None:
+        """The upstream's frames but the last, when that one is the batch's only usage chunk and has no
+        choices (the usage-only chunk a client that did not ask for usage is not sent) and the chunks
+        before it go as they are: what writing the chunks again would send, without writing them again.
+        (A frame is one `data: <json>` line and JSON has no raw line ends: the last frame begins after
+        the last blank line before the end.)"""
+        if not batch:
+            return None
+        last = batch[-1]
+        if last.get("usage") is None or last.get("choices"):
+            return None
+        if len(batch) > 1 and not self._unchanged(batch[:-1]):  # (which takes the stream's id from the first)
+            return None
+        if self.stream_id is None:  # (as writing the chunks again would take it; the chunk itself is not sent)
+            self.stream_id = last.get("id")
+        cut = wire.rfind(b"\n\n", 0, len(wire) - 2)
+        return wire[:cut + 2] if cut >= 0 else b""
 
     async def end(self) -> bytes:
         return DONE
