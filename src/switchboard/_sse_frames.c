@@ -47,10 +47,14 @@ static PyObject *plain_frames(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "plain_frames(piece: bytes, limit: int)");
         return NULL;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
-    if (limit == -1 && PyErr_Occurred()) {
+    int overflow = 0;
+    long long given = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+    if (given == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    /* (a limit beyond what a piece can be is no limit; below zero, every piece is over it) */
+    Py_ssize_t limit = overflow > 0 || given > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : overflow < 0 || given < 0 ? -1
+                                                                                                : (Py_ssize_t)given;
     const char *p = PyBytes_AS_STRING(args[0]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
     if (n > limit || n < PREFIX_LEN + 3 || memcmp(p, PREFIX, PREFIX_LEN) != 0 || p[n - 1] != '\n' ||

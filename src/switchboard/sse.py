@@ -16,6 +16,11 @@ __all__ = ["DEFAULT_MAX_EVENT_BYTES", "DONE", "PING", "EventTooLarge", "SSEDecod
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024  # see ProviderConfig.max_event_bytes
+
+try:  # a read of plain data frames split in C (_sse_frames.c) where it is built; `feed` is the reference
+    from ._sse_frames import plain_frames as split_plain_frames
+except ImportError:  # pragma: no cover  (no C compiler at install time)
+    split_plain_frames = None  # type: ignore[assignment]
 _SHORT_LINE = 4096  # a line not ended after this many bytes is gathered in a list (SSEDecoder.feed)
 
 
@@ -64,9 +69,17 @@ class SSEDecoder:
         # them); else None. A relay to an OpenAI-format client can write these bytes as they came.
         self.wire: bytes | None = None
 
-    def at_event_start(self) -> bool:
-        """Nothing of an event is under way: the next byte fed starts one (or a blank line)."""
-        return not self._buffer and not self._data and self._event is None
+    def plain_frames(self, piece: bytes) -> tuple[list[bytes], bool] | None:
+        """The JSON payloads of `piece` and whether a `[DONE]` frame closed it, split in C
+        (`_sse_frames.c`), when the piece starts where `feed`'s fast path starts and is nothing but
+        complete `data: {...}` frames: the events that path would return. None otherwise, or where the
+        C is not built; then `feed` the piece."""
+        if self._buffer or self._data or self._event is not None or split_plain_frames is None:
+            return None
+        found = split_plain_frames(piece, self.max_event_bytes)
+        if found is not None:
+            self._size = 0  # (as the fast path does: lines before them without data or a name are dropped)
+        return found
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:
         self.wire = None

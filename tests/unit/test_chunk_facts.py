@@ -95,6 +95,24 @@ def test_finish_reasons_are_appended_as_the_python_appends_them(batch: list[Any]
     assert (got, reasons) == reference_with_reasons(batch, ["earlier"])
 
 
+class RaisingKey(str):
+    """A key that collides with "finish_reason" and fails the comparison: a lookup that raises."""
+
+    def __hash__(self) -> int:
+        return hash("finish_reason")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("compared")
+
+
+def test_a_lookup_that_raises_leaves_the_list_as_it_was() -> None:
+    batch = [{"choices": [{"finish_reason": "stop"}, {RaisingKey("x"): 1}]}]
+    reasons: list[Any] = ["earlier"]
+    with pytest.raises(RuntimeError):
+        content_facts(batch, reasons)
+    assert reasons == ["earlier"]
+
+
 def test_a_batch_handed_back_after_a_reason_leaves_the_list_as_it_was() -> None:
     batch = [{"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
              {"id": "c1", "choices": [{"index": 1, "delta": {"content": 5}}]}]  # not a str: the Python's call

@@ -14,18 +14,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from switchboard import sse
 from switchboard.errors import GatewayError
-from switchboard.providers import base
 from switchboard.providers.base import SSEChunkStream
 from switchboard.providers.openai import _openai_event
 from tests.fakes.scripted_response import ScriptedResponse
 
-if base.plain_frames is None:  # not built: no C compiler at install time
+if sse.split_plain_frames is None:  # not built: no C compiler at install time
     if os.environ.get("SWITCHBOARD_REQUIRE_NATIVE"):
         raise AssertionError("the C frame splitter (_sse_frames.c) was not built")
     pytest.skip("the C frame splitter is not built here", allow_module_level=True)
 
-plain_frames = base.plain_frames
+plain_frames = sse.split_plain_frames
 
 
 def chunk(content: str, cid: str = "c1") -> bytes:
@@ -48,6 +48,7 @@ FRAME = st.one_of(
     st.just(b"data: {}\n\ndata: {}\n\n"), st.just(b"data: [DONE]\n\ndata: [DONE]\n\n"),
     st.just(b"data: " + chunk("cr") + b"\r\n\n"), st.just(b'data: {"a":1}\rdata: {}\n\n'),
     st.just(b"data: {}\nxdata: {}\n\n"), st.just(b"data: {}\n\n\n"),
+    st.just(b"id: 1\n"), st.just(b"retry: 5\n"), st.just(b": ping\n"),  # lines of an event under way
 )
 
 
@@ -64,10 +65,10 @@ def reads(draw: st.DrawFn) -> list[bytes]:
     return [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True) if body[a:b]]
 
 
-async def outcome(pieces: list[bytes], wire: bool) -> tuple[list[tuple[list[dict[str, Any]], bytes | None]],
-                                                             str | None, bool]:
+async def outcome(pieces: list[bytes], wire: bool, limit: int = sse.DEFAULT_MAX_EVENT_BYTES
+                  ) -> tuple[list[tuple[list[dict[str, Any]], bytes | None]], str | None, bool]:
     """Each batch's chunks and bytes, the code of the error that ended the stream, and its end."""
-    stream = SSEChunkStream(ScriptedResponse(pieces), "up", _openai_event, wire=wire)  # type: ignore[arg-type]
+    stream = SSEChunkStream(ScriptedResponse(pieces), "up", _openai_event, limit, wire=wire)  # type: ignore[arg-type]
     got: list[tuple[list[dict[str, Any]], bytes | None]] = []
     code = None
     try:
@@ -78,21 +79,21 @@ async def outcome(pieces: list[bytes], wire: bool) -> tuple[list[tuple[list[dict
     return got, code, stream.complete
 
 
-async def in_python(pieces: list[bytes], wire: bool) -> Any:
-    saved, base.plain_frames = base.plain_frames, None
+async def in_python(pieces: list[bytes], wire: bool, limit: int = sse.DEFAULT_MAX_EVENT_BYTES) -> Any:
+    saved, sse.split_plain_frames = sse.split_plain_frames, None
     try:
-        return await outcome(pieces, wire)
+        return await outcome(pieces, wire, limit)
     finally:
-        base.plain_frames = saved
+        sse.split_plain_frames = saved
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(reads())
-async def test_reads_split_in_c_come_out_as_the_python_makes_them(pieces: list[bytes]) -> None:
-    native = await outcome(pieces, wire=True)
-    assert native == await in_python(pieces, wire=True)
+@given(reads(), st.one_of(st.just(sse.DEFAULT_MAX_EVENT_BYTES), st.integers(8, 120)))
+async def test_reads_split_in_c_come_out_as_the_python_makes_them(pieces: list[bytes], limit: int) -> None:
+    native = await outcome(pieces, wire=True, limit=limit)
+    assert native == await in_python(pieces, wire=True, limit=limit)
     chunks = ([c for c, _ in native[0]], native[1], native[2])
-    every_event = await in_python(pieces, wire=False)  # convert per event: the chunks, not the bytes
+    every_event = await in_python(pieces, wire=False, limit=limit)  # convert per event: the chunks, not the bytes
     assert chunks == ([c for c, _ in every_event[0]], every_event[1], every_event[2])
 
 
@@ -106,6 +107,21 @@ def test_plain_frames_are_split_and_anything_else_is_left_to_the_python() -> Non
                 b"data:\n\n", b"data: \n\n", b"event: x\n" + one, b"\n" + one, one + b"\n", b"", b"data: {\n\n"[:-1]]:
         assert plain_frames(odd, 1 << 20) is None, odd
     assert plain_frames(one, len(one)) is not None and plain_frames(one, len(one) - 1) is None  # the size limit
+
+
+async def test_a_line_before_plain_frames_counts_toward_no_later_event() -> None:
+    """An `id:` line with no blank line after it, then plain frames split in C: the event it began is
+    over, so its bytes do not count toward the size of the next event the Python reads."""
+    pieces = [b"id: 1\n", b'data: {"id":"c1"}\n\n', b'data:{"id":"c1","choices":[]}\n\n']
+    native = await outcome(pieces, wire=True, limit=31)
+    assert native == await in_python(pieces, wire=True, limit=31)
+    assert native[1] == "upstream_stream_truncated" and len(native[0]) == 2
+
+
+def test_limits_beyond_any_piece_or_below_zero() -> None:
+    one = b"data: " + chunk("a") + b"\n\n"
+    assert plain_frames(one, 2 ** 70) == plain_frames(one, 1 << 20) == ([chunk("a")], False)
+    assert plain_frames(one, -1) is None and plain_frames(one, -(2 ** 70)) is None
 
 
 def test_what_is_not_bytes_is_refused() -> None:

@@ -12,8 +12,9 @@
  *     text, a refusal or a tool call (_has_first_token); has_usage: a chunk's `usage` is not null.
  *     With a list `reasons` (a traced attempt's), each choice's non-empty finish_reason is appended
  *     to it, as _content_chars does. None when a value is of a shape this does not take as it is
- *     (anything but exact dicts, lists and strs where the chunk format has them; `reasons` is then
- *     left as it was): the caller then runs the Python, which counts it or raises its own error.
+ *     (anything but exact dicts, lists and strs where the chunk format has them): the caller then
+ *     runs the Python, which counts it or raises its own error. `reasons` is left as it was then,
+ *     and when a lookup raises.
  * shared_id(batch, allow_usage) -> str | None
  *     The id every chunk of the batch has, when all are the same exact str and, unless allow_usage,
  *     no chunk's usage is set; else None (the caller then looks at each chunk itself).
@@ -157,10 +158,20 @@ static PyObject *content_facts(PyObject *self, PyObject *const *args, Py_ssize_t
     /* Where `reasons` stood: what a batch handed back to the Python appended is taken off again. */
     Py_ssize_t kept = reasons != NULL ? PyList_GET_SIZE(reasons) : 0;
     PyObject *answer = batch_facts(batch, reasons);
-    if (answer != Py_None || reasons == NULL) {
+    if (reasons == NULL || (answer != NULL && answer != Py_None)) {
         return answer;
     }
-    if (PyList_SetSlice(reasons, kept, PY_SSIZE_T_MAX, NULL) < 0) {
+    PyObject *type, *value, *traceback;  /* (an error of the batch's is kept while the list is put back) */
+    PyErr_Fetch(&type, &value, &traceback);
+    int restored = PyList_SetSlice(reasons, kept, PY_SSIZE_T_MAX, NULL);
+    if (type != NULL) {
+        if (restored < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, traceback);
+        return NULL;
+    }
+    if (restored < 0) {
         Py_DECREF(answer);
         return NULL;
     }

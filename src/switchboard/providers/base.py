@@ -19,11 +19,6 @@ from ..hub import ChatRequest, UpstreamResult, UpstreamStream, WireBatch
 from ..sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
 from .http1 import HTTP1Client, Response, UpstreamConnectionClosed, UpstreamResponseTooLarge
 
-try:  # a read of plain chunk frames split in C (_sse_frames.c) where it is built; the Python path is the reference
-    from .._sse_frames import plain_frames
-except ImportError:  # pragma: no cover  (no C compiler at install time)
-    plain_frames = None  # type: ignore[assignment]
-
 __all__ = [
     "TRANSPORT_ERROR_CODES",
     "BatchedChunkStream",
@@ -296,13 +291,12 @@ class SSEChunkStream(BatchedChunkStream):
 
     async def _read_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         decoder = SSEDecoder(self._max_event_bytes)
-        frames_of = plain_frames if self._wire else None
+        frames_of = decoder.plain_frames if self._wire else None
         try:
             async for piece in self._resp.iter_chunks():
                 # A read of only plain chunk frames, split in C (_sse_frames.c): the batch the decoder and
                 # `_plain_chunks` below would make of it, with one scan of its bytes instead of nine.
-                if frames_of is not None and decoder.at_event_start() and (
-                        found := frames_of(piece, self._max_event_bytes)) is not None:
+                if frames_of is not None and (found := frames_of(piece)) is not None:
                     payloads, done = found
                     loads = orjson.loads
                     split = WireBatch([loads(data) for data in payloads], piece[:-len(_DONE_FRAME)] if done else piece)
