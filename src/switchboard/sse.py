@@ -21,6 +21,7 @@ try:  # a read of plain data frames split in C (_sse_frames.c) where it is built
     from ._sse_frames import plain_frames as split_plain_frames
 except ImportError:  # pragma: no cover  (no C compiler at install time)
     split_plain_frames = None  # type: ignore[assignment]
+
 _SHORT_LINE = 4096  # a line not ended after this many bytes is gathered in a list (SSEDecoder.feed)
 
 
