@@ -295,21 +295,20 @@ class SSEChunkStream(BatchedChunkStream):
         try:
             async for piece in self._resp.iter_chunks():
                 # A read of only plain chunk frames, split in C (_sse_frames.c): the batch the decoder and
-                # `_plain_chunks` below would make of it, with one scan of its bytes instead of nine.
-                if frames_of is not None and (found := frames_of(piece)) is not None:
+                # `_plain_chunks` would make of it, with one scan of its bytes instead of nine.
+                found = frames_of(piece) if frames_of is not None else None
+                plain: WireBatch | None
+                if found is not None:
                     payloads, done = found
                     loads = orjson.loads
-                    split = WireBatch([loads(data) for data in payloads], piece[:-len(_DONE_FRAME)] if done else piece)
+                    plain = WireBatch([loads(data) for data in payloads], piece[:-len(_DONE_FRAME)] if done else piece)
                     if done:
                         self._finished = True
-                    if split:
-                        yield split
-                    if done:
-                        return
-                    continue
-                events = decoder.feed(piece)
-                wire = decoder.wire if self._wire else None
-                if wire is not None and (plain := self._plain_chunks(events, wire)) is not None:
+                else:
+                    events = decoder.feed(piece)
+                    wire = decoder.wire if self._wire else None
+                    plain = self._plain_chunks(events, wire) if wire is not None else None
+                if plain is not None:
                     if plain:
                         yield plain
                     if self._finished:
