@@ -257,7 +257,12 @@ def encode_request(spans: Iterable[Span | bytes], resource: bytes, scope: bytes)
     """An `ExportTraceServiceRequest` of `spans`, all of one resource (an encoded `Resource`
     message) and one instrumentation scope (an encoded `InstrumentationScope` message). A span
     already encoded (an `EncodedSpan`, see spans.Tracer) is taken as it is."""
+    # Written with one join: a batch is up to ~1 MB, and each concatenation of it would be another
+    # allocation of that size (fresh pages from the kernel: page faults in the export thread).
     encoded = [span if isinstance(span, bytes) else encode_span(span) for span in spans]
-    scope_spans = _field(b"\x0a", scope) + b"".join(encoded)
-    resource_spans = _field(b"\x0a", resource) + _field(b"\x12", scope_spans)
-    return _field(b"\x0a", resource_spans)
+    scope_field = _field(b"\x0a", scope)
+    scope_spans_n = len(scope_field) + sum(map(len, encoded))
+    resource_field = _field(b"\x0a", resource)
+    scope_spans_head = b"\x12" + _length(scope_spans_n)
+    resource_spans_n = len(resource_field) + len(scope_spans_head) + scope_spans_n
+    return b"".join((b"\x0a", _length(resource_spans_n), resource_field, scope_spans_head, scope_field, *encoded))
