@@ -1,8 +1,9 @@
 """W3C Trace Context (`traceparent` / `tracestate`): parsing a client's, writing ours, and the
 context variable through which a traced upstream attempt hands its header to the HTTP client.
 
-Imports nothing but the standard library, and nothing here runs unless tracing is configured:
-the upstream client reads `UPSTREAM_TRACE_HEADERS` only when it was built with `propagate=True`.
+Imports nothing but the standard library (and the optional C formatter of `traceparent_line`), and
+nothing here runs unless tracing is configured: the upstream client reads `UPSTREAM_TRACE_HEADERS`
+only when it was built with `propagate=True`.
 
 Parsing follows the W3C Trace Context recommendation, level 1: `version-traceid-parentid-flags`,
 lowercase hex; version `ff`, an all-zero trace id or parent id are invalid; a future version may
@@ -16,8 +17,8 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["UPSTREAM_TRACE_HEADERS", "ParentContext", "format_traceparent", "header_parts", "parse_trace_context",
-           "trace_headers", "trace_meta"]
+__all__ = ["UPSTREAM_TRACE_HEADERS", "ParentContext", "format_traceparent", "parse_trace_context", "trace_headers",
+           "trace_meta", "traceparent_line", "traceparent_line_python"]
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _MAX_TRACESTATE_CHARS = 512
@@ -72,16 +73,22 @@ def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
 
 
-def header_parts(trace_hex: str, sampled: bool, tracestate: str | None) -> tuple[bytes, bytes]:
-    """What every request header continuing a trace is made of, around a span id of 16 hex digits:
-    the `traceparent` line's start, and its end (with the `tracestate` line when there is one)."""
-    suffix = b"-01\r\n" if sampled else b"-00\r\n"
-    if tracestate:
-        suffix += b"tracestate: %s\r\n" % tracestate.encode()
-    return b"traceparent: 00-%s-" % trace_hex.encode(), suffix
+def traceparent_line_python(trace_id: int, span_id: int, sampled: bool) -> bytes:
+    """The `traceparent` request header line continuing trace `trace_id` at span `span_id` (the
+    reference of `traceparent_line`, which is C where it is built: observability/_otlp_span.c)."""
+    if not (0 <= trace_id < 1 << 128 and 0 <= span_id < 1 << 64) or trace_id.__class__ is not int \
+            or span_id.__class__ is not int:
+        raise ValueError("traceparent: ids must be ints of 128 and 64 bits")
+    return b"traceparent: 00-%032x-%016x-%s\r\n" % (trace_id, span_id, b"01" if sampled else b"00")
+
+
+try:  # formatting a 128-bit int in hex is most of what a traced attempt's header costs in Python
+    from .observability._otlp_span import traceparent as traceparent_line
+except ImportError:  # not built (no compiler where it was installed)
+    traceparent_line = traceparent_line_python
 
 
 def trace_headers(trace_id: int, span_id: int, sampled: bool, tracestate: str | None) -> bytes:
     """The request header lines that continue the trace at `span_id`."""
-    prefix, suffix = header_parts(f"{trace_id:032x}", sampled, tracestate)
-    return b"%s%016x%s" % (prefix, span_id, suffix)
+    line = traceparent_line(trace_id, span_id, sampled)
+    return line + b"tracestate: %s\r\n" % tracestate.encode() if tracestate else line

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from switchboard.config import ConfigError, parse_config
 from switchboard.observability.spans import Tracer
-from switchboard.trace_context import format_traceparent, parse_trace_context, trace_headers, trace_meta
+from switchboard.trace_context import (
+    format_traceparent,
+    parse_trace_context,
+    trace_headers,
+    trace_meta,
+    traceparent_line,
+    traceparent_line_python,
+)
 
 VALID = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -42,6 +51,27 @@ def test_headers_and_meta_round_trip() -> None:
     assert raw == b"traceparent: 00-00000000000000000000000000000001-0000000000000002-01\r\ntracestate: a=b\r\n"
     assert trace_meta(raw) == {"traceparent": "00-00000000000000000000000000000001-0000000000000002-01",
                                "tracestate": "a=b"}
+
+
+def test_the_c_traceparent_writes_the_python_ones_bytes() -> None:
+    rng = random.Random(17)
+    for _ in range(20000):
+        trace_id = rng.getrandbits(rng.choice([1, 4, 63, 64, 65, 127, 128]))
+        span_id = rng.getrandbits(rng.choice([1, 33, 63, 64]))
+        sampled = rng.random() < 0.5
+        line = traceparent_line(trace_id, span_id, sampled)
+        assert line == traceparent_line_python(trace_id, span_id, sampled)
+        assert parse_trace_context(line.decode()[len("traceparent: "):-2], None) in (
+            None, parse_trace_context(format_traceparent(trace_id, span_id, sampled), None))
+    assert traceparent_line((1 << 128) - 1, (1 << 64) - 1, True) == (
+        b"traceparent: 00-" + b"f" * 32 + b"-" + b"f" * 16 + b"-01\r\n")
+
+
+@pytest.mark.parametrize("ids", [(-1, 1), (1 << 128, 1), (1, 1 << 64), (1, -1), (1.0, 1), (1, True), ("1", 1)])
+def test_traceparent_ids_out_of_range_are_refused_by_both(ids: tuple[object, object]) -> None:
+    for write in (traceparent_line, traceparent_line_python):
+        with pytest.raises((ValueError, TypeError)):
+            write(*ids, True)  # type: ignore[arg-type]
 
 
 def test_sampling_ratio_and_parent_decision() -> None:

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from ..errors import GatewayError
 from ..hub import Chunk, Usage, usage_from, usage_from_responses
-from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, header_parts, parse_trace_context
+from ..trace_context import UPSTREAM_TRACE_HEADERS, ParentContext, parse_trace_context, trace_headers
 from .genai_contents import Redactor, input_messages, output_messages, stream_output
 from .otlp_encoding import SAMPLED_CONTEXT, EncodedSpan, encode_attributes, encode_span
 
@@ -185,8 +185,8 @@ class Span:
 
     def propagation(self) -> bytes:
         """The header lines that continue the trace at this span."""
-        prefix, suffix = self.request().propagation_parts
-        return b"%s%016x%s" % (prefix, self.span_id, suffix)
+        trace = self.request()
+        return trace_headers(trace.trace_id_value, self.span_id, trace.sampled_flag, trace.tracestate)
 
 
 class Tracer:
@@ -288,8 +288,7 @@ class RequestTrace(Span):
     """The server span of one API request; its name and most attributes come from the request's
     record when it is over (tracing.finish_trace, a gateway observer)."""
 
-    __slots__ = ("children", "encoded_ids", "method", "propagation_parts", "route", "sampled_flag", "trace_id_hex",
-                 "trace_id_value", "tracestate")
+    __slots__ = ("children", "encoded_ids", "method", "route", "sampled_flag", "trace_id_value", "tracestate")
 
     def __init__(self, tracer: Tracer, parent: ParentContext | None, method: str, route: str) -> None:
         # Span.__init__'s fields, set here directly: this runs for every request.
@@ -297,20 +296,16 @@ class RequestTrace(Span):
         self.trace = None
         if parent is not None:
             trace_id, sampled, self.parent_id = parent.trace_id, parent.sampled, parent.span_id
-            self.tracestate = tracestate = parent.tracestate
+            self.tracestate = parent.tracestate
             self.remote_parent = True
         else:
             trace_id = _random_bits(128) or 1
             sampled = (trace_id & 0xFFFF_FFFF_FFFF_FFFF) < tracer.bound
             self.parent_id = None
-            self.tracestate = tracestate = None
+            self.tracestate = None
             self.remote_parent = False
         self.trace_id_value = trace_id
         self.sampled_flag = sampled
-        # The trace id as logs write it (32 hex digits; the access log and the usage row both ask) and
-        # what every `traceparent` of this trace is made of, around the span id (Span.propagation).
-        self.trace_id_hex = trace_id.to_bytes(16, "big").hex()
-        self.propagation_parts = header_parts(self.trace_id_hex, sampled, tracestate)
         self.encoded_ids: bytes | None = None  # the trace id (and state) fields every span of it starts with
         self.children: list[Span] | None = None  # spans of this request that ended before it (see Span.end)
         self.method = method
@@ -327,6 +322,11 @@ class RequestTrace(Span):
     @property
     def trace_id(self) -> int:
         return self.trace_id_value
+
+    @property
+    def trace_id_hex(self) -> str:
+        """The trace id as logs write it (32 hex digits: the access log and the usage row)."""
+        return self.trace_id_value.to_bytes(16, "big").hex()
 
     @property
     def sampled(self) -> bool:
