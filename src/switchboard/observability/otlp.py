@@ -41,7 +41,7 @@ log = logging.getLogger("switchboard.tracing")
 
 SCOPE_NAME = "switchboard"
 SCOPE_VERSION = "0.1.0"
-# The queue's items are encoded spans by spans.SPANS_PER_ITEM (64; fewer when 0.1 s passed): at most
+# The queue's items are batches of encoded spans, spans.SPANS_PER_ITEM (64; fewer when 0.1 s passed): at most
 # MAX_QUEUE_ITEMS wait (16k spans; past that the newest are dropped, logged once a minute), BATCH_ITEMS go
 # per export request (up to 2048 spans, ~1 MB: each HTTP request costs the export thread as much as
 # encoding a few hundred spans would).

@@ -3,10 +3,10 @@ per MCP tool call, named and attributed by the OpenTelemetry GenAI semantic conv
 
 Pure Python, no OpenTelemetry import: a `Tracer` exists only when `observability.otlp` is
 configured. On the request path a span gets its identity, timing and propagation header. A span
-that ends while its request is open waits for it; when the request's span ends, its name and
-attributes and those of its children are completed, with the other spans that ended in the same
-pass of the event loop. Then they are encoded (otlp_encoding.py) and handed, as bytes, to `export`
-(the SDK's batch processor, observability/otlp.py). Attributes that many spans share are a
+that ends while its request is open waits for it; when the request's span ends, it and its children
+wait for the tracer's next batch (`Tracer.finished`: up to 64 spans or 0.1 s), where their names
+and attributes are completed and they are encoded (otlp_encoding.py) and handed, as bytes, to
+`export` (the SDK's batch processor, observability/otlp.py). Attributes that many spans share are a
 `Preset`, looked up by a tuple of plain values and encoded once.
 
 A streamed attempt's span either watches the batches go by (`watch`), or, when the relay sends the
@@ -90,8 +90,8 @@ def bounded(value: str) -> str:
     return value if len(value) <= _MAX_ATTRIBUTE_CHARS else value[:_MAX_ATTRIBUTE_CHARS]
 
 
-SPANS_PER_ITEM = 64  # encoded spans go to the export queue as items of this many ...
-CHUNK_AFTER_S = 0.1  # ... or fewer, at most this long after the first of them ended
+SPANS_PER_ITEM = 64  # ended spans are completed, encoded and queued for export in batches of this many ...
+FLUSH_AFTER_S = 0.1  # ... or fewer, at most this long after the first of them ended
 _PRESETS_MAX = 4096  # distinct sets of shared attributes kept (routes x keys x models x statuses, mostly)
 
 
@@ -192,7 +192,7 @@ class Span:
 class Tracer:
     """The gateway's span recorder: sampling, ids, what spans may carry; `export` takes finished spans."""
 
-    __slots__ = ("_chunk", "_chunk_timer", "_ended", "bound", "encode", "export", "presets",
+    __slots__ = ("_ended", "_flush_timer", "bound", "encode", "export", "presets",
                  "provider_attributes", "redactor")
 
     def __init__(self, export: Callable[[Any], None], sample_ratio: float, contents: bool,
@@ -207,55 +207,44 @@ class Tracer:
         # What every attempt on a provider says about where it went (server.address/port, provider name).
         self.provider_attributes = {name: _provider_attributes(p) for name, p in providers.items()}
         self.presets: dict[tuple[Any, ...], Preset] = {}  # by a tuple of plain values: new_preset()
-        self._ended: list[Span] = []
-        self._chunk: list[bytes] = []  # encoded spans not handed to `export` yet
-        self._chunk_timer: asyncio.TimerHandle | None = None
+        self._ended: list[Span] = []  # not completed yet (see finished)
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     def finished(self, span: Span, children: list[Span] | None = None) -> None:
-        """A sampled span ended. The spans that end in one pass of the event loop are completed and
-        encoded together right after it, on the loop (the export thread then only joins bytes and
-        sends them, holding the GIL briefly); they go to `export` by SPANS_PER_ITEM, or after
-        CHUNK_AFTER_S, as one item: the processor's work per item is paid once for many spans."""
+        """A sampled span ended. Ended spans wait and are completed and encoded in batches, on the
+        loop: SPANS_PER_ITEM at once, or what ended within FLUSH_AFTER_S of the first of them. Run
+        for the few spans of each pass of a loaded loop, that code started cold each time; in a batch
+        it runs warm, span after span. A batch goes to `export` as one item (the export thread then
+        only joins bytes and sends them, holding the GIL briefly; the processor's work per item is
+        paid once for many spans)."""
         ended = self._ended
-        first = not ended
         if children:  # a request's spans that ended before it
             ended.extend(children)
         ended.append(span)
-        if first:
+        if len(ended) >= SPANS_PER_ITEM:
+            self.flush()
+        elif self._flush_timer is None:
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_AFTER_S, self.flush)
             except RuntimeError:  # no event loop (plain code): at once
                 self.flush()
 
-    def flush(self, final: bool = False) -> None:
-        """Complete and encode the spans ended so far; `final` (shutdown): hand over every one now."""
+    def flush(self) -> None:
+        """Complete and encode the spans ended so far, and hand them over (also at shutdown)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         ended, self._ended = self._ended, []
         if not self.encode:
             for span in ended:
                 span.complete()
                 self.export(span)
             return
-        chunk = self._chunk
-        for span in ended:
-            span.complete()
-            chunk.append(encode_span(span))
-            if len(chunk) >= SPANS_PER_ITEM:
-                self._hand_over()
-                chunk = self._chunk
-        if final:
-            self._hand_over()
-        elif chunk and self._chunk_timer is None:
-            try:
-                self._chunk_timer = asyncio.get_running_loop().call_later(CHUNK_AFTER_S, self._hand_over)
-            except RuntimeError:  # no event loop (plain code): at once
-                self._hand_over()
-
-    def _hand_over(self) -> None:
-        if self._chunk_timer is not None:
-            self._chunk_timer.cancel()
-            self._chunk_timer = None
-        if self._chunk:
-            chunk, self._chunk = self._chunk, []
+        for first in range(0, len(ended), SPANS_PER_ITEM):
+            chunk = []
+            for span in ended[first:first + SPANS_PER_ITEM]:
+                span.complete()
+                chunk.append(encode_span(span))
             self.export(EncodedSpan(b"".join(chunk)))
 
     def new_preset(self, span: Span, key: tuple[Any, ...], attributes: dict[str, Any], name: str) -> None:

@@ -41,7 +41,7 @@ def build_tracer(config: Config) -> tuple[Tracer, Callable[[], Awaitable[None]]]
                     _secrets(config), encode=export.exporter.sends_bytes)
 
     async def close() -> None:
-        tracer.flush(final=True)  # spans that ended lately
+        tracer.flush()  # spans that ended lately
         await export.aclose()
 
     return tracer, close
