@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ..config import ProviderConfig
 
 __all__ = ["CLIENT", "INTERNAL", "SERVER", "AttemptSpan", "CallTrace", "RequestTrace", "Span", "ToolSpan", "Tracer",
-           "bounded", "operation_of", "usage_attributes"]
+           "bounded", "usage_attributes"]
 
 # OTLP's SpanKind numbers.
 INTERNAL, SERVER, CLIENT = 1, 2, 3
@@ -80,10 +80,6 @@ class _Deployment(Protocol):
 
     @property
     def id(self) -> str: ...
-
-
-def operation_of(endpoint: str) -> str | None:
-    return _OPERATIONS.get(endpoint)
 
 
 def bounded(value: str) -> str:
@@ -277,7 +273,8 @@ class RequestTrace(Span):
     """The server span of one API request; its name and most attributes come from the request's
     record when it is over (tracing.finish_trace, a gateway observer)."""
 
-    __slots__ = ("children", "encoded_ids", "method", "route", "sampled_flag", "trace_id_value", "tracestate")
+    __slots__ = ("children", "encoded_ids", "method", "record", "route", "sampled_flag", "trace_id_value",
+                 "tracestate")
 
     def __init__(self, tracer: Tracer, parent: ParentContext | None, method: str, route: str) -> None:
         # Span.__init__'s fields, set here directly: this runs for every request.
@@ -297,6 +294,7 @@ class RequestTrace(Span):
         self.sampled_flag = sampled
         self.encoded_ids: bytes | None = None  # the trace id (and state) fields every span of it starts with
         self.children: list[Span] | None = None  # spans of this request that ended before it (see Span.end)
+        self.record: Any = None  # the request's RequestRecord, from its end until the span is complete
         self.method = method
         self.route = route
         self.span_id = _random_bits(64) or 1
@@ -323,6 +321,38 @@ class RequestTrace(Span):
 
     def request(self) -> RequestTrace:
         return self
+
+    def complete(self) -> None:
+        """Its name and attributes, from the request's record (tracing.finish_trace), in the batch it
+        ended in (Tracer.flush). What requests have in common (route, status, key, model...) is a
+        shared preset, which names the span too; the request id, timings and an agent's usage are
+        the span's own."""
+        record, self.record = self.record, None  # (the record refers to this span: no cycle is kept)
+        if record is None:
+            return
+        own = self.attributes
+        own["switchboard.request_id"] = record.request_id  # ours: short
+        agent = record.agent
+        operation = "invoke_agent" if agent is not None else _OPERATIONS.get(record.endpoint)
+        model = bounded(record.model) if record.model is not None else None
+        if operation is not None:
+            if agent is not None and record.usage is not None:  # every turn's (each attempt span has its own)
+                usage_attributes(own, record.usage)
+            if record.stream and record.first_token_s is not None:
+                own["gen_ai.response.time_to_first_chunk"] = record.first_token_s
+        status, error_type = record.status, record.error_type
+        if error_type is not None and status >= 500:  # HTTP server spans: a 4xx is the client's
+            self.error = f"{status} {error_type}"
+        tracer = self.tracer
+        key = ("request", self.method, self.route, status, record.key_id, record.facade, agent, operation, model,
+               record.upstream_model, record.stream, record.attempts, record.fallback, error_type)
+        preset = tracer.presets.get(key)
+        if preset is None:
+            tracer.new_preset(self, key, _request_attributes(self, record, operation, model),
+                              _request_span_name(self, agent, operation, model))
+        else:
+            self.preset = preset
+            self.name = preset.name
 
     def end(self, end_ns: int | None = None) -> None:
         """The request is over: its span and the spans of it that ended before it go to the tracer."""
@@ -361,6 +391,40 @@ def usage_attributes(attributes: dict[str, Any], usage: Usage) -> None:
         attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
     if usage.estimated:
         attributes["switchboard.usage.estimated"] = True
+
+
+def _request_span_name(trace: RequestTrace, agent: str | None, operation: str | None, model: str | None) -> str:
+    if operation is not None:
+        if agent is not None:
+            return f"invoke_agent {agent}"
+        if model is not None:
+            return f"{operation} {model}"
+    return f"{trace.method} {trace.route}"
+
+
+def _request_attributes(trace: RequestTrace, record: Any, operation: str | None, model: str | None) -> dict[str, Any]:
+    """The server span's attributes that many requests share (made once per distinct set)."""
+    stable: dict[str, Any] = {"http.request.method": trace.method, "http.route": trace.route,
+                              "http.response.status_code": record.status}
+    if record.key_id is not None:
+        stable["switchboard.key_id"] = record.key_id
+    if record.facade is not None:
+        stable["switchboard.facade"] = record.facade
+    if record.agent is not None:
+        stable["gen_ai.agent.name"] = record.agent
+    if operation is not None:
+        stable["gen_ai.operation.name"] = operation
+        if model is not None:
+            stable["gen_ai.request.model"] = model
+        if record.upstream_model is not None:
+            stable["gen_ai.response.model"] = bounded(record.upstream_model)
+        stable["gen_ai.request.stream"] = record.stream
+        if record.attempts:
+            stable["switchboard.attempts"] = record.attempts
+            stable["switchboard.fallback"] = record.fallback
+    if record.error_type is not None:
+        stable["error.type"] = bounded(record.error_type)
+    return stable
 
 
 _Params = tuple[int | None, float | None, float | None]
