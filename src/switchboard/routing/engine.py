@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TypeVar
 from ..config import Config, ModelConfig, ProviderKey
 from ..errors import GatewayError
 from ..providers.base import ChatProvider
+from .deadlines import DeadlineGuard, Deadlines
 from .deployment import Deployment, Outcome, Route
 from .health import Health
 from .limits import Lease, Limits
@@ -100,6 +101,7 @@ class Engine:
         self.limits = limits or Limits(config)
         self.listeners: list[Callable[[RouterEvent], None]] = []
         self.tracer: Tracer | None = None  # set by the gateway when tracing is configured
+        self._deadlines: Deadlines | None = None  # the attempts' deadlines, on the loop that runs them
         # Keyed by the ids of the allowed keys, not by model name: clients choose `provider/<anything>`
         # freely, and a cache keyed by their strings would grow without bound.
         self._pickers: dict[tuple[str, tuple[str, ...]], _KeyPicker] = {}
@@ -237,14 +239,17 @@ class Engine:
                     attempts += 1
                     self.health.begin(deployment.id, route.provider)
                     span = trace.attempt(deployment, attempts, fallback) if trace is not None else None
-                    bound = None
+                    bound: DeadlineGuard | None = None
                     if not self_bounded or deadline - loop.time() <= _attempt_bound_s(provider):
-                        bound = asyncio.timeout_at(deadline)
+                        deadlines = self._deadlines
+                        if deadlines is None or deadlines.loop is not loop:
+                            deadlines = self._deadlines = Deadlines(loop)
+                        bound = deadlines.guard(deadline)
                     try:
                         if bound is None:
                             result = await attempt(deployment)
                         else:
-                            async with bound:
+                            with bound:
                                 result = await attempt(deployment)
                     except TimeoutError as exc:
                         self._release(lease)
