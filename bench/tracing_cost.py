@@ -3,6 +3,7 @@
 (issue 17: at most 25 µs per request with `sample_ratio: 1.0`).
 
     python bench/tracing_cost.py [--kind plain|sse] [--windows 12] [--window-s 2] [--connections 64]
+                                 [--against <checkout>]
 
 Starts nginx (upstream.py; it is also the OTLP sink, `POST /v1/traces` answered 200) and two
 `switchboard serve` processes side by side, one untraced and one tracing every request, both pinned
@@ -11,11 +12,17 @@ and each window's CPU time of the gateway process (/proc) is divided by the requ
 A slow spell of the machine (on a shared VM the same cell can read 2x apart an hour later) then
 falls on both alike: what is printed is the median of each side and the median of the paired
 differences (traced minus untraced), the figure to hold against the goal.
+
+`--against <checkout>` adds a third gateway, traced, running another checkout's code (its `src` on
+PYTHONPATH; build its C modules in place first, or it runs their Python fallbacks) in the same
+rotation: what a change did to tracing's cost, measured in one run rather than in two runs hours
+apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -36,20 +43,36 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=12, help="load windows per gateway")
     parser.add_argument("--window-s", type=float, default=2.0, help="seconds per window")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--against", type=Path, help="another checkout, traced too (see above)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="switchboard-tracing-cost-"))
     upstream = Upstream(work / "nginx", free_port()).start()
     gateways: dict[str, Switchboard] = {}
     try:
-        for name, tracing in (("off", False), ("on", True)):
+        sides = [("off", False, None), ("on", True, None)]
+        if args.against is not None:
+            sides.append(("against", True, args.against.resolve() / "src"))
+        inherited = os.environ.get("PYTHONPATH")
+        for name, tracing, src in sides:
+            if src is not None:  # the child's environment is read at its start (targets.Target.env)
+                os.environ["PYTHONPATH"] = str(src)
+            elif inherited is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = inherited
             gateways[name] = Switchboard(work / name, free_port(), upstream.url, tracing=tracing).start()
+        if inherited is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = inherited
         body = request_body(MODELS[args.kind], args.kind == "sse")
         urls = {name: f"http://127.0.0.1:{g.port}/v1/chat/completions" for name, g in gateways.items()}
         for name, url in urls.items():  # warm-up
             run_wrk(url, body, args.connections, 3, work, f"warmup-{name}", MASTER_KEY)
         samples: dict[str, list[float]] = {name: [] for name in gateways}
+        names = list(gateways)
         for window in range(args.windows):
-            for name in ("off", "on") if window % 2 == 0 else ("on", "off"):
+            for name in names if window % 2 == 0 else names[::-1]:
                 proc = gateways[name].proc
                 assert proc is not None
                 before = cpu_seconds(proc.pid)
@@ -65,6 +88,12 @@ def main() -> None:
         print(f"  added by tracing (median of the paired differences): {added:+.1f} us")
         print(f"  windows, untraced: {' '.join(f'{x:.0f}' for x in off)}")
         print(f"  windows, traced:   {' '.join(f'{x:.0f}' for x in on)}")
+        if "against" in samples:
+            other = samples["against"]
+            print(f"  {args.against}, traced: {statistics.median(other):.1f} us per request, "
+                  f"{statistics.median(b - a for a, b in zip(off, other, strict=True)):+.1f} us over untraced; "
+                  f"this checkout minus it: {statistics.median(b - a for a, b in zip(other, on, strict=True)):+.1f} us")
+            print(f"  windows, {args.against}: {' '.join(f'{x:.0f}' for x in other)}")
     finally:
         for gateway in gateways.values():
             gateway.stop()
