@@ -76,8 +76,8 @@ def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:
 def traceparent_line_python(trace_id: int, span_id: int, sampled: bool) -> bytes:
     """The `traceparent` request header line continuing trace `trace_id` at span `span_id` (the
     reference of `traceparent_line`, which is C where it is built: observability/_otlp_span.c)."""
-    if not (0 <= trace_id < 1 << 128 and 0 <= span_id < 1 << 64) or trace_id.__class__ is not int \
-            or span_id.__class__ is not int:
+    if trace_id.__class__ is not int or span_id.__class__ is not int \
+            or not (0 <= trace_id < 1 << 128 and 0 <= span_id < 1 << 64):
         raise ValueError("traceparent: ids must be ints of 128 and 64 bits")
     return b"traceparent: 00-%032x-%016x-%s\r\n" % (trace_id, span_id, b"01" if sampled else b"00")
 

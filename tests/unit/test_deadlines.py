@@ -10,8 +10,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import uvloop
 
 from switchboard.routing.deadlines import _REBUILD_AT, Deadlines
+
+# Both loops: the stock one, and uvloop's (what `switchboard serve` runs), whose timers and clock
+# have millisecond resolution.
+RUNNERS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
 
 Bound = Callable[[float], contextlib.AbstractAsyncContextManager[Any]]
 
@@ -69,17 +74,61 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize(("deadline_s", "work_s", "cancel_after_s", "swallow"), CASES)
 def test_same_outcome_as_asyncio_timeout(deadline_s: float, work_s: float, cancel_after_s: float | None,
-                                         swallow: bool) -> None:
+                                         swallow: bool, runner: str) -> None:
     async def both() -> tuple[tuple[str, int], tuple[str, int]]:
         deadlines = Deadlines(asyncio.get_running_loop())
         ours = await _outcome(_ours(deadlines), deadline_s, work_s, cancel_after_s, swallow)
         reference = await _outcome(_asyncio, deadline_s, work_s, cancel_after_s, swallow)
         return ours, reference
 
-    ours, reference = asyncio.run(both())
+    ours, reference = RUNNERS[runner](both())
     assert ours == reference
+
+
+class _Counted(Deadlines):
+    __slots__ = ("fired",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.fired = 0
+
+    def _fire(self) -> None:
+        self.fired += 1
+        super()._fire()
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_an_expiry_fires_the_timer_once_per_deadline(runner: str) -> None:
+    """Not again and again until the loop's clock reads the deadline (uvloop's may read just under it)."""
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        deadlines = _Counted(loop)
+        when = loop.time() + 0.0123
+
+        async def block(i: int) -> None:
+            with deadlines.guard(when + i * 0.0031):
+                await asyncio.sleep(1.0)
+
+        tasks = [asyncio.create_task(block(i)) for i in range(5)]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return sum(isinstance(r, TimeoutError) for r in results), deadlines.fired
+
+    timeouts, fired = RUNNERS[runner](main())
+    assert timeouts == 5 and fired <= 5 + 1
+
+
+def test_a_guard_is_entered_once() -> None:
+    async def main() -> None:
+        guard = Deadlines(asyncio.get_running_loop()).guard(asyncio.get_running_loop().time() + 60)
+        with guard:
+            pass
+        with pytest.raises(RuntimeError), guard:
+            pass
+
+    asyncio.run(main())
 
 
 def test_expired_is_reported_and_the_earliest_deadline_fires_first() -> None:

@@ -67,10 +67,11 @@ def test_the_c_traceparent_writes_the_python_ones_bytes() -> None:
         b"traceparent: 00-" + b"f" * 32 + b"-" + b"f" * 16 + b"-01\r\n")
 
 
-@pytest.mark.parametrize("ids", [(-1, 1), (1 << 128, 1), (1, 1 << 64), (1, -1), (1.0, 1), (1, True), ("1", 1)])
+@pytest.mark.parametrize("ids", [(-1, 1), (1 << 128, 1), (1, 1 << 64), (1, -1), (1.0, 1), (1, True), ("1", 1),
+                                 (None, 1)])
 def test_traceparent_ids_out_of_range_are_refused_by_both(ids: tuple[object, object]) -> None:
     for write in (traceparent_line, traceparent_line_python):
-        with pytest.raises((ValueError, TypeError)):
+        with pytest.raises(ValueError):
             write(*ids, True)  # type: ignore[arg-type]
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -58,6 +59,8 @@ PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic", "azure": "azure.
 # gen_ai.operation.name of each API route (routes.py's endpoint paths); other routes are plain HTTP spans.
 _OPERATIONS = {"/chat/completions": "chat", "/messages": "chat", "/responses": "chat",
                "/completions": "text_completion", "/embeddings": "embeddings"}
+
+log = logging.getLogger("switchboard.tracing")
 
 _MAX_ATTRIBUTE_CHARS = 4096  # a client or upstream string on a span (ids, models): bounded
 
@@ -212,36 +215,47 @@ class Tracer:
         for the few spans of each pass of a loaded loop, that code started cold each time; in a batch
         it runs warm, span after span. A batch goes to `export` as one item (the export thread then
         only joins bytes and sends them, holding the GIL briefly; the processor's work per item is
-        paid once for many spans)."""
+        paid once for many spans, and its queue bound counts items of SPANS_PER_ITEM)."""
         ended = self._ended
         if children:  # a request's spans that ended before it
             ended.extend(children)
         ended.append(span)
         if len(ended) >= SPANS_PER_ITEM:
-            self.flush()
-        elif self._flush_timer is None:
+            self.flush(full_items=True)
+        if self._ended and self._flush_timer is None:
             try:
                 self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_AFTER_S, self.flush)
             except RuntimeError:  # no event loop (plain code): at once
                 self.flush()
 
-    def flush(self) -> None:
-        """Complete and encode the spans ended so far, and hand them over (also at shutdown)."""
-        if self._flush_timer is not None:
+    def flush(self, full_items: bool = False) -> None:
+        """Complete and encode the spans ended so far and hand them over by SPANS_PER_ITEM (also at
+        shutdown); with `full_items` (the count was reached), full items only: the rest waits.
+        A span whose completion or encoding fails is dropped and logged, not its batch."""
+        ended = self._ended
+        cut = len(ended) - len(ended) % SPANS_PER_ITEM if full_items else len(ended)
+        batch, self._ended = ended[:cut], ended[cut:]
+        if not self._ended and self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        ended, self._ended = self._ended, []
-        if not self.encode:
-            for span in ended:
-                span.complete()
-                self.export(span)
-            return
-        for first in range(0, len(ended), SPANS_PER_ITEM):
-            chunk = []
-            for span in ended[first:first + SPANS_PER_ITEM]:
-                span.complete()
-                chunk.append(encode_span(span))
-            self.export(EncodedSpan(b"".join(chunk)))
+        failed = 0
+        for first in range(0, len(batch), SPANS_PER_ITEM):
+            chunk: list[bytes] = []
+            for span in batch[first:first + SPANS_PER_ITEM]:
+                try:
+                    span.complete()
+                    if not self.encode:
+                        self.export(span)
+                        continue
+                    chunk.append(encode_span(span))
+                except Exception:
+                    if not failed:
+                        log.exception("a span could not be completed or encoded: dropped")
+                    failed += 1
+            if chunk:
+                self.export(EncodedSpan(b"".join(chunk)))
+        if failed > 1:
+            log.error("%d more spans of the same batch dropped", failed - 1)
 
     def new_preset(self, span: Span, key: tuple[Any, ...], attributes: dict[str, Any], name: str) -> None:
         """`span` gets a new preset of `attributes` and `name` for `key` (not in `presets` yet), or,

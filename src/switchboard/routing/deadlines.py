@@ -33,7 +33,7 @@ _REBUILD_AT = 64  # closed entries are swept out once there are more than this a
 class DeadlineGuard:
     """`with guard:` bounds a block by the guard's deadline (see the module docstring)."""
 
-    __slots__ = ("_cancelling", "_deadlines", "_expired", "_open", "_task", "when")
+    __slots__ = ("_cancelling", "_deadlines", "_entered", "_expired", "_open", "_task", "when")
 
     def __init__(self, deadlines: Deadlines, when: float) -> None:
         self._deadlines = deadlines
@@ -41,6 +41,7 @@ class DeadlineGuard:
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self._open = False
+        self._entered = False
         self._expired = False
 
     def expired(self) -> bool:
@@ -48,10 +49,13 @@ class DeadlineGuard:
         return self._expired
 
     def __enter__(self) -> DeadlineGuard:
+        if self._entered:
+            raise RuntimeError("a deadline guard is entered once")  # as asyncio.Timeout
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a deadline guard must be used inside a task")
         self._task = task
+        self._entered = True
         self._cancelling = task.cancelling()
         self._open = True
         self._deadlines.add(self)
@@ -62,7 +66,7 @@ class DeadlineGuard:
         self._open = False
         if not self._expired:  # (an expired one has left the heap already)
             self._deadlines.closed()
-        task, self._task = self._task, None
+        task, self._task = self._task, None  # (a closed entry may wait in the heap: not the task with it)
         # As asyncio.Timeout: the guard's own cancellation request is withdrawn whatever the block
         # ended with; a CancelledError becomes TimeoutError when no other request is pending.
         if self._expired and task is not None and task.uncancel() <= self._cancelling \
@@ -121,8 +125,11 @@ class Deadlines:
         self._timer = self.loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
+        # Due: whatever is at or before the deadline this timer was armed for. (uvloop rounds a
+        # timer's delay to whole milliseconds and its clock too, so the timer may run while
+        # loop.time() still reads just under it: re-armed for that same time, it would spin.)
+        heap, now = self._heap, max(self.loop.time(), self._timer_at)
         self._timer = None
-        heap, now = self._heap, self.loop.time()
         while heap and heap[0][0] <= now:
             guard = heapq.heappop(heap)[2]
             if guard._open:
