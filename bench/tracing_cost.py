@@ -14,18 +14,23 @@ falls on both alike: what is printed is the median of each side and the median o
 differences (traced minus untraced), the figure to hold against the goal.
 
 `--against <checkout>` adds a third gateway, traced, running another checkout's code (its `src` on
-PYTHONPATH; build its C modules in place first, or it runs their Python fallbacks) in the same
-rotation: what a change did to tracing's cost, measured in one run rather than in two runs hours
-apart.
+PYTHONPATH; its C modules, the `ext-modules` of its pyproject.toml, are built in place first with
+`cc -O2` where they are missing) in the same rotation: what a change did to tracing's cost,
+measured in one run rather than in two runs hours apart. A checkout is made with
+`git worktree add /tmp/before <commit>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
 import sys
+import sysconfig
 import tempfile
+import tomllib
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -35,6 +40,22 @@ from load import request_body, run_wrk  # noqa: E402
 from run import free_port  # noqa: E402
 from targets import MASTER_KEY, MODELS, Switchboard, cpu_seconds  # noqa: E402
 from upstream import Upstream  # noqa: E402
+
+
+def build_in_place(checkout: Path) -> None:
+    """The checkout's C modules (pyproject.toml's ext-modules), compiled next to their sources where
+    they are not there yet, so that its `src` on PYTHONPATH runs them and not their Python fallbacks."""
+    project = tomllib.loads((checkout / "pyproject.toml").read_text())
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for ext in project.get("tool", {}).get("setuptools", {}).get("ext-modules", []):
+        target = checkout / "src" / (ext["name"].replace(".", "/") + suffix)
+        if target.exists():
+            continue
+        if compiler is None:
+            raise SystemExit(f"bench: {target.name} is not built in {checkout} and there is no C compiler")
+        subprocess.run([compiler, "-O2", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}",
+                        *(str(checkout / source) for source in ext["sources"]), "-o", str(target)], check=True)
 
 
 def main() -> None:
@@ -51,6 +72,7 @@ def main() -> None:
     try:
         sides = [("off", False, None), ("on", True, None)]
         if args.against is not None:
+            build_in_place(args.against.resolve())
             sides.append(("against", True, args.against.resolve() / "src"))
         inherited = os.environ.get("PYTHONPATH")
         for name, tracing, src in sides:
