@@ -314,6 +314,24 @@ static PyObject *get(PyObject *obj, int f) {
     return PyObject_GetAttr(obj, field_names[f]);
 }
 
+/* A trace id's high and low 64 bits: DONE, FAILED (a Python error), or FALLBACK (not an exact int of
+ * 0..2^128-1). */
+static int u128_halves(PyObject *value, uint64_t *hi, uint64_t *lo) {
+    if (!PyLong_CheckExact(value) || _PyLong_Sign(value) < 0 || _PyLong_NumBits(value) > 128) {
+        return FALLBACK;
+    }
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *high = shift != NULL ? PyNumber_Rshift(value, shift) : NULL;
+    Py_XDECREF(shift);
+    if (high == NULL) {
+        return FAILED;
+    }
+    *hi = (uint64_t)PyLong_AsUnsignedLongLongMask(high);
+    *lo = (uint64_t)PyLong_AsUnsignedLongLongMask(value);
+    Py_DECREF(high);
+    return DONE;
+}
+
 /* The trace id (and trace state) fields every span of a trace starts with, made once per trace (and
  * kept on it, `encoded_ids`): DONE with *out set, FAILED, or FALLBACK for fields of other types. */
 static int trace_ids(PyObject *trace, PyObject **out) {
@@ -335,27 +353,12 @@ static int trace_ids(PyObject *trace, PyObject **out) {
         return FAILED;
     }
     unsigned char raw[16];
-    int rc = DONE;
-    if (!PyLong_CheckExact(trace_id)) {
-        rc = FALLBACK;
-    } else {  /* 128 bits, big-endian: the high and the low half */
-        PyObject *shift = PyLong_FromLong(64);
-        PyObject *high = shift != NULL ? PyNumber_Rshift(trace_id, shift) : NULL;
-        Py_XDECREF(shift);
-        if (high == NULL) {
-            rc = FAILED;
-        } else {
-            uint64_t hi = (uint64_t)PyLong_AsUnsignedLongLong(high);
-            uint64_t lo = (uint64_t)PyLong_AsUnsignedLongLongMask(trace_id);
-            Py_DECREF(high);
-            if (PyErr_Occurred()) {  /* negative, or wider than 128 bits: the Python encoder's error */
-                PyErr_Clear();
-                rc = FALLBACK;
-            }
-            for (int i = 0; i < 8; i++) {
-                raw[i] = (unsigned char)(hi >> (56 - 8 * i));
-                raw[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
-            }
+    uint64_t hi, lo;
+    int rc = u128_halves(trace_id, &hi, &lo);  /* FALLBACK: the Python encoder's error */
+    if (rc == DONE) {  /* 128 bits, big-endian: the high and the low half */
+        for (int i = 0; i < 8; i++) {
+            raw[i] = (unsigned char)(hi >> (56 - 8 * i));
+            raw[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
         }
     }
     Py_DECREF(trace_id);
@@ -558,17 +561,12 @@ static PyObject *encode_span(PyObject *Py_UNUSED(module), PyObject *span) {
 
 /* The `traceparent` header line continuing a trace at a span (trace_context.traceparent_line, whose
  * Python is the reference): formatting a 128-bit int in hex is most of what Python pays for it. */
-static int hex_u64(char *out, PyObject *value) {  /* 16 hex digits; -1 when not an int of 0..2^64-1 */
-    uint64_t n;
-    if (as_u64(value, &n) != DONE) {
-        return -1;
-    }
+static void hex16(char *out, uint64_t n) {  /* 16 lowercase hex digits */
     static const char digits[] = "0123456789abcdef";
     for (int i = 15; i >= 0; i--) {
         out[i] = digits[n & 0xF];
         n >>= 4;
     }
-    return 0;
 }
 
 static PyObject *traceparent(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
@@ -576,34 +574,23 @@ static PyObject *traceparent(PyObject *Py_UNUSED(module), PyObject *const *args,
         PyErr_SetString(PyExc_TypeError, "traceparent(trace_id, span_id, sampled)");
         return NULL;
     }
-    PyObject *trace_id = args[0];
     char line[] = "traceparent: 00-00000000000000000000000000000000-0000000000000000-00\r\n";
     int sampled = PyObject_IsTrue(args[2]);
     if (sampled < 0) {
         return NULL;
     }
-    if (!PyLong_CheckExact(trace_id) || _PyLong_Sign(trace_id) < 0 || _PyLong_NumBits(trace_id) > 128 ||
-        !PyLong_CheckExact(args[1])) {
+    uint64_t hi, lo, span_id;
+    int rc = u128_halves(args[0], &hi, &lo);
+    if (rc == FAILED) {
+        return NULL;
+    }
+    if (rc == FALLBACK || as_u64(args[1], &span_id) != DONE) {
         PyErr_SetString(PyExc_ValueError, "traceparent: ids must be ints of 128 and 64 bits");
         return NULL;
     }
-    PyObject *shift = PyLong_FromLong(64);
-    PyObject *high = shift != NULL ? PyNumber_Rshift(trace_id, shift) : NULL;
-    Py_XDECREF(shift);
-    if (high == NULL) {
-        return NULL;
-    }
-    PyObject *low = PyLong_FromUnsignedLongLong((unsigned long long)PyLong_AsUnsignedLongLongMask(trace_id));
-    int bad = low == NULL || hex_u64(line + 16, high) < 0 || hex_u64(line + 32, low) < 0 ||
-              hex_u64(line + 49, args[1]) < 0;
-    Py_DECREF(high);
-    Py_XDECREF(low);
-    if (bad) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_ValueError, "traceparent: ids must be ints of 128 and 64 bits");
-        }
-        return NULL;
-    }
+    hex16(line + 16, hi);
+    hex16(line + 32, lo);
+    hex16(line + 49, span_id);
     if (sampled) {
         line[67] = '1';
     }
