@@ -10,7 +10,8 @@ nothing else of the gateway.
 - What the router hands a headend for a stream is a `HubStream`: the chunks of the first upstream
   read (already received, so failures before it are still HTTP errors), then the rest in batches,
   whoever answered (a provider or an agent). Legacy completions travel the same way in their own
-  (`text_completion`) shape.
+  (`text_completion`) shape. A relay that writes OpenAI chunks as they came may ask for them as
+  `RawBatch`es instead: the frames' bytes, not parsed, with what it reads of them.
 """
 
 from __future__ import annotations
@@ -19,17 +20,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 __all__ = [
     "ChatRequest",
     "Chunk",
     "HubStream",
     "JSONObject",
+    "RawBatch",
     "ResponsesCall",
     "UpstreamResult",
     "UpstreamStream",
     "Usage",
     "WireBatch",
     "milliseconds",
+    "parsed",
     "usage_from",
     "usage_from_responses",
 ]
@@ -49,6 +54,43 @@ class WireBatch(list[Chunk]):
     def __init__(self, chunks: list[Chunk], wire: bytes) -> None:
         super().__init__(chunks)
         self.wire = wire
+
+
+class RawBatch(Protocol):
+    """The chunk frames of one upstream read, as they came and not parsed (`_sse_frames.RawFrames`,
+    made in C only when every chunk is valid JSON of the chunk format the reader takes as it is), with
+    what the stream relay reads of them; `len()` is the number of chunks. Only a relay that asked for
+    raw batches gets them (`RoutedStream.raw_rest`); `parsed()` makes the chunks of one."""
+
+    @property
+    def wire(self) -> bytes: ...  # the frames' bytes (`data: <json>\n\n` each), a closing [DONE] left out
+    @property
+    def id(self) -> str | None: ...  # the id every chunk has (None: not all the same str)
+    @property
+    def usage(self) -> tuple[int, ...]: ...  # positions of the chunks whose `usage` is not null
+    @property
+    def usage_tail(self) -> bool: ...  # the last chunk has usage and no (or empty) choices
+    @property
+    def reasons(self) -> tuple[str, ...] | None: ...  # the choices' non-empty finish reasons, in order
+    @property
+    def chars(self) -> int: ...  # characters of generated content, as relay._content_chars counts them
+    @property
+    def first_token(self) -> bool: ...  # a chunk carries content, text, a refusal or a tool call
+    @property
+    def done(self) -> bool: ...  # a [DONE] frame closed the read
+
+    def __len__(self) -> int: ...
+    def payload(self, i: int, /) -> bytes: ...
+    def payloads(self) -> list[bytes]: ...
+    def head(self) -> bytes: ...  # `wire` without its last frame
+
+
+def parsed(batch: list[Chunk] | RawBatch) -> list[Chunk]:
+    """A batch's chunks as dicts: a raw batch parsed (with its bytes, as a WireBatch), a list as it is."""
+    if isinstance(batch, list):
+        return batch
+    loads = orjson.loads
+    return WireBatch([loads(data) for data in batch.payloads()], batch.wire)
 
 
 @dataclass(slots=True)
@@ -192,7 +234,9 @@ class HubStream(Protocol):
     """
 
     headers: dict[str, str]
-    first: list[Chunk]
+
+    @property
+    def first(self) -> list[Chunk]: ...
 
     def rest(self) -> AsyncIterator[list[Chunk]]: ...
 

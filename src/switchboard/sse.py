@@ -6,9 +6,12 @@ the `[DONE]` terminator, `: ping` keep-alive comments and the mid-stream error f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from ._sse_frames import RawFrames
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "DONE", "PING", "EventTooLarge", "SSEDecoder", "data_frame", "error_frame",
            "event_frame"]
@@ -17,10 +20,11 @@ DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024  # see ProviderConfig.max_event_bytes
 
-try:  # a read of plain data frames split in C (_sse_frames.c) where it is built; `feed` is the reference
+try:  # plain data frames split, or read unparsed, in C (_sse_frames.c) where it is built; `feed` is the reference
     from ._sse_frames import plain_frames as split_plain_frames
+    from ._sse_frames import raw_frames as read_raw_frames
 except ImportError:  # pragma: no cover  (no C compiler at install time)
-    split_plain_frames = None  # type: ignore[assignment]
+    split_plain_frames = read_raw_frames = None  # type: ignore[assignment]
 
 _SHORT_LINE = 4096  # a line not ended after this many bytes is gathered in a list (SSEDecoder.feed)
 
@@ -80,6 +84,16 @@ class SSEDecoder:
         found = split_plain_frames(piece, self.max_event_bytes)
         if found is not None:
             self._size = 0  # (as the fast path does: lines before them without data or a name are dropped)
+        return found
+
+    def raw_frames(self, piece: bytes) -> RawFrames | None:
+        """The frames `plain_frames` would split, not parsed (`_sse_frames.raw_frames`: valid chunks of
+        the format, read where they lie); None where that reader does not take them all, or is not built."""
+        if self._buffer or self._data or self._event is not None or read_raw_frames is None:
+            return None
+        found = read_raw_frames(piece, self.max_event_bytes)
+        if found is not None:
+            self._size = 0
         return found
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:

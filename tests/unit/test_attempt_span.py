@@ -36,7 +36,7 @@ def _wire(chunks: list[dict[str, object]], separators: tuple[str, str]) -> WireB
 def test_relayed_stream_reports_finish_reasons_usage_and_first_token() -> None:
     exported, span = _attempt()
     first = [_chunk(None, "Hel")]
-    span.relayed(first)
+    span.relayed(first[0])
     span.first_token()
     _content_chars(_wire([_chunk(None, "lo")], (",", ":")), span.finish_reasons)
     _content_chars(_wire([_chunk(None, "!"), _chunk("stop")], (", ", ": ")), span.finish_reasons)
@@ -55,7 +55,7 @@ def test_relayed_stream_reports_finish_reasons_usage_and_first_token() -> None:
 
 def test_reasons_of_every_batch_are_kept() -> None:
     _, span = _attempt()
-    span.relayed([])
+    span.relayed(None)
     _content_chars(_wire([_chunk(None, "a"), _chunk("length")], (",", ":")), span.finish_reasons)
     _content_chars([_chunk(""), _chunk("stop")], span.finish_reasons)  # an empty reason is none
     span.stream_closed()
@@ -66,14 +66,14 @@ def test_reasons_of_every_batch_are_kept() -> None:
 
 def test_a_relayed_stream_closed_before_its_end_is_a_disconnect() -> None:
     _, span = _attempt()
-    span.relayed([_chunk(None, "a")])
+    span.relayed(_chunk(None, "a"))
     span.stream_closed()
     assert span.attributes["error.type"] == "client_disconnected"
 
 
 def test_reasons_keep_their_order() -> None:
     _, span = _attempt()
-    span.relayed([])
+    span.relayed(None)
     two = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"},
                                   {"index": 1, "delta": {}, "finish_reason": "length"}]}
     later = {"id": "c", "choices": [{"index": 2, "delta": {}, "finish_reason": "tool_calls"}]}

@@ -16,7 +16,10 @@ hands its encoder to `relay`; everything else about a stream lives here once:
 
 What the relay reads of each batch (content characters, first token, whether usage is set, whether
 the chunks' ids agree) is read in C where `_chunk_facts.c` is built; the Python functions here are
-the reference, and read whatever the C hands back.
+the reference, and read whatever the C hands back. An encoder that writes OpenAI chunks as they came
+(`takes_raw`) gets a router stream's plain reads as `RawBatch`es: not parsed at all, those readings
+made in C from the bytes (`_sse_frames.c`), and only a usage chunk parsed; the encoder parses a raw
+batch it has to write anew.
 
 `OpenAIStreamEncoder` is the OpenAI encoding (chat and legacy completions chunks are the same frames).
 """
@@ -28,9 +31,11 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+import orjson
+
 from ..asgi import LastChunk, StreamResponse
 from ..errors import GatewayError
-from ..hub import Chunk, HubStream, Usage, usage_from
+from ..hub import Chunk, HubStream, RawBatch, Usage, parsed, usage_from
 from ..request_record import RequestRecord
 from ..sse import DONE, data_frame, error_frame
 from .token_estimate import CHARS_PER_TOKEN
@@ -64,12 +69,18 @@ class OpenAIStreamEncoder:
     usage-only chunk reaches the client only if it asked for it (`stream_options.include_usage`)."""
 
     __slots__ = ("include_usage", "stream_id")
+    takes_raw = True  # `encode` also takes a RawBatch (the relay then asks the stream for them)
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.stream_id: Any = None
 
-    def encode(self, batch: list[Chunk]) -> bytes:
+    def encode(self, batch: list[Chunk] | RawBatch) -> bytes:
+        if not isinstance(batch, list):
+            as_it_came = self._raw_unchanged(batch)
+            if as_it_came is not None:
+                return as_it_came
+            batch = parsed(batch)  # (written anew below, as any batch)
         wire: bytes | None = getattr(batch, "wire", None)
         if wire is not None:
             if self._unchanged(batch):  # the upstream's own frames
@@ -89,6 +100,20 @@ class OpenAIStreamEncoder:
                 chunk["id"] = stream_id
             frames.append(data_frame(chunk))
         return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def _raw_unchanged(self, raw: RawBatch) -> bytes | None:
+        """What `encode` writes of the raw batch's chunks when that is their own bytes (all but a last
+        usage-only chunk the client did not ask for), read from what the C found; None: parse them."""
+        shared = raw.id
+        if shared is None or (self.stream_id is not None and shared != self.stream_id):
+            return None
+        if self.include_usage or not raw.usage:
+            self.stream_id = shared
+            return raw.wire
+        if raw.usage_tail and len(raw.usage) == 1 and raw.usage[0] == len(raw) - 1:
+            self.stream_id = shared
+            return raw.head()
+        return None
 
     def _unchanged(self, batch: list[Chunk]) -> bool:
         """The chunks reach the client as they are: each has the stream's id (the first chunk's that
@@ -138,6 +163,12 @@ def _take_usage(batch: list[Chunk], record: RequestRecord) -> None:
         usage = chunk.get("usage")
         if usage is not None:
             record.usage = usage_from(usage) or record.usage
+
+
+def _take_raw_usage(raw: RawBatch, record: RequestRecord) -> None:
+    """`_take_usage` of a raw batch: only its usage chunks are parsed (the C has validated them)."""
+    for position in raw.usage:
+        record.usage = usage_from(orjson.loads(raw.payload(position))["usage"]) or record.usage
 
 
 def _has_first_token(batch: list[Chunk]) -> bool:
@@ -205,7 +236,6 @@ def relay(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
 async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
                   prompt: Callable[[], int] | None) -> AsyncIterator[bytes]:
     timing = record.first_token_s is None
-    batch = stream.first
     chars = 0  # generated content so far: the estimate when no usage arrives
     # Traced: the attempt's span is told what this loop reads anyway (router streams only).
     relayed_attempt = getattr(stream, "relayed_attempt", None)
@@ -215,10 +245,26 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
     # the response's end in one write: `rest()` then ends at once, without waiting for the network.
     held = b""
     try:
-        rest = stream.rest()
+        # An encoder that writes chunks as they came takes the router's raw batches (after
+        # `relayed_attempt`, which decides whether an attempt span watches the parsed chunks instead).
+        raw_rest = getattr(stream, "raw_rest", None) if getattr(encoder, "takes_raw", False) else None
+        rest: AsyncIterator[list[Chunk] | RawBatch] | None = raw_rest() if raw_rest is not None else None
+        batch: list[Chunk] | RawBatch
+        if rest is not None:
+            batch = stream.raw_first  # type: ignore[attr-defined]  # a RoutedStream's
+        else:
+            batch = stream.first
+            rest = stream.rest()
         while True:
-            facts = content_facts(batch, reasons) if content_facts is not None else None
-            if facts is None:  # the reference reading (what the C hands back to it)
+            if not isinstance(batch, list):  # a RawBatch: its readings were made in C from the bytes
+                chars += batch.chars
+                first = batch.first_token
+                if batch.usage:
+                    _take_raw_usage(batch, record)
+                if reasons is not None and batch.reasons:
+                    reasons += batch.reasons
+            elif (facts := content_facts(batch, reasons) if content_facts is not None else None) is None:
+                # the reference reading (what the C hands back to it)
                 _take_usage(batch, record)
                 chars += _content_chars(batch, reasons)
                 first = timing and _has_first_token(batch)
@@ -232,7 +278,7 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                 timing = False
                 if span is not None:
                     span.first_token()
-            frames = encoder.encode(batch)
+            frames = encoder.encode(batch)  # type: ignore[arg-type]  # raw only when it takes_raw
             if frames:
                 if getattr(stream, "complete", False):
                     held += frames

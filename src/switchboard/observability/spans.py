@@ -711,12 +711,13 @@ class AttemptSpan(Span):
         """Whether the relay can report this attempt's stream (not when the answer's text is recorded)."""
         return self._output is None
 
-    def relayed(self, first: list[Chunk]) -> None:
-        """The relay will report this stream (`finish_reasons`, `first_token`, `relayed_usage`)."""
+    def relayed(self, first: Chunk | None) -> None:
+        """The relay will report this stream (`finish_reasons`, `first_token`, `relayed_usage`);
+        `first` is its first chunk."""
         self._finish = []
-        if first:
-            self._response_id = first[0].get("id")
-            self._response_model = first[0].get("model")
+        if first is not None:
+            self._response_id = first.get("id")
+            self._response_model = first.get("model")
 
     def first_token(self) -> None:
         self._first = _time_ns()

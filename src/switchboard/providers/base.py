@@ -212,6 +212,10 @@ class BatchedChunkStream:
     _pending: collections.deque[dict[str, Any]]
     _source: AsyncIterator[list[dict[str, Any]]]
     _finished = False  # the subclass sets it once its source has taken the stream's proper end
+    # While True, `batches()` may yield `hub.RawBatch`es: reads of plain chunk frames not parsed (only
+    # SSEChunkStream of OpenAI chunks makes them; the router asks, and turns it off unless the relay
+    # takes them as they are). Iterating chunk by chunk turns it off.
+    raw = False
 
     @property
     def complete(self) -> bool:
@@ -221,6 +225,7 @@ class BatchedChunkStream:
         return self._finished
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        self.raw = False
         while True:
             while self._pending:
                 yield self._pending.popleft()
@@ -294,6 +299,16 @@ class SSEChunkStream(BatchedChunkStream):
         frames_of = decoder.plain_frames if self._wire else None
         try:
             async for piece in self._resp.iter_chunks():
+                # Asked for (`raw`), a read of only plain chunk frames read in C without parsing them
+                # (_sse_frames.c): its bytes and what the relay reads of them, when every chunk is valid.
+                if self.raw and frames_of is not None and (raw := decoder.raw_frames(piece)) is not None:
+                    if raw.done:
+                        self._finished = True
+                    if raw:
+                        yield raw  # type: ignore[misc]  # a RawBatch, for whoever asked
+                    if self._finished:
+                        return
+                    continue
                 # A read of only plain chunk frames, split in C (_sse_frames.c): the batch the decoder and
                 # `_plain_chunks` would make of it, with one scan of its bytes instead of nine.
                 found = frames_of(piece) if frames_of is not None else None

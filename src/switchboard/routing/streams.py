@@ -6,6 +6,11 @@ real HTTP status. `RoutedStream` is that stream once routed: the first batch, th
 (one per upstream read, so a relay writes each read to its client at once), and `aclose()`, which
 frees the request's concurrency slots and closes the upstream connection exactly once (and, traced,
 ends the answering attempt's span: a stream's span lasts as long as the stream).
+
+An upstream that can (`raw`: OpenAI chunks over SSE) is read raw from the start: its plain reads come as
+`RawBatch`es, not parsed. A relay that writes them as they came takes them so (`raw_first`,
+`raw_rest()`); for anyone else `first` is parsed when read and `rest()` turns the upstream back to
+parsing, so no other consumer ever sees one.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING
 
+import orjson
+
 from ..errors import GatewayError
-from ..hub import Chunk, UpstreamStream
+from ..hub import Chunk, RawBatch, UpstreamStream, parsed
 from .deployment import Outcome
 
 if TYPE_CHECKING:
@@ -29,7 +36,8 @@ class OpenedStream:
 
     __slots__ = ("batches", "first", "upstream")
 
-    def __init__(self, upstream: UpstreamStream, batches: AsyncIterator[list[Chunk]], first: list[Chunk]) -> None:
+    def __init__(self, upstream: UpstreamStream, batches: AsyncIterator[list[Chunk]],
+                 first: list[Chunk] | RawBatch) -> None:
         self.upstream = upstream
         self.batches = batches
         self.first = first
@@ -42,6 +50,8 @@ async def _one_per_batch(stream: UpstreamStream) -> AsyncIterator[list[Chunk]]:
 
 async def open_first_batch(opening: Awaitable[UpstreamStream]) -> OpenedStream:
     upstream = await opening
+    if hasattr(upstream, "raw"):  # (until someone asks for parsed chunks: RoutedStream)
+        upstream.raw = True
     batches_of = getattr(upstream, "batches", None)  # SSEChunkStream groups the chunks of one read
     batches: AsyncIterator[list[Chunk]] = batches_of() if batches_of is not None else _one_per_batch(upstream)
     try:
@@ -60,10 +70,10 @@ async def open_first_batch(opening: Awaitable[UpstreamStream]) -> OpenedStream:
 class RoutedStream:
     """A provider's stream as the router hands it on (the `HubStream` protocol)."""
 
-    __slots__ = ("_attempt", "_batches", "_closed", "_outcome", "_upstream", "first", "headers")
+    __slots__ = ("_attempt", "_batches", "_closed", "_outcome", "_upstream", "headers", "raw_first")
 
     def __init__(self, opened: OpenedStream, outcome: Outcome, headers: dict[str, str]) -> None:
-        self.first = opened.first
+        self.raw_first = opened.first  # the first read's batch as it came: chunks, or a RawBatch
         self.headers = headers
         self._batches = opened.batches
         trace = outcome.trace
@@ -83,11 +93,29 @@ class RoutedStream:
         will yield nothing more, and ends without waiting for the network."""
         return bool(getattr(self._upstream, "complete", False))
 
+    @property
+    def first(self) -> list[Chunk]:
+        """The first read's chunks (parsed here, once, if they came raw)."""
+        first = self.raw_first
+        if not isinstance(first, list):
+            first = self.raw_first = parsed(first)
+        return first
+
     def rest(self) -> AsyncIterator[list[Chunk]]:
+        if getattr(self._upstream, "raw", False):  # the following reads are parsed as they arrive
+            self._upstream.raw = False  # type: ignore[attr-defined]
         attempt, self._attempt = self._attempt, None
         if attempt is not None:
             self._batches = attempt.watch(self.first, self._batches)
         return self._batches
+
+    def raw_rest(self) -> AsyncIterator[list[Chunk] | RawBatch] | None:
+        """For a relay that writes OpenAI chunks as they came, after `relayed_attempt()`: the following
+        batches with raw ones left raw (from `raw_first` on); None when an attempt span watches the
+        chunks (then `rest()`)."""
+        if self._attempt is not None:
+            return None
+        return self._batches  # (the upstream's reads: raw ones included, as `raw` is still on)
 
     def relayed_attempt(self) -> AttemptSpan | None:
         """For the relay, before `rest()`: the traced attempt span it reports the stream to itself (it
@@ -97,7 +125,11 @@ class RoutedStream:
         if attempt is None or not attempt.relayable:
             return None
         self._attempt = None
-        attempt.relayed(self.first)
+        first = self.raw_first
+        if isinstance(first, list):
+            attempt.relayed(first[0] if first else None)
+        else:  # (only the first chunk is parsed: the span takes its id and model)
+            attempt.relayed(orjson.loads(first.payload(0)) if len(first) else None)
         return attempt
 
     async def aclose(self) -> None:
