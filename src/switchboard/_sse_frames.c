@@ -19,15 +19,17 @@
  *     at the end, or bytes that may hold an `"error"` key (any `\u` escape included, since one can
  *     spell that key).
  *
- * raw_frames(piece, limit) -> RawFrames | None
+ * raw_frames(piece, limit) -> RawFrames | (payloads, done) | None
  *     The same frames, when plain_frames would split the piece and every payload is a chat or
  *     completions chunk this reader takes as it is: JSON that orjson would parse (the grammar, UTF-8
- *     well-formed, no control character in a string; conservatively: no `\u` escape, nesting under
- *     64 levels, numbers under 10^300), where the fields the relay reads have the types of the chunk
- *     format (`id`, `text`, `content`, `reasoning_content`, `refusal`, `finish_reason`, a function's
- *     `name` and `arguments`: a string or null; `choices`, `tool_calls`: an array or null; a choice,
- *     `delta`, a tool call, `function`: an object or null) and appear once in their object. None for
- *     anything else: the caller then splits and parses the piece as before, and decides as before.
+ *     well-formed, no control character in a string; conservatively: no `\u` escape, at most 64
+ *     containers nested beyond the chunk format's own levels, numbers under 10^300), where the fields
+ *     the relay reads have the types of the chunk format (`id`, `text`, `content`,
+ *     `reasoning_content`, `refusal`, `finish_reason`, a function's `name` and `arguments`: a string
+ *     or null; `choices`, `tool_calls`: an array or null; `delta`, `function`: an object or null; a
+ *     choice, a tool call: an object) and appear once in their object. Where the piece is plain
+ *     frames but a chunk is not taken: what plain_frames returns, and the caller parses the payloads
+ *     and decides as before; None where plain_frames gives None.
  *     What it reads is relay.py's reading of the parsed chunks (_content_chars, _has_first_token,
  *     the usage check, the OpenAI encoder's id check): see RawFrames' members.
  */
@@ -187,6 +189,15 @@ static inline void skip_space(Walk *w) {
 
 static inline int is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 
+/* 1 for the bytes a string holds as they are: printable ASCII but '"' and '\\'. */
+static unsigned char PLAIN_ASCII[256];
+
+static void init_plain_ascii(void) {
+    for (int c = 0x20; c < 0x80; c++) {
+        PLAIN_ASCII[c] = c != '"' && c != '\\';
+    }
+}
+
 /* A string (w->p at its opening quote): its raw bytes between the quotes (*start, *len), its length as
  * a Python str (*chars) and whether it holds an escape. Well-formed UTF-8 only (as Python's strict
  * decoder and orjson take it: no overlong form, no surrogate, nothing past U+10FFFF). */
@@ -196,6 +207,11 @@ static int read_string(Walk *w, const char **start, Py_ssize_t *len, Py_ssize_t 
     Py_ssize_t count = 0;
     int escapes = 0;
     for (;;) {
+        const unsigned char *run = s;  /* a run of plain ASCII: one table lookup a byte */
+        while (PLAIN_ASCII[*s]) {
+            s++;
+        }
+        count += s - run;
         unsigned char c = *s;
         if (c >= 0x20 && c < 0x80) {
             if (c == '"') {
@@ -752,7 +768,7 @@ static PyObject *raw_frames(PyObject *self, PyObject *const *args, Py_ssize_t na
         } else if (i == 0) {
             shared = chunk.id;
             shared_len = chunk.id_len;
-        } else if (chunk.id_len != shared_len || memcmp(chunk.id, shared, (size_t)shared_len) != 0) {
+        } else if (same_id && (chunk.id_len != shared_len || memcmp(chunk.id, shared, (size_t)shared_len) != 0)) {
             same_id = 0;
         }
         if (chunk.usage) {
@@ -810,12 +826,15 @@ static PyObject *raw_frames(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     return (PyObject *)raw;
 fail:
-    PyMem_Free(at);
     Py_XDECREF(w.reasons);
     if (status == FAILED || PyErr_Occurred()) {
+        PyMem_Free(at);
         return NULL;
     }
-    Py_RETURN_NONE;
+    /* Not taken: the split plain_frames would give, so that the caller does not split the piece again. */
+    PyObject *payloads = payload_list(p, at, count);
+    PyMem_Free(at);
+    return payloads == NULL ? NULL : Py_BuildValue("(NO)", payloads, done ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {
@@ -832,6 +851,7 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__sse_frames(void) {
+    init_plain_ascii();
     if (PyType_Ready(&RawFramesType) < 0) {
         return NULL;
     }

@@ -86,9 +86,10 @@ class SSEDecoder:
             self._size = 0  # (as the fast path does: lines before them without data or a name are dropped)
         return found
 
-    def raw_frames(self, piece: bytes) -> RawFrames | None:
+    def raw_frames(self, piece: bytes) -> RawFrames | tuple[list[bytes], bool] | None:
         """The frames `plain_frames` would split, not parsed (`_sse_frames.raw_frames`: valid chunks of
-        the format, read where they lie); None where that reader does not take them all, or is not built."""
+        the format, read where they lie); where that reader does not take every chunk, what
+        `plain_frames` returns (the payloads to parse, or None); None where it is not built."""
         if self._buffer or self._data or self._event is not None or read_raw_frames is None:
             return None
         found = read_raw_frames(piece, self.max_event_bytes)

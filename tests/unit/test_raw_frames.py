@@ -23,6 +23,8 @@ from switchboard.hub import WireBatch, parsed
 from switchboard.providers.base import SSEChunkStream
 from switchboard.providers.openai import _openai_event
 from switchboard.request_record import RequestRecord
+from switchboard.routing.deployment import Outcome
+from switchboard.routing.streams import RoutedStream, open_first_batch
 from tests.fakes.scripted_response import ScriptedResponse
 from tests.unit.test_chunk_facts import chunks
 from tests.unit.test_sse_frames import reads
@@ -34,9 +36,18 @@ if sse.read_raw_frames is None:  # not built: no C compiler at install time
 
 from switchboard._sse_frames import RawFrames  # (built: checked above)
 
-raw_frames = sse.read_raw_frames
 LIMIT = 1 << 20
 DONE = b"data: [DONE]\n\n"
+
+
+def raw_frames(piece: bytes, limit: int) -> RawFrames | None:
+    """The C's RawFrames of a read; where it does not take every chunk, its answer must be the split
+    `plain_frames` gives (the payloads the caller parses instead), and this returns None."""
+    found = sse.read_raw_frames(piece, limit)
+    if isinstance(found, RawFrames):
+        return found
+    assert found == sse.split_plain_frames(piece, limit)
+    return None
 
 
 def frame(payload: bytes) -> bytes:
@@ -341,3 +352,30 @@ USAGE = orjson.dumps({"id": "c1", "choices": [], "usage": {"prompt_tokens": 4, "
 async def test_the_relay_sends_and_records_the_same_from_raw_batches(pieces: list[bytes], include_usage: bool) -> None:
     assert await relayed(pieces, raw=True, include_usage=include_usage) == \
         await relayed(pieces, raw=False, include_usage=include_usage)
+
+
+async def routed(pieces: list[bytes]) -> RoutedStream:
+    """The router's stream over an OpenAI upstream sending `pieces` (open_first_batch, as router.py opens it)."""
+    upstream = SSEChunkStream(ScriptedResponse(pieces), "up", _openai_event, wire=True)  # type: ignore[arg-type]
+
+    async def opening() -> SSEChunkStream:
+        return upstream
+
+    opened = await open_first_batch(opening())
+    return RoutedStream(opened, Outcome(None, 1, False), {})  # type: ignore[arg-type]  # (no deployment is read)
+
+
+async def test_the_router_reads_raw_and_parses_for_every_consumer_but_the_relay_that_asks() -> None:
+    pieces = [frame(chunk("a")), frame(chunk("b")), frame(USAGE) + DONE]
+    stream = await routed(pieces)
+    assert type(stream.raw_first) is RawFrames  # read raw from the first read
+    assert type(stream.first) is WireBatch and stream.first == [orjson.loads(chunk("a"))]
+    later = [batch async for batch in stream.rest()]
+    assert [type(batch) for batch in later] == [WireBatch, WireBatch]  # rest(): parsed as they arrive
+    assert later == [[orjson.loads(chunk("b"))], [orjson.loads(USAGE)]]
+    await stream.aclose()
+    stream = await routed(pieces)
+    raw_rest = stream.raw_rest()
+    assert raw_rest is not None
+    assert [type(batch) for batch in [stream.raw_first, *[b async for b in raw_rest]]] == [RawFrames] * 3
+    await stream.aclose()

@@ -18,8 +18,9 @@ What the relay reads of each batch (content characters, first token, whether usa
 the chunks' ids agree) is read in C where `_chunk_facts.c` is built; the Python functions here are
 the reference, and read whatever the C hands back. An encoder that writes OpenAI chunks as they came
 (`takes_raw`) gets a router stream's plain reads as `RawBatch`es: not parsed at all, those readings
-made in C from the bytes (`_sse_frames.c`), and only a usage chunk parsed; the encoder parses a raw
-batch it has to write anew.
+made in C from the bytes (`_sse_frames.c`), and only a usage chunk parsed (and, traced, the first
+chunk, for the attempt span's response id and model); the encoder parses a raw batch it has to
+write anew.
 
 `OpenAIStreamEncoder` is the OpenAI encoding (chat and legacy completions chunks are the same frames).
 """

@@ -299,19 +299,22 @@ class SSEChunkStream(BatchedChunkStream):
         frames_of = decoder.plain_frames if self._wire else None
         try:
             async for piece in self._resp.iter_chunks():
-                # Asked for (`raw`), a read of only plain chunk frames read in C without parsing them
-                # (_sse_frames.c): its bytes and what the relay reads of them, when every chunk is valid.
-                if self.raw and frames_of is not None and (raw := decoder.raw_frames(piece)) is not None:
-                    if raw.done:
-                        self._finished = True
-                    if raw:
-                        yield raw  # type: ignore[misc]  # a RawBatch, for whoever asked
-                    if self._finished:
-                        return
-                    continue
                 # A read of only plain chunk frames, split in C (_sse_frames.c): the batch the decoder and
-                # `_plain_chunks` would make of it, with one scan of its bytes instead of nine.
-                found = frames_of(piece) if frames_of is not None else None
+                # `_plain_chunks` would make of it, with one scan of its bytes instead of nine. Asked for
+                # (`raw`), read in C without parsing it: its bytes and what the relay reads of them.
+                found: tuple[list[bytes], bool] | None = None
+                if frames_of is not None:
+                    read = decoder.raw_frames(piece) if self.raw else frames_of(piece)
+                    if read is None or isinstance(read, tuple):
+                        found = read
+                    else:  # a RawFrames: every chunk valid
+                        if read.done:
+                            self._finished = True
+                        if read:
+                            yield read  # type: ignore[misc]  # a RawBatch, for whoever asked
+                        if self._finished:
+                            return
+                        continue
                 plain: WireBatch | None
                 if found is not None:
                     payloads, done = found

@@ -110,9 +110,9 @@ class RoutedStream:
         return self._batches
 
     def raw_rest(self) -> AsyncIterator[list[Chunk] | RawBatch] | None:
-        """For a relay that writes OpenAI chunks as they came, after `relayed_attempt()`: the following
-        batches with raw ones left raw (from `raw_first` on); None when an attempt span watches the
-        chunks (then `rest()`)."""
+        """For a relay that writes OpenAI chunks as they came, after `relayed_attempt()`: the batches
+        after `raw_first`, raw ones left raw; None when an attempt span watches the chunks (then
+        `first` and `rest()`)."""
         if self._attempt is not None:
             return None
         return self._batches  # (the upstream's reads: raw ones included, as `raw` is still on)
