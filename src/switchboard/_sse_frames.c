@@ -20,16 +20,18 @@
  *     spell that key).
  *
  * raw_frames(piece, limit) -> RawFrames | (payloads, done) | None
- *     The same frames, when plain_frames would split the piece and every payload is a chat or
- *     completions chunk this reader takes as it is: JSON that orjson would parse (the grammar, UTF-8
- *     well-formed, no control character in a string; conservatively: no `\u` escape, at most 64
+ *     The same frames, when plain_frames would split the piece (or would but for its `\u` escapes)
+ *     and every payload is a chat or completions chunk this reader takes as it is: JSON that orjson
+ *     would parse (the grammar, UTF-8 well-formed, no control character in a string, a `\u` escape
+ *     of four hex digits and no lone surrogate; conservatively: no escaped key, at most 64
  *     containers nested beyond the chunk format's own levels, numbers under 10^300), where the fields
  *     the relay reads have the types of the chunk format (`id`, `text`, `content`,
  *     `reasoning_content`, `refusal`, `finish_reason`, a function's `name` and `arguments`: a string
  *     or null; `choices`, `tool_calls`: an array or null; `delta`, `function`: an object or null; a
  *     choice, a tool call: an object) and appear once in their object. Where the piece is plain
  *     frames but a chunk is not taken: what plain_frames returns, and the caller parses the payloads
- *     and decides as before; None where plain_frames gives None.
+ *     and decides as before; None where plain_frames gives None (a piece with a `\u` escape included:
+ *     an escape may spell an `error` key, which only the general path looks for).
  *     What it reads is relay.py's reading of the parsed chunks (_content_chars, _has_first_token,
  *     the usage check, the OpenAI encoder's id check): see RawFrames' members.
  */
@@ -45,27 +47,32 @@ static const char DONE_PAYLOAD[] = "[DONE]";
 static const char ERROR_KEY[] = "\"error\"";
 #define ERROR_LEN 7
 
-/* Whether the bytes may need the general path: a CR, a `\u` escape or an `"error"` string. */
-static int needs_general_path(const char *p, Py_ssize_t n) {
-    if (memchr(p, '\r', (size_t)n) != NULL) {
-        return 1;
+#define U_ESCAPE 1  /* a `\u` escape: plain_frames leaves the piece to the general path; raw_frames reads it */
+#define GENERAL 2  /* a CR or an `"error"` string: the general path */
+
+/* Whether the bytes may need the general path: a CR, an `"error"` string (GENERAL), a `\u` escape,
+ * which may spell that key (U_ESCAPE); else 0. */
+static int general_path_reason(const char *p, Py_ssize_t n) {
+    if (memchr(p, '\r', (size_t)n) != NULL || memmem(p, (size_t)n, ERROR_KEY, ERROR_LEN) != NULL) {
+        return GENERAL;
     }
     const char *end = p + n;
     for (const char *s = p; s < end && (s = memchr(s, '\\', (size_t)(end - s))) != NULL; s++) {
         if (s + 1 < end && s[1] == 'u') {
-            return 1;
+            return U_ESCAPE;
         }
     }
-    return memmem(p, (size_t)n, ERROR_KEY, ERROR_LEN) != NULL;
+    return 0;
 }
 
 /* The payloads' bounds (start, stop pairs) of a piece of plain frames, in a PyMem array the caller
  * frees. 1: plain (*bounds set, NULL for no frame); 0: the general path; -1: a Python error. */
-static int split_frames(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t **bounds, Py_ssize_t *frames,
-                        int *done) {
+static int split_frames(PyObject *const *args, Py_ssize_t nargs, int take_u_escapes, Py_ssize_t **bounds,
+                        Py_ssize_t *frames, int *done, int *u_escapes) {
     *bounds = NULL;
     *frames = 0;
     *done = 0;
+    *u_escapes = 0;
     if (nargs != 2 || !PyBytes_CheckExact(args[0])) {
         PyErr_SetString(PyExc_TypeError, "(piece: bytes, limit: int)");
         return -1;
@@ -81,9 +88,14 @@ static int split_frames(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t **bo
     const char *p = PyBytes_AS_STRING(args[0]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
     if (n > limit || n < PREFIX_LEN + 3 || memcmp(p, PREFIX, PREFIX_LEN) != 0 || p[n - 1] != '\n' ||
-        p[n - 2] != '\n' || needs_general_path(p, n)) {
+        p[n - 2] != '\n') {
         return 0;
     }
+    int reason = general_path_reason(p, n);
+    if (reason == GENERAL || (reason == U_ESCAPE && !take_u_escapes)) {
+        return 0;
+    }
+    *u_escapes = reason == U_ESCAPE;
     Py_ssize_t count = 0, room = 0;
     Py_ssize_t *at = NULL;
     Py_ssize_t pos = PREFIX_LEN; /* where the current frame's payload starts */
@@ -151,8 +163,8 @@ static PyObject *payload_list(const char *p, const Py_ssize_t *bounds, Py_ssize_
 static PyObject *plain_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_ssize_t *at, count;
-    int done;
-    int plain = split_frames(args, nargs, &at, &count, &done);
+    int done, u_escapes;
+    int plain = split_frames(args, nargs, 0, &at, &count, &done, &u_escapes);
     if (plain <= 0) {
         if (plain < 0) {
             return NULL;
@@ -189,6 +201,21 @@ static inline void skip_space(Walk *w) {
 
 static inline int is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 
+/* The value of 4 hex digits at s (read one at a time: a payload's "\n" stops it), or -1. */
+static int hex4(const unsigned char *s) {
+    int value = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = s[i];
+        int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (digit < 0) {
+            return -1;
+        }
+        value = value * 16 + digit;
+    }
+    return value;
+}
+
 /* 1 for the bytes a string holds as they are: printable ASCII but '"' and '\\'. */
 static unsigned char PLAIN_ASCII[256];
 
@@ -219,10 +246,26 @@ static int read_string(Walk *w, const char **start, Py_ssize_t *len, Py_ssize_t 
             }
             if (c == '\\') {
                 c = s[1];
-                if (c != '"' && c != '\\' && c != '/' && c != 'b' && c != 'f' && c != 'n' && c != 'r' && c != 't') {
-                    return NOT_TAKEN;  /* (`\u` included: the frame test sent those to the general path) */
-                }
                 escapes = 1;
+                if (c == 'u') {  /* one character: a code point, or a surrogate pair (a lone one is invalid) */
+                    int unit = hex4(s + 2);
+                    if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF)) {
+                        return NOT_TAKEN;
+                    }
+                    if (unit >= 0xD800 && unit <= 0xDBFF) {
+                        int low = s[6] == '\\' && s[7] == 'u' ? hex4(s + 8) : -1;
+                        if (low < 0xDC00 || low > 0xDFFF) {
+                            return NOT_TAKEN;
+                        }
+                        s += 6;
+                    }
+                    s += 6;
+                    count++;
+                    continue;
+                }
+                if (c != '"' && c != '\\' && c != '/' && c != 'b' && c != 'f' && c != 'n' && c != 'r' && c != 't') {
+                    return NOT_TAKEN;
+                }
                 s += 2;
             } else {
                 s++;
@@ -327,8 +370,8 @@ static int literal(Walk *w, const char *word) {
 }
 
 /* An object's members, one at a time: w->p after '{' (first) or at the member's key. *key and *key_len: the
- * key's raw bytes (an escaped key equals none this reader looks for: theirs have no `\`, `/` or control
- * character); then w->p is at its value. 1: a member; 0: the object ended (w->p after '}'). */
+ * key's raw bytes (a key with an escape is not taken: a `\u` one may spell a key this reader looks for,
+ * or `error`); then w->p is at its value. 1: a member; 0: the object ended (w->p after '}'). */
 static int next_member(Walk *w, int *first, const char **key, Py_ssize_t *key_len, int *status) {
     skip_space(w);
     if (*first) {
@@ -353,8 +396,8 @@ static int next_member(Walk *w, int *first, const char **key, Py_ssize_t *key_le
     }
     Py_ssize_t chars;
     int escaped;
-    if (read_string(w, key, key_len, &chars, &escaped) != TAKEN) {
-        *status = NOT_TAKEN;
+    if (read_string(w, key, key_len, &chars, &escaped) != TAKEN || escaped) {
+        *status = NOT_TAKEN;  /* (an escaped key may spell one this reader looks for, or `error`) */
         return 0;
     }
     skip_space(w);
@@ -736,8 +779,8 @@ static PyTypeObject RawFramesType = {
 static PyObject *raw_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_ssize_t *at, count;
-    int done;
-    int plain = split_frames(args, nargs, &at, &count, &done);
+    int done, u_escapes;
+    int plain = split_frames(args, nargs, 1, &at, &count, &done, &u_escapes);
     if (plain <= 0) {
         if (plain < 0) {
             return NULL;
@@ -830,6 +873,10 @@ fail:
     if (status == FAILED || PyErr_Occurred()) {
         PyMem_Free(at);
         return NULL;
+    }
+    if (u_escapes) {  /* not taken, and plain_frames would send the piece to the general path too */
+        PyMem_Free(at);
+        Py_RETURN_NONE;
     }
     /* Not taken: the split plain_frames would give, so that the caller does not split the piece again. */
     PyObject *payloads = payload_list(p, at, count);
