@@ -160,6 +160,13 @@ static PyObject *payload_list(const char *p, const Py_ssize_t *bounds, Py_ssize_
     return payloads;
 }
 
+/* plain_frames' answer for a split piece, (payloads, done); frees `at`. */
+static PyObject *split_answer(const char *p, Py_ssize_t *at, Py_ssize_t count, int done) {
+    PyObject *payloads = payload_list(p, at, count);
+    PyMem_Free(at);
+    return payloads == NULL ? NULL : Py_BuildValue("(NO)", payloads, done ? Py_True : Py_False);
+}
+
 static PyObject *plain_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_ssize_t *at, count;
@@ -171,9 +178,7 @@ static PyObject *plain_frames(PyObject *self, PyObject *const *args, Py_ssize_t 
         }
         Py_RETURN_NONE;
     }
-    PyObject *payloads = payload_list(PyBytes_AS_STRING(args[0]), at, count);
-    PyMem_Free(at);
-    return payloads == NULL ? NULL : Py_BuildValue("(NO)", payloads, done ? Py_True : Py_False);
+    return split_answer(PyBytes_AS_STRING(args[0]), at, count, done);
 }
 
 /* ---- Reading a chunk where it lies: a JSON walk that validates as it goes ---------------------------------
@@ -550,6 +555,18 @@ static int read_array(Walk *w, ChunkFacts *chunk, int (*read_item)(Walk *, Chunk
     }
 }
 
+/* An object whose `fields` are read (w->p at its '{'; with `nullable`, null is taken too). */
+static int read_object(Walk *w, ChunkFacts *chunk, const Field *fields, int count, int nullable) {
+    if (nullable && is_null(w)) {
+        return TAKEN;
+    }
+    if (*w->p != '{') {
+        return NOT_TAKEN;
+    }
+    w->p++;
+    return read_fields(w, chunk, fields, count);
+}
+
 static int read_any(Walk *w, ChunkFacts *chunk) {
     (void)chunk;
     return read_value(w);
@@ -563,8 +580,7 @@ static int read_container(Walk *w) {
     w->depth++;
     int items, r;
     if (*w->p == '{') {
-        w->p++;
-        r = read_fields(w, NULL, NULL, 0);
+        r = read_object(w, NULL, NULL, 0, 0);
     } else {
         r = read_array(w, NULL, read_any, &items);
     }
@@ -574,26 +590,11 @@ static int read_container(Walk *w) {
 
 static const Field FUNCTION[] = {FIELD("name", read_counted_text), FIELD("arguments", read_counted_text)};
 
-static int read_function(Walk *w, ChunkFacts *chunk) {
-    if (is_null(w)) {
-        return TAKEN;
-    }
-    if (*w->p != '{') {
-        return NOT_TAKEN;
-    }
-    w->p++;
-    return read_fields(w, chunk, FUNCTION, 2);
-}
+static int read_function(Walk *w, ChunkFacts *chunk) { return read_object(w, chunk, FUNCTION, 2, 1); }
 
 static const Field TOOL_CALL[] = {FIELD("function", read_function)};
 
-static int read_tool_call(Walk *w, ChunkFacts *chunk) {
-    if (*w->p != '{') {
-        return NOT_TAKEN;
-    }
-    w->p++;
-    return read_fields(w, chunk, TOOL_CALL, 1);
-}
+static int read_tool_call(Walk *w, ChunkFacts *chunk) { return read_object(w, chunk, TOOL_CALL, 1, 0); }
 
 static int read_tool_calls(Walk *w, ChunkFacts *chunk) {
     int items;
@@ -605,16 +606,7 @@ static int read_tool_calls(Walk *w, ChunkFacts *chunk) {
 static const Field DELTA[] = {FIELD("content", read_token_text), FIELD("reasoning_content", read_counted_text),
                               FIELD("refusal", read_token_text), FIELD("tool_calls", read_tool_calls)};
 
-static int read_delta(Walk *w, ChunkFacts *chunk) {
-    if (is_null(w)) {
-        return TAKEN;
-    }
-    if (*w->p != '{') {
-        return NOT_TAKEN;
-    }
-    w->p++;
-    return read_fields(w, chunk, DELTA, 4);
-}
+static int read_delta(Walk *w, ChunkFacts *chunk) { return read_object(w, chunk, DELTA, 4, 1); }
 
 /* A choice's finish reason: a str kept (when not empty), or null. */
 static int read_finish_reason(Walk *w, ChunkFacts *chunk) {
@@ -646,13 +638,7 @@ static int read_finish_reason(Walk *w, ChunkFacts *chunk) {
 static const Field CHOICE[] = {FIELD("text", read_token_text), FIELD("delta", read_delta),
                                FIELD("finish_reason", read_finish_reason)};
 
-static int read_choice(Walk *w, ChunkFacts *chunk) {
-    if (*w->p != '{') {
-        return NOT_TAKEN;
-    }
-    w->p++;
-    return read_fields(w, chunk, CHOICE, 3);
-}
+static int read_choice(Walk *w, ChunkFacts *chunk) { return read_object(w, chunk, CHOICE, 3, 0); }
 
 static int read_choices(Walk *w, ChunkFacts *chunk) { return read_array(w, chunk, read_choice, &chunk->choices); }
 
@@ -826,8 +812,7 @@ static PyObject *raw_frames(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (status != TAKEN || (raw = PyObject_New(RawFrames, &RawFramesType)) == NULL) {
         goto fail;
     }
-    raw->wire = raw->id = raw->usage = NULL;
-    raw->reasons = NULL;
+    raw->wire = raw->id = raw->usage = raw->reasons = NULL;
     raw->bounds = at;
     at = NULL;
     raw->frames = count;
@@ -879,9 +864,7 @@ fail:
         Py_RETURN_NONE;
     }
     /* Not taken: the split plain_frames would give, so that the caller does not split the piece again. */
-    PyObject *payloads = payload_list(p, at, count);
-    PyMem_Free(at);
-    return payloads == NULL ? NULL : Py_BuildValue("(NO)", payloads, done ? Py_True : Py_False);
+    return split_answer(p, at, count, done);
 }
 
 static PyMethodDef methods[] = {

@@ -74,27 +74,18 @@ class SSEDecoder:
         # them); else None. A relay to an OpenAI-format client can write these bytes as they came.
         self.wire: bytes | None = None
 
-    def plain_frames(self, piece: bytes) -> tuple[list[bytes], bool] | None:
+    def plain_frames(self, piece: bytes, raw: bool = False) -> tuple[list[bytes], bool] | RawFrames | None:
         """The JSON payloads of `piece` and whether a `[DONE]` frame closed it, split in C
         (`_sse_frames.c`), when the piece starts where `feed`'s fast path starts and is nothing but
         complete `data: {...}` frames: the events that path would return. None otherwise, or where the
-        C is not built; then `feed` the piece."""
-        if self._buffer or self._data or self._event is not None or split_plain_frames is None:
+        C is not built; then `feed` the piece. With `raw`, the same frames not parsed where the C takes
+        every chunk as it is (`_sse_frames.raw_frames`: a RawFrames), else the same answer."""
+        split = read_raw_frames if raw else split_plain_frames
+        if self._buffer or self._data or self._event is not None or split is None:
             return None
-        found = split_plain_frames(piece, self.max_event_bytes)
+        found = split(piece, self.max_event_bytes)
         if found is not None:
             self._size = 0  # (as the fast path does: lines before them without data or a name are dropped)
-        return found
-
-    def raw_frames(self, piece: bytes) -> RawFrames | tuple[list[bytes], bool] | None:
-        """The frames `plain_frames` would split, not parsed (`_sse_frames.raw_frames`: valid chunks of
-        the format, read where they lie); where that reader does not take every chunk, what
-        `plain_frames` returns (the payloads to parse, or None); None where it is not built."""
-        if self._buffer or self._data or self._event is not None or read_raw_frames is None:
-            return None
-        found = read_raw_frames(piece, self.max_event_bytes)
-        if found is not None:
-            self._size = 0
         return found
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, str]]:

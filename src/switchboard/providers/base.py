@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -17,6 +17,9 @@ from ..config import ProviderConfig
 from ..errors import GatewayError, unencodable_request, upstream_error
 from ..hub import ChatRequest, UpstreamResult, UpstreamStream, WireBatch
 from ..sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEDecoder
+
+if TYPE_CHECKING:
+    from .._sse_frames import RawFrames
 from .http1 import HTTP1Client, Response, UpstreamConnectionClosed, UpstreamResponseTooLarge
 
 __all__ = [
@@ -302,25 +305,17 @@ class SSEChunkStream(BatchedChunkStream):
                 # A read of only plain chunk frames, split in C (_sse_frames.c): the batch the decoder and
                 # `_plain_chunks` would make of it, with one scan of its bytes instead of nine. Asked for
                 # (`raw`), read in C without parsing it: its bytes and what the relay reads of them.
-                found: tuple[list[bytes], bool] | None = None
-                if frames_of is not None:
-                    read = decoder.raw_frames(piece) if self.raw else frames_of(piece)
-                    if read is None or isinstance(read, tuple):
-                        found = read
-                    else:  # a RawFrames: every chunk valid
-                        if read.done:
-                            self._finished = True
-                        if read:
-                            yield read  # type: ignore[misc]  # a RawBatch, for whoever asked
-                        if self._finished:
-                            return
-                        continue
-                plain: WireBatch | None
-                if found is not None:
+                found = frames_of(piece, self.raw) if frames_of is not None else None
+                plain: WireBatch | RawFrames | None
+                if isinstance(found, tuple):
                     payloads, done = found
                     loads = orjson.loads
                     plain = WireBatch([loads(data) for data in payloads], piece[:-len(_DONE_FRAME)] if done else piece)
                     if done:
+                        self._finished = True
+                elif found is not None:  # a RawFrames: every chunk valid, not parsed
+                    plain = found
+                    if found.done:
                         self._finished = True
                 else:
                     events = decoder.feed(piece)
@@ -328,7 +323,7 @@ class SSEChunkStream(BatchedChunkStream):
                     plain = self._plain_chunks(events, wire) if wire is not None else None
                 if plain is not None:
                     if plain:
-                        yield plain
+                        yield plain  # type: ignore[misc]  # (a RawFrames only while `raw` is asked for)
                     if self._finished:
                         return
                     continue
