@@ -75,9 +75,10 @@ def count(upstream_url: str, workdir: Path, kind: str, requests: int, tracing: b
                 raise SystemExit("bench: switchboard did not start under valgrind") from None
             time.sleep(0.5)
     conn.close()
-    body = request_body(MODELS[kind], kind.endswith("sse")).encode()
-    _send(port, body, 50)
-    with ThreadPoolExecutor(concurrency) as pool:
+    body = request_body(MODELS[kind], kind.endswith("sse") or kind == "paced").encode()
+    with ThreadPoolExecutor(concurrency) as pool:  # 50 warm-up requests (from every connection: paced ones are slow)
+        for done in [pool.submit(_send, port, body, max(1, 50 // concurrency)) for _ in range(concurrency)]:
+            done.result()
         for done in [pool.submit(_send, port, body, requests // concurrency) for _ in range(concurrency)]:
             done.result()
     time.sleep(1.0)  # the usage writer and the access log flush
@@ -94,11 +95,14 @@ def count(upstream_url: str, workdir: Path, kind: str, requests: int, tracing: b
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=["sse", "plain", "slowsse", "slow"], default="sse",
-                        help="the upstream: 12-chunk stream or JSON, at once or after 50 ms (slow*)")
+    parser.add_argument("--kind", choices=["sse", "plain", "slowsse", "slow", "paced"], default="sse",
+                        help="the upstream: 12-chunk stream or JSON, at once or after 50 ms (slow*); paced: "
+                             "upstream.py's paced stream, 64 deltas each read on its own (use --concurrency)")
     parser.add_argument("--n1", type=int, default=100)
     parser.add_argument("--n2", type=int, default=600)
     parser.add_argument("--tracing", action="store_true", help="export every request's spans (sample_ratio 1.0)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the callgrind files (printed) for callgrind_annotate, e.g. to diff two kinds")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="connections sending at once (N1 and N2 are rounded down to multiples of it)")
     args = parser.parse_args()
@@ -113,7 +117,10 @@ def main() -> None:
         second = count(upstream.url, work / "b", args.kind, args.n2, args.tracing, c)
     finally:
         upstream.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"callgrind files kept in {work}/a and {work}/b")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     n = args.n2 - args.n1
     per_request = (sum(second.values()) - sum(first.values())) / n
     label = f"{args.kind}{' traced' if args.tracing else ''} c={args.concurrency}"

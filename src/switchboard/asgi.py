@@ -201,6 +201,10 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
     producer = asyncio.current_task()
+    # Our own server's `send` is a method of its RequestCycle, which writes a body frame at once with
+    # `write_more`: a call per frame instead of a message and a coroutine. Under another ASGI server
+    # (the transport matrix runs uvicorn and granian) every frame goes through `send`.
+    write_more: Callable[[bytes], bool] | None = getattr(getattr(send, "__self__", None), "write_more", None)
     disconnected = False
 
     async def guard() -> None:
@@ -241,7 +245,8 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
                 last = chunk
                 break
             last_sent = loop.time()
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if write_more is None or not write_more(chunk):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         # Account for the request (usage, token limits, logs) before the client can see the end of
         # the response, so its next request already finds this one counted.
         on_close, response.on_close = response.on_close, None

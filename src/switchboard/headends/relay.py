@@ -264,16 +264,19 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                     _take_raw_usage(batch, record)
                 if reasons is not None and batch.reasons:
                     reasons += batch.reasons
-            elif (facts := content_facts(batch, reasons) if content_facts is not None else None) is None:
-                # the reference reading (what the C hands back to it)
-                _take_usage(batch, record)
-                chars += _content_chars(batch, reasons)
-                first = timing and _has_first_token(batch)
+                complete = batch.done  # (the [DONE] it read is what completes the upstream stream)
             else:
-                batch_chars, first, has_usage = facts
-                chars += batch_chars
-                if has_usage:
+                if (facts := content_facts(batch, reasons) if content_facts is not None else None) is None:
+                    # the reference reading (what the C hands back to it)
                     _take_usage(batch, record)
+                    chars += _content_chars(batch, reasons)
+                    first = timing and _has_first_token(batch)
+                else:
+                    batch_chars, first, has_usage = facts
+                    chars += batch_chars
+                    if has_usage:
+                        _take_usage(batch, record)
+                complete = getattr(stream, "complete", False)
             if timing and first:
                 record.mark_first_token()
                 timing = False
@@ -281,7 +284,7 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
                     span.first_token()
             frames = encoder.encode(batch)  # type: ignore[arg-type]  # raw only when it takes_raw
             if frames:
-                if getattr(stream, "complete", False):
+                if complete:
                     held += frames
                 else:
                     yield frames

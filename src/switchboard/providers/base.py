@@ -300,8 +300,20 @@ class SSEChunkStream(BatchedChunkStream):
     async def _read_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         decoder = SSEDecoder(self._max_event_bytes)
         frames_of = decoder.plain_frames if self._wire else None
+        body = self._resp.iter_chunks()
         try:
-            async for piece in self._resp.iter_chunks():
+            while True:
+                piece = body.ready()
+                if piece is None:
+                    more = body.more()
+                    if more is None:  # the body's end
+                        break
+                    try:
+                        await more
+                    except BaseException:
+                        body.disarm()
+                        raise
+                    continue
                 # A read of only plain chunk frames, split in C (_sse_frames.c): the batch the decoder and
                 # `_plain_chunks` would make of it, with one scan of its bytes instead of nine. Asked for
                 # (`raw`), read in C without parsing it: its bytes and what the relay reads of them.

@@ -445,6 +445,23 @@ class BodyChunks:
                 raise
         return conn.take()
 
+    # The same pieces without a coroutine per piece, for a reader that runs on every read of a stream
+    # (SSEChunkStream): `ready()`, and when it has nothing, await `more()` and ask again.
+    def ready(self) -> bytes | None:
+        """What has arrived and not been taken yet; None when nothing has (or the body is over)."""
+        conn = self._conn
+        return conn.take() if conn.chunks else None
+
+    def more(self) -> asyncio.Future[None] | None:
+        """After `ready()` gave None: a future done when more arrives (or failed: the connection's
+        error, a read timeout), or None at the body's end. A reader interrupted while awaiting it
+        (cancelled, failed) calls `disarm()`."""
+        conn = self._conn
+        return None if conn.complete else conn.wait(self._read_timeout, None)
+
+    def disarm(self) -> None:
+        self._conn.disarm()
+
 
 def _body_too_large(limit: int) -> UpstreamResponseTooLarge:
     return UpstreamResponseTooLarge(f"response body exceeds {limit} bytes", "upstream_response_too_large")

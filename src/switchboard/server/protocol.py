@@ -634,6 +634,17 @@ class RequestCycle:
         else:
             raise RuntimeError(f"ASGI: unexpected message type {kind!r} on an HTTP connection")
 
+    def write_more(self, body: bytes) -> bool:
+        """`send({"type": "http.response.body", "body": body, "more_body": True})` done now, without a
+        coroutine and a message: a stream's relay calls it for every frame (asgi.send_stream finds it on
+        our own server's `send`). False, having written nothing, when the message must go through
+        `send` instead: the transport is paused (send waits for it to drain), the client left (send
+        drops it), or the response is not open for body bytes (send raises)."""
+        if self.conn.write_paused or self.disconnected or not self.response_started or self.response_complete:
+            return False
+        self._write_body(body, True)
+        return True
+
     def _build_head(self, status: int, headers: Any) -> None:
         parts = [_status_line(status), self.conn.state.date_header]
         for name, value in headers:
