@@ -205,6 +205,16 @@ async def send_stream(send: Send, receive: Receive, response: StreamResponse, re
     # `write_more`: a call per frame instead of a message and a coroutine. Under another ASGI server
     # (the transport matrix runs uvicorn and granian) every frame goes through `send`.
     write_more: Callable[[bytes], bool] | None = getattr(getattr(send, "__self__", None), "write_more", None)
+    use_writer = getattr(response.body, "use_writer", None)
+    if use_writer is not None and write_more is not None:
+        def write_frame(frame: bytes) -> bool:
+            nonlocal last_sent
+            if write_more(frame):
+                last_sent = loop.time()
+                return True
+            return False
+
+        use_writer(write_frame)  # (a relay body writes its frames itself as they arrive)
     disconnected = False
 
     async def guard() -> None:

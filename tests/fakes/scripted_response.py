@@ -31,6 +31,9 @@ class ScriptedBody:
     def disarm(self) -> None:
         pass
 
+    def pipe(self, sink: object) -> None:
+        pass  # (nothing arrives while a reader waits: every piece is there from the start)
+
 
 class ScriptedResponse:
     def __init__(self, pieces: list[bytes]) -> None:

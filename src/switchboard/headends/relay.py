@@ -78,7 +78,7 @@ class OpenAIStreamEncoder:
 
     def encode(self, batch: list[Chunk] | RawBatch) -> bytes:
         if not isinstance(batch, list):
-            as_it_came = self._raw_unchanged(batch)
+            as_it_came = self.raw_unchanged(batch)
             if as_it_came is not None:
                 return as_it_came
             batch = parsed(batch)  # (written anew below, as any batch)
@@ -102,7 +102,7 @@ class OpenAIStreamEncoder:
             frames.append(data_frame(chunk))
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
-    def _raw_unchanged(self, raw: RawBatch) -> bytes | None:
+    def raw_unchanged(self, raw: RawBatch) -> bytes | None:
         """What `encode` writes of the raw batch's chunks when that is their own bytes (all but a last
         usage-only chunk the client did not ask for), read from what the C found; None: parse them."""
         shared = raw.id
@@ -230,11 +230,11 @@ def relay(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
                 record.error_type = "api_error"
         finish(record)
 
-    return StreamResponse(_StreamBody(_frames(stream, record, encoder, prompt), stream),
+    return StreamResponse(_StreamBody(stream, record, encoder, prompt),
                           headers={**stream.headers, **headers} if headers else stream.headers, on_close=closed)
 
 
-async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
+async def _frames(body: _StreamBody, stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
                   prompt: Callable[[], int] | None) -> AsyncIterator[bytes]:
     timing = record.first_token_s is None
     chars = 0  # generated content so far: the estimate when no usage arrives
@@ -245,6 +245,7 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
     # The frames of the batch that carried the upstream's end (`complete`) are held, to go out with
     # the response's end in one write: `rest()` then ends at once, without waiting for the network.
     held = b""
+    piped = False
     try:
         # An encoder that writes chunks as they came takes the router's raw batches (after
         # `relayed_attempt`, which decides whether an attempt span watches the parsed chunks instead).
@@ -253,6 +254,22 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
         batch: list[Chunk] | RawBatch
         if rest is not None:
             batch = stream.raw_first  # type: ignore[attr-defined]  # a RoutedStream's
+            write = body.write
+            if write is not None:
+                raw_unchanged = encoder.raw_unchanged  # type: ignore[attr-defined]  # (it takes_raw)
+
+                def take(raw: RawBatch) -> bool:
+                    """A read of the stream's middle, written from the upstream connection's callback
+                    when it goes out as it came; refused (False) for this loop to handle otherwise."""
+                    nonlocal chars
+                    if timing or (frames := raw_unchanged(raw)) is None or not write(frames):
+                        return False  # (the first token is marked below)
+                    chars += raw.chars
+                    if reasons is not None and raw.reasons:
+                        reasons.extend(raw.reasons)
+                    return True
+
+                piped = stream.pipe(take)  # type: ignore[attr-defined]  # a RoutedStream's
         else:
             batch = stream.first
             rest = stream.rest()
@@ -309,6 +326,8 @@ async def _frames(stream: HubStream, record: RequestRecord, encoder: StreamEncod
             record.usage = estimated_usage(chars, prompt_tokens)
         if span is not None:
             span.relayed_usage(record.usage)
+        if piped:
+            stream.pipe(None)  # type: ignore[attr-defined]
         try:  # (not contextlib.suppress: three Python calls on every stream)
             await stream.aclose()
         except Exception:  # a failure to close the upstream does not change the answer
@@ -321,11 +340,19 @@ class _StreamBody:
     """A stream response body whose `aclose()` also closes the hub stream: closing a generator that
     never started does not run its `finally`, and the client may leave before the first frame."""
 
-    __slots__ = ("_frames", "_stream")
+    __slots__ = ("_frames", "_stream", "write")
 
-    def __init__(self, frames: AsyncIterator[bytes], stream: HubStream) -> None:
-        self._frames = frames
+    def __init__(self, stream: HubStream, record: RequestRecord, encoder: StreamEncoder,
+                 prompt: Callable[[], int] | None) -> None:
         self._stream = stream
+        self.write: Callable[[bytes], bool] | None = None
+        self._frames = _frames(self, stream, record, encoder, prompt)
+
+    def use_writer(self, write: Callable[[bytes], bool]) -> None:
+        """The server side's write of a frame to the client now (asgi.send_stream, before it iterates):
+        True, written; False, not (the transport is paused, the client left), to be yielded instead.
+        With it, reads of a raw stream's middle are written as they arrive (`RoutedStream.pipe`)."""
+        self.write = write
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._frames

@@ -294,13 +294,34 @@ class SSEChunkStream(BatchedChunkStream):
         self.request_id = resp.header(b"x-request-id") or resp.header(b"request-id")
         self._finished = False
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
+        self._body = resp.iter_chunks()
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._take: Callable[[RawFrames], bool] | None = None
         self._source = self._read_batches()
+
+    def pipe(self, take: Callable[[RawFrames], bool] | None) -> None:
+        """While `raw`: a read of plain chunk frames that arrives while the reader waits for the next
+        one goes to `take`, from the connection's callback, instead of waking the reader (so a read in
+        a stream's middle costs no task step, and no resume of each generator above this one).
+        `take` returns False to refuse one, which then comes through `batches()` as usual; so do the
+        stream's end and a read with a usage chunk, which it is never offered. None stops it."""
+        self._take = take
+        self._body.pipe(self._piped if take is not None else None)
+
+    def _piped(self, piece: bytes) -> bool:
+        take = self._take
+        if take is None or not self.raw or not self._wire or piece.endswith(_DONE_FRAME):
+            return False  # (the end goes through `batches()`, which finishes the stream)
+        found = self._decoder.plain_frames(piece, True)
+        if found is None or isinstance(found, tuple) or found.usage or not len(found):
+            return False
+        return take(found)
 
 
     async def _read_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
-        decoder = SSEDecoder(self._max_event_bytes)
+        decoder = self._decoder
         frames_of = decoder.plain_frames if self._wire else None
-        body = self._resp.iter_chunks()
+        body = self._body
         try:
             while True:
                 piece = body.ready()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import ssl
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -35,6 +36,8 @@ from urllib.parse import urlsplit
 import httptools
 
 from ..trace_context import UPSTREAM_TRACE_HEADERS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "BodyChunks", "HTTP1Client", "Response", "UpstreamConnectionClosed",
            "UpstreamConnectionError", "UpstreamResponseTooLarge"]
@@ -111,6 +114,8 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.waiter: asyncio.Future[None] | None = None
         self.on_complete: Callable[[_Connection], None] | None = None
+        self.sink: Callable[[bytes], bool] | None = None  # BodyChunks.pipe
+        self.wait_s = 0.0  # the read timeout of the current wait
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -139,6 +144,29 @@ class _Connection(asyncio.Protocol):
         # endless header (or an endless series of interim responses) would grow without a callback.
         if not self.headers_done and (self.head_read > MAX_HEAD_BYTES or len(self.raw_headers) > MAX_HEADERS):
             self._fail(_head_too_large())
+        elif self.sink is not None and self.chunks:
+            self._offer(self.sink)
+
+    def _offer(self, sink: Callable[[bytes], bool]) -> None:
+        """The body bytes of this read to the sink, when the reader waits for them (so it had taken
+        all before: these are all there is); the reader is woken only for what the sink refuses."""
+        if self.waiter is None:
+            return  # the reader is busy (perhaps waiting for its client to drain): it reads them itself
+        try:
+            taken = sink(b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0])
+        except Exception:  # a bug in a sink must not lose the bytes: they go the usual way
+            log.exception("a response body sink failed; the body is read without it")
+            self.sink = None
+            taken = False
+        if not taken:
+            self._wake()
+            return
+        self.chunks.clear()
+        self.buffered = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        self.wait_until = self.loop.time() + self.wait_s  # the wait goes on: a read timeout counts from here
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -188,7 +216,8 @@ class _Connection(asyncio.Protocol):
         if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self.sink is None:
+            self._wake()  # (with a sink, data_received offers the read to it first)
 
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200:
@@ -234,6 +263,7 @@ class _Connection(asyncio.Protocol):
             if timeout <= 0:
                 raise TimeoutError("upstream deadline exceeded")
         waiter = self.waiter = self.loop.create_future()
+        self.wait_s = timeout
         self.wait_until = self.loop.time() + timeout
         watchdog = self.watchdog
         watchdog.waiting.add(self)
@@ -399,6 +429,7 @@ class Response:
             return
         self._released = True
         conn = self._conn
+        conn.sink = None
         if conn.error is not None or conn.closed or conn.body_until_close or conn.chunks:
             conn.close()
         elif conn.complete:
@@ -414,6 +445,7 @@ class Response:
     def close(self) -> None:
         """Abandon the response (a client went away): the connection cannot be reused."""
         self._released = True
+        self._conn.sink = None
         self._conn.close()
 
 
@@ -461,6 +493,14 @@ class BodyChunks:
 
     def disarm(self) -> None:
         self._conn.disarm()
+
+    def pipe(self, sink: Callable[[bytes], bool] | None) -> None:
+        """Offer what each read brings while the reader waits in `more()` (having taken all before) to
+        `sink` first, from the connection's callback: True, it took the bytes, which the reader never
+        sees, and the reader's wait goes on; False, they are kept for `ready()` and the reader woken,
+        as without a sink. The bytes are what `ready()` would have given (one read's, joined), so the
+        order holds and nothing is offered twice. None stops it."""
+        self._conn.sink = sink
 
 
 def _body_too_large(limit: int) -> UpstreamResponseTooLarge:

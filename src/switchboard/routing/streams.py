@@ -16,7 +16,7 @@ parsing, so no other consumer ever sees one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -116,6 +116,16 @@ class RoutedStream:
         if self._attempt is not None:
             return None
         return self._batches  # (the upstream's reads: raw ones included, as `raw` is still on)
+
+    def pipe(self, take: Callable[[RawBatch], bool] | None) -> bool:
+        """After `raw_rest()` gave the batches: the raw reads of the stream's middle go to `take` as
+        they arrive (the upstream's `pipe`; what `take` refuses comes through the batches). False
+        when the upstream cannot, or an attempt span watches the chunks."""
+        pipe = getattr(self._upstream, "pipe", None)
+        if pipe is None or self._attempt is not None:
+            return False
+        pipe(take)
+        return True
 
     def relayed_attempt(self) -> AttemptSpan | None:
         """For the relay, before `rest()`: the traced attempt span it reports the stream to itself (it

@@ -1,0 +1,167 @@
+"""`BodyChunks.pipe`: a sink offered each read of a response body while its reader waits, against
+raw socket servers. What the sink refuses, and what arrives while the reader is busy, reaches the
+reader as without a sink, in order; a failing sink loses nothing; a read timeout counts from the
+last read the sink took."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from switchboard.providers.http1 import BodyChunks, HTTP1Client
+from tests.unit.test_http1 import read_request, serve
+
+HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
+
+
+def chunk(piece: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(piece), piece)
+
+
+def paced_handler(pieces: list[bytes], gap: float, then_silence: float = 0.0):  # type: ignore[no-untyped-def]
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(HEAD)
+        for piece in pieces:
+            await asyncio.sleep(gap)
+            writer.write(chunk(piece))
+            await writer.drain()
+        await asyncio.sleep(then_silence)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+    return handler
+
+
+async def read_all(body: BodyChunks) -> list[bytes]:
+    """The pieces the reader sees, read as SSEChunkStream reads them (`ready()`, else await `more()`)."""
+    seen: list[bytes] = []
+    while True:
+        piece = body.ready()
+        if piece is not None:
+            seen.append(piece)
+            continue
+        more = body.more()
+        if more is None:
+            return seen
+        try:
+            await more
+        except BaseException:
+            body.disarm()
+            raise
+
+
+async def test_sink_takes_reads_while_the_reader_waits_and_the_order_holds() -> None:
+    pieces = [b"piece %d;" % i + (b" keep" if i % 3 == 0 else b"") for i in range(12)]
+    # (the end comes apart from the last piece: a piece that arrives with the body's end wakes the reader)
+    server, url, _ = await serve(paced_handler(pieces, gap=0.02, then_silence=0.05))
+    client = HTTP1Client(connect_timeout=2)
+    taken: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        if b"keep" in data:
+            return False  # refused: the reader gets it
+        taken.append(data)
+        return True
+
+    async with server:
+        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
+        body = resp.iter_chunks()
+        body.pipe(sink)
+        seen = await read_all(body)
+        resp.release()
+    await client.aclose()
+    assert seen == [p for p in pieces if b"keep" in p]
+    assert taken == [p for p in pieces if b"keep" not in p]
+
+
+async def test_reads_that_arrive_while_the_reader_is_busy_are_not_offered() -> None:
+    pieces = [b"a;", b"b;", b"c;", b"d;"]
+    server, url, _ = await serve(paced_handler(pieces, gap=0.02))
+    client = HTTP1Client(connect_timeout=2)
+    offered: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        offered.append(data)
+        return True
+
+    async with server:
+        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
+        body = resp.iter_chunks()
+        body.pipe(sink)
+        await asyncio.sleep(0.3)  # busy (not waiting in `more()`) while every piece arrives
+        seen = await read_all(body)
+        resp.release()
+    await client.aclose()
+    assert offered == [] and b"".join(seen) == b"a;b;c;d;"
+
+
+async def test_a_failing_sink_loses_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    pieces = [b"one;", b"two;", b"three;", b"four;"]
+    server, url, _ = await serve(paced_handler(pieces, gap=0.03))
+    client = HTTP1Client(connect_timeout=2)
+    taken: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        if data == b"two;":
+            raise RuntimeError("a bug in the sink")
+        taken.append(data)
+        return True
+
+    async with server:
+        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
+        body = resp.iter_chunks()
+        body.pipe(sink)
+        with caplog.at_level(logging.ERROR, logger="switchboard.providers.http1"):
+            seen = await read_all(body)
+        resp.release()
+    await client.aclose()
+    # The sink is dropped at its failure: the piece it failed on and all later ones reach the reader.
+    assert taken == [b"one;"] and seen == [b"two;", b"three;", b"four;"]
+    assert "a response body sink failed" in caplog.text
+
+
+async def test_read_timeout_counts_from_the_last_read_the_sink_took() -> None:
+    # Pieces every 0.1 s for ~1.2 s, all taken, then 2 s of silence: a reader with a 0.5 s read
+    # timeout must not time out while the sink takes them, and must time out in the silence.
+    pieces = [b"p%d;" % i for i in range(12)]
+    server, url, _ = await serve(paced_handler(pieces, gap=0.1, then_silence=2.0))
+    client = HTTP1Client(connect_timeout=2)
+    taken: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        taken.append(data)
+        return True
+
+    async with server:
+        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=0.5)
+        body = resp.iter_chunks()
+        body.pipe(sink)
+        with pytest.raises(TimeoutError):
+            await read_all(body)
+        resp.close()
+    await client.aclose()
+    assert taken == pieces
+
+
+async def test_a_pooled_connection_forgets_its_sink() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(HEAD + chunk(b"x") + b"0\r\n\r\n")
+            await writer.drain()
+
+    server, url, connections = await serve(handler)
+    client = HTTP1Client(connect_timeout=2)
+    async with server:
+        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
+        body = resp.iter_chunks()
+        body.pipe(lambda data: True)
+        await read_all(body)
+        resp.release()
+        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)  # the same connection
+        assert await read_all(resp.iter_chunks()) == [b"x"]
+        resp.release()
+    await client.aclose()
+    assert len(connections) == 1
