@@ -87,7 +87,7 @@ def test_health_shows_breakers_and_recent_errors(server: SwitchboardProcess) -> 
     health = httpx.get(server.url + "/admin/health", headers=ADMIN).json()
     assert health["scope"] == "instance" and health["instance"]
     provider = health["providers"][0]
-    assert provider["name"] == "up" and provider["max_in_flight"] == 256 and provider["queue_depth"] == 0
+    assert provider["name"] == "up" and provider["max_in_flight"] == 1000 and provider["queue_depth"] == 0
     assert provider["requests_5m"] >= 2 and provider["errors_5m"] >= 2
     deployment = provider["deployments"][0]
     assert deployment["id"] == "up#0" and deployment["state"] == "open"

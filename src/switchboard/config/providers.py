@@ -48,7 +48,7 @@ class ProviderConfig:
     connect_timeout_s: float = 10.0
     retries: RetryConfig = field(default_factory=RetryConfig)
     cooldown: CooldownConfig = field(default_factory=CooldownConfig)
-    max_in_flight: int = 256
+    max_in_flight: int = 1000  # as Bifrost: a stream holds its slot for its whole length
     queue: int = 1024
     list_models: bool = False
     drop_params: list[str] = field(default_factory=list)
@@ -147,7 +147,7 @@ def _read_provider(name: str, s: _Section, warnings: list[str], problems: _Probl
         connect_timeout_s=s.positive("connect_timeout_s", float, 10.0),
         retries=retries,
         cooldown=cooldown,
-        max_in_flight=s.positive("max_in_flight", int, 256),
+        max_in_flight=s.positive("max_in_flight", int, 1000),
         queue=s.positive("queue", int, 1024, allow_zero=True),
         list_models=s.get("list_models", bool, False),
         drop_params=s.str_list("drop_params", []) or [],

@@ -245,6 +245,7 @@ async def _frames(body: _StreamBody, stream: HubStream, record: RequestRecord, e
     # The frames of the batch that carried the upstream's end (`complete`) are held, to go out with
     # the response's end in one write: `rest()` then ends at once, without waiting for the network.
     held = b""
+    to_pipe: Callable[[RawBatch], bool] | None = None
     piped = False
     try:
         # An encoder that writes chunks as they came takes the router's raw batches (after
@@ -269,7 +270,7 @@ async def _frames(body: _StreamBody, stream: HubStream, record: RequestRecord, e
                         reasons.extend(raw.reasons)
                     return True
 
-                piped = stream.pipe(take)  # type: ignore[attr-defined]  # a RoutedStream's
+                to_pipe = take  # (offered once the relay waits for the network: not for a stream read whole)
         else:
             batch = stream.first
             rest = stream.rest()
@@ -305,6 +306,9 @@ async def _frames(body: _StreamBody, stream: HubStream, record: RequestRecord, e
                     held += frames
                 else:
                     yield frames
+            if to_pipe is not None and not complete:
+                piped = stream.pipe(to_pipe)  # type: ignore[attr-defined]  # a RoutedStream's
+                to_pipe = None
             try:
                 batch = await rest.__anext__()
             except StopAsyncIteration:
