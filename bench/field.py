@@ -151,14 +151,24 @@ def drive_streams(url: str, model: str, key: str | None, concurrency: int, durat
 
 
 def streams(name: str, url: str, model: str, key: str | None, levels: list[int],
-            args: argparse.Namespace) -> dict[str, Any]:
+            args: argparse.Namespace, pid: int | None = None) -> dict[str, Any]:
+    """The stream driver at c=1, then at each level; with the gateway's `pid`, each run also records
+    the gateway's CPU time per content frame delivered (`gateway_cpu_us_per_frame`)."""
     out: dict[str, Any] = {"levels": []}
-    one = drive_streams(url, model, key, 1, args.stream_c1_duration)
+
+    def run(level: int, duration_s: float) -> dict[str, Any]:
+        before = cpu_seconds(pid) if pid is not None else 0.0
+        r = drive_streams(url, model, key, level, duration_s)
+        if pid is not None and r["frames"]:
+            r["gateway_cpu_us_per_frame"] = (cpu_seconds(pid) - before) / r["frames"] * 1e6
+        return r
+
+    one = run(1, args.stream_c1_duration)
     out["c1"] = one
     print(f"  {name:12} streams c=1: TTFT p50 {one['ttft_p50_ms']:.2f} ms p99 {one['ttft_p99_ms']:.2f} ms, "
           f"gap p50 {one['gap_p50_ms']:.2f} ms p99 {one['gap_p99_ms']:.2f} ms", flush=True)
     for level in levels:
-        r = drive_streams(url, model, key, level, args.stream_duration)
+        r = run(level, args.stream_duration)
         out["levels"].append(r)
         print(f"  {name:12} streams c={level:<5} {r['ok']:>6} ok {r['failed']:>5} failed {r['failures']} "
               f"frames/s {r['frames_per_s']:>8,.0f}  gap p50 {r['gap_p50_ms']:6.2f} p99 {r['gap_p99_ms']:7.2f} "
@@ -278,7 +288,7 @@ def measure_gateway(target: Target, upstream: Upstream, args: argparse.Namespace
             out["ratios"] = run_cells(target.name, RATIO_SCENARIOS, dict.fromkeys(MODELS, url), MODELS, args,
                                       workdir, MASTER_KEY, pid)
         if "streams" in sections:
-            out["streams"] = streams(target.name, url, MODELS["paced"], MASTER_KEY, args.levels, args)
+            out["streams"] = streams(target.name, url, MODELS["paced"], MASTER_KEY, args.levels, args, pid)
         if "frontier" in sections:
             out["frontier"] = frontier(target.name, url, MODELS["plain"], MASTER_KEY, args, workdir)
         if "memory" in sections:

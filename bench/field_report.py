@@ -78,7 +78,7 @@ def _streams_table(result: dict[str, Any]) -> list[str]:
     # from the first level nginx + the driver did not sustain themselves, a gateway failing says nothing
     first_failed = min(failed_at, default=None)
     lines = ["| target | concurrency | streams ok / failed | frames/s | gap p50 / p99 / max ms | TTFT p50 / p99 ms "
-             "| driver CPU | sustained |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| driver CPU | gateway CPU µs/frame | sustained |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for t, data in result["targets"].items():
         s = data.get("streams")
         if not s:
@@ -95,7 +95,8 @@ def _streams_table(result: dict[str, Any]) -> list[str]:
             lines.append(f"| {t}{probe} | {r['concurrency']} | {r['ok']:,} / {r['failed']:,}{fails} "
                          f"| {r['frames_per_s']:,.0f} | {r['gap_p50_ms']:.2f} / {r['gap_p99_ms']:.2f} / "
                          f"{r['max_gap_ms']:.1f} | {r['ttft_p50_ms']:.2f} / {r['ttft_p99_ms']:.2f} "
-                         f"| {r['driver_cpu_share']:.0%} | {'yes' if is_sustained(r) else 'no'}{flag} |")
+                         f"| {r['driver_cpu_share']:.0%} | {_us(r.get('gateway_cpu_us_per_frame'))} "
+                         f"| {'yes' if is_sustained(r) else 'no'}{flag} |")
     if ceiling:
         lines.append("")
         lines.append(f"Driver ceiling (most frames/s it took from nginx directly, any level): {ceiling:,.0f}.")
@@ -251,3 +252,7 @@ def render(result: dict[str, Any]) -> str:
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     print(render(json.loads(Path(sys.argv[1]).read_text())))
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -2,12 +2,14 @@
 """Instructions per request through Switchboard, counted by callgrind: the figure to compare the
 gateway with itself when the machine is too noisy for CPU time (issue 14's stream-path work).
 
-    python bench/instructions.py [--kind sse|plain|slowsse|slow] [--n1 100] [--n2 600] [--tracing] [--concurrency 1]
+    python bench/instructions.py [--kind sse|plain|slowsse|slow|paced] [--n1 100] [--n2 600] [--tracing]
+                                 [--concurrency 1] [--keep]
 
 Starts nginx (upstream.py) and `switchboard serve` (targets.py's config) under
 `valgrind --tool=callgrind`, sends 50 warm-up requests and then N keep-alive chat requests, one at a
 time or from `--concurrency` connections at once (requests in flight together: what batches and the
-garbage collector see under load) (stream with `include_usage` for `sse`: 12 chunks and [DONE]),
+garbage collector see under load) (stream with `include_usage` for `sse`: 12 chunks and [DONE];
+`paced`: upstream.py's paced stream, 64 deltas each read on its own, the cost of a stream's middle),
 stops it, and reads the total count.
 Run twice, with N1 and N2 requests: (total2 - total1) / (N2 - N1) is the cost of one request, with
 start-up and shutdown cancelled out. Repeatable to about 1% (the same binary and inputs give the

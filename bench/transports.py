@@ -9,8 +9,9 @@
   `total_timeout` (non-stream only) the whole exchange including the body;
 - the response: `status`, `headers` (lowercase names, repeats joined with ", "), `header(b"name")`,
   `await read()` (the whole body; the connection goes back to the pool), `iter_chunks()` (body bytes
-  as they arrive), `release()` (done: pool the connection once the message is complete), `close()`
-  (abandon: never reuse the connection).
+  as they arrive: iterated, or `ready()`/`more()` as `http1.BodyChunks`, which `PulledBody` adapts),
+  `release()` (done: pool the connection once the message is complete), `close()` (abandon: never
+  reuse the connection).
 
 `AiohttpClient`, `HttpxClient` and `PyreqwestClient` implement that over aiohttp, httpx and
 pyreqwest, each used as its documentation recommends for throughput: one session/client per
@@ -65,6 +66,39 @@ def _joined(pairs: Any) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------- aiohttp
 
+class PulledBody:
+    """A body read from another client's async iterator, as `http1.BodyChunks` offers one: iterated, or
+    `ready()` (the piece fetched last, once) and `more()` (fetch the next; None at the end). It has no
+    callback to offer reads from, so `pipe` does nothing and every read goes through the reader."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._piece: bytes | None = None
+        self._ended = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+    def ready(self) -> bytes | None:
+        piece, self._piece = self._piece, None
+        return piece
+
+    def more(self) -> Awaitable[None] | None:
+        return None if self._ended else self._fetch()
+
+    async def _fetch(self) -> None:
+        try:
+            self._piece = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+
+    def disarm(self) -> None:
+        pass
+
+    def pipe(self, sink: Callable[[bytes], bool] | None) -> None:
+        pass
+
+
 class AiohttpResponse:
     __slots__ = ("_headers", "_read_timeout", "_resp", "status")
 
@@ -97,7 +131,10 @@ class AiohttpResponse:
             raise UpstreamConnectionError(str(exc) or type(exc).__name__) from exc
         return data
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    def iter_chunks(self) -> PulledBody:
+        return PulledBody(self._chunks())
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         import aiohttp
 
         content = self._resp.content
@@ -225,7 +262,10 @@ class HttpxResponse:
         content: bytes = self._resp.content
         return content
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    def iter_chunks(self) -> PulledBody:
+        return PulledBody(self._chunks())
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         import httpx
 
         raw = self._raw = self._resp.aiter_raw()
@@ -341,10 +381,13 @@ class PyreqwestResponse:
     async def read(self) -> bytes:
         if self._body is not None:
             return self._body
-        parts = [chunk async for chunk in self.iter_chunks()]
+        parts = [chunk async for chunk in self._chunks()]
         return b"".join(parts)
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    def iter_chunks(self) -> PulledBody:
+        return PulledBody(self._chunks())
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         if self._body is not None:
             if self._body:
                 yield self._body

@@ -31,6 +31,7 @@ class PacedUpstream(ThreadedServer):
     def __init__(self) -> None:
         super().__init__()
         self.app.router.add_post("/v1/chat/completions", self.chat)
+        self.finished: dict[str, float] = {}  # the last message's content -> when its stream's last byte was written
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -52,6 +53,7 @@ class PacedUpstream(ThreadedServer):
             await frame([], {"prompt_tokens": 7, "completion_tokens": deltas, "total_tokens": 7 + deltas})
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
+        self.finished[body["messages"][-1]["content"]] = time.monotonic()
         return resp
 
 
@@ -130,17 +132,22 @@ def test_content_of_written_reads_counts_toward_the_usage_estimate(gateway: Swit
     assert line["completion_tokens"] == -(-sum(len(t) for t in texts) // CHARS_PER_TOKEN)
 
 
-def test_a_client_that_stops_reading_still_gets_every_frame(gateway: SwitchboardProcess) -> None:
-    # 96 frames of 96 KiB, more than the socket buffers hold: the client reads nothing for a second, so
-    # the gateway's writes to it pause (and then its reads of the upstream) while frames keep arriving;
-    # then it reads them all. A frame written from the callback while writes are paused would be lost.
+def test_a_client_that_stops_reading_still_gets_every_frame(gateway: SwitchboardProcess,
+                                                           paced: PacedUpstream) -> None:
+    # 192 frames of 96 KiB (18 MiB), more than the socket buffers hold: the client reads nothing for a
+    # second, so the gateway's writes to it pause, and then its reads of the upstream, whose writes
+    # stall in turn (written at once, the frames take 0.4 s); then it reads them all. A frame written
+    # from the callback while writes are paused would be lost; one buffered instead would let the
+    # upstream finish while the client is not reading.
     body = json.dumps({"model": "paced", "messages": [{"role": "user", "content": "slow"}], "stream": True,
-                       "deltas": 96, "delta_bytes": 96 * 1024, "gap": 0.002}).encode()
+                       "deltas": 192, "delta_bytes": 96 * 1024, "gap": 0.002}).encode()
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
                      + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         time.sleep(1.0)
+        reading_from = time.monotonic()
+        assert "slow" not in paced.finished, "the upstream finished while the client read nothing"
         sock.settimeout(10)
         received = b""
         while not received.endswith(b"0\r\n\r\n"):
@@ -158,4 +165,5 @@ def test_a_client_that_stops_reading_still_gets_every_frame(gateway: Switchboard
     events = [e[len("data: "):] for e in payload.decode().split("\n\n") if e.startswith("data: ")]
     assert events[-1] == "[DONE]"
     texts = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1] if json.loads(e)["choices"]]
-    assert [t for t in texts if t] == [contents(i, 96 * 1024) for i in range(96)]
+    assert [t for t in texts if t] == [contents(i, 96 * 1024) for i in range(192)]
+    assert paced.finished["slow"] > reading_from

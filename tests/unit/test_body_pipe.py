@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 
 import pytest
 
-from switchboard.providers.http1 import BodyChunks, HTTP1Client
+from switchboard.providers.http1 import BodyChunks, HTTP1Client, UpstreamConnectionError
 from tests.unit.test_http1 import read_request, serve
 
 HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
@@ -57,23 +59,56 @@ async def test_sink_takes_reads_while_the_reader_waits_and_the_order_holds() -> 
     # (the end comes apart from the last piece: a piece that arrives with the body's end wakes the reader)
     server, url, _ = await serve(paced_handler(pieces, gap=0.02, then_silence=0.05))
     client = HTTP1Client(connect_timeout=2)
-    taken: list[bytes] = []
+    log: list[tuple[str, bytes]] = []  # who got each piece, in the order they got them
 
     def sink(data: bytes) -> bool:
         if b"keep" in data:
             return False  # refused: the reader gets it
-        taken.append(data)
+        log.append(("sink", data))
         return True
 
     async with server:
         resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
         body = resp.iter_chunks()
         body.pipe(sink)
-        seen = await read_all(body)
+        while (piece := body.ready()) is not None or (more := body.more()) is not None:
+            if piece is not None:
+                log.append(("reader", piece))
+            else:
+                await more
         resp.release()
     await client.aclose()
-    assert seen == [p for p in pieces if b"keep" in p]
-    assert taken == [p for p in pieces if b"keep" not in p]
+    assert log == [("reader" if b"keep" in p else "sink", p) for p in pieces]
+
+
+async def test_bytes_before_a_broken_frame_reach_the_reader_before_the_error() -> None:
+    # One read: a good chunk, then chunked framing that is not hex. The sink held back the wake for
+    # the good chunk when the parser fails on the rest: the reader must still get it, then the error.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(HEAD)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(chunk(b"good;") + b"zz\r\nbroken\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+
+    server, url, _ = await serve(handler)
+    client = HTTP1Client(connect_timeout=2)
+    seen: list[bytes] = []
+    async with server:
+        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
+        body = resp.iter_chunks()
+        body.pipe(lambda data: False)
+        with pytest.raises(UpstreamConnectionError):
+            while (piece := body.ready()) is not None or (more := body.more()) is not None:
+                if piece is not None:
+                    seen.append(piece)
+                else:
+                    await more
+        resp.close()
+    await client.aclose()
+    assert seen == [b"good;"]
 
 
 async def test_reads_that_arrive_while_the_reader_is_busy_are_not_offered() -> None:
@@ -145,23 +180,48 @@ async def test_read_timeout_counts_from_the_last_read_the_sink_took() -> None:
     assert taken == pieces
 
 
-async def test_a_pooled_connection_forgets_its_sink() -> None:
+async def test_a_released_connection_forgets_its_sink() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(2):
             await read_request(reader)
-            writer.write(HEAD + chunk(b"x") + b"0\r\n\r\n")
-            await writer.drain()
+            writer.write(HEAD)
+            for part in (chunk(b"x"), b"0\r\n\r\n"):  # the piece, then the end, each in a read of its own
+                await asyncio.sleep(0.05)
+                writer.write(part)
+                await writer.drain()
 
     server, url, connections = await serve(handler)
     client = HTTP1Client(connect_timeout=2)
+    taken: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        taken.append(data)
+        return True
+
     async with server:
         resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
         body = resp.iter_chunks()
-        body.pipe(lambda data: True)
-        await read_all(body)
+        body.pipe(sink)
+        assert await read_all(body) == [] and taken == [b"x"]
         resp.release()
+        assert resp._conn.sink is None  # not kept (with what it holds) while the connection idles in the pool
         resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)  # the same connection
-        assert await read_all(resp.iter_chunks()) == [b"x"]
+        assert await read_all(resp.iter_chunks()) == [b"x"] and taken == [b"x"]
         resp.release()
     await client.aclose()
     assert len(connections) == 1
+
+
+def test_serving_raises_the_open_files_soft_limit_to_the_hard_one() -> None:
+    # (in a child process: the test process keeps its own limits)
+    code = """
+import resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+from switchboard.server.runner import raise_open_files_limit
+raise_open_files_limit()
+print(resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard) if hard != resource.RLIM_INFINITY else
+      resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 256)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

@@ -245,6 +245,8 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
+            if self.chunks:  # bytes a sink held back the wake for: the reader takes them before the error
+                self._wake()
             self.error = exc
         self._wake()
         if self.transport is not None and not self.closed:

@@ -65,6 +65,7 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
 def serve(options: ServeOptions, build_app: Callable[[], ASGIApp], app: ASGIApp | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status. `build_app` makes each worker's app (called
     in the worker, after fork); `app`, if given, is used as is when there is a single worker."""
+    raise_open_files_limit()
     socks: list[socket.socket] = []
     for port in (options.port, *options.extra_ports):
         try:
@@ -77,6 +78,24 @@ def serve(options: ServeOptions, build_app: Callable[[], ASGIApp], app: ASGIApp 
     if options.workers <= 1:
         return run_worker(app if app is not None else build_app(), socks, options)
     return _Supervisor(options, build_app, socks).run()
+
+
+def raise_open_files_limit() -> None:
+    """Every connection is a file descriptor and a proxied request holds two (its client's and its
+    upstream's), so 1,000 streams in flight need ~2,000: past the soft limit of 1,024 that many
+    systems start processes with, where accept() and connect() would fail with EMFILE. The soft
+    limit is raised to the hard one, as Go's runtime does for every program."""
+    try:
+        import resource
+    except ImportError:  # (Windows)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open files limit from %d to %d: %s", soft, target, exc)
 
 
 def run_worker(app: ASGIApp, socks: list[socket.socket], options: ServeOptions) -> int:
