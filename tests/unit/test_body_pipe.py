@@ -36,9 +36,10 @@ def paced_handler(pieces: list[bytes], gap: float, then_silence: float = 0.0):  
     return handler
 
 
-async def read_all(body: BodyChunks) -> list[bytes]:
-    """The pieces the reader sees, read as SSEChunkStream reads them (`ready()`, else await `more()`)."""
-    seen: list[bytes] = []
+async def read_all(body: BodyChunks, seen: list[bytes] | None = None) -> list[bytes]:
+    """The pieces the reader sees (appended to `seen` as they come), read as SSEChunkStream reads
+    them (`ready()`, else await `more()`)."""
+    seen = [] if seen is None else seen
     while True:
         piece = body.ready()
         if piece is not None:
@@ -59,26 +60,26 @@ async def test_sink_takes_reads_while_the_reader_waits_and_the_order_holds() -> 
     # (the end comes apart from the last piece: a piece that arrives with the body's end wakes the reader)
     server, url, _ = await serve(paced_handler(pieces, gap=0.02, then_silence=0.05))
     client = HTTP1Client(connect_timeout=2)
-    log: list[tuple[str, bytes]] = []  # who got each piece, in the order they got them
+    log: list[bytes] = []  # every piece, as the sink or the reader got it, in that order
 
     def sink(data: bytes) -> bool:
         if b"keep" in data:
             return False  # refused: the reader gets it
-        log.append(("sink", data))
+        log.append(b"sink: " + data)
         return True
+
+    class Reader(list[bytes]):
+        def append(self, piece: bytes) -> None:
+            log.append(b"reader: " + piece)
 
     async with server:
         resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
         body = resp.iter_chunks()
         body.pipe(sink)
-        while (piece := body.ready()) is not None or (more := body.more()) is not None:
-            if piece is not None:
-                log.append(("reader", piece))
-            else:
-                await more
+        await read_all(body, Reader())
         resp.release()
     await client.aclose()
-    assert log == [("reader" if b"keep" in p else "sink", p) for p in pieces]
+    assert log == [(b"reader: " if b"keep" in p else b"sink: ") + p for p in pieces]
 
 
 async def test_bytes_before_a_broken_frame_reach_the_reader_before_the_error() -> None:
@@ -101,11 +102,7 @@ async def test_bytes_before_a_broken_frame_reach_the_reader_before_the_error() -
         body = resp.iter_chunks()
         body.pipe(lambda data: False)
         with pytest.raises(UpstreamConnectionError):
-            while (piece := body.ready()) is not None or (more := body.more()) is not None:
-                if piece is not None:
-                    seen.append(piece)
-                else:
-                    await more
+            await read_all(body, seen)
         resp.close()
     await client.aclose()
     assert seen == [b"good;"]

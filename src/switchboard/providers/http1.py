@@ -152,21 +152,19 @@ class _Connection(asyncio.Protocol):
         all before: these are all there is); the reader is woken only for what the sink refuses."""
         if self.waiter is None:
             return  # the reader is busy (perhaps waiting for its client to drain): it reads them itself
+        data = self.take()
         try:
-            taken = sink(b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0])
+            taken = sink(data)
         except Exception:  # a bug in a sink must not lose the bytes: they go the usual way
             log.exception("a response body sink failed; the body is read without it")
             self.sink = None
             taken = False
-        if not taken:
-            self._wake()
+        if taken:
+            self.wait_until = self.loop.time() + self.wait_s  # the wait goes on: a read timeout counts from here
             return
-        self.chunks.clear()
-        self.buffered = 0
-        if self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        self.wait_until = self.loop.time() + self.wait_s  # the wait goes on: a read timeout counts from here
+        self.chunks.append(data)  # refused: the reader takes them, as without a sink
+        self.buffered = len(data)
+        self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
