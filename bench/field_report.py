@@ -249,10 +249,10 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     print(render(json.loads(Path(sys.argv[1]).read_text())))
-
-
-def _us(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
