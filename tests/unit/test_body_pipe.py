@@ -6,14 +6,16 @@ last read the sink took."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from switchboard.providers.http1 import BodyChunks, HTTP1Client, UpstreamConnectionError
-from tests.unit.test_http1 import read_request, serve
+from switchboard.providers.http1 import BodyChunks, HTTP1Client, Response, UpstreamConnectionError
+from tests.unit.test_http1 import Handler, read_request, serve
 
 HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
 
@@ -55,11 +57,33 @@ async def read_all(body: BodyChunks, seen: list[bytes] | None = None) -> list[by
             raise
 
 
+
+@contextlib.asynccontextmanager
+async def piped_response(handler: Handler, sink: Callable[[bytes], bool],
+                         read_timeout: float = 5.0) -> AsyncIterator[tuple[Response, BodyChunks]]:
+    """A request to a raw server running `handler`, and its response's body with `sink` piped."""
+    server, url, _ = await serve(handler)
+    client = HTTP1Client(connect_timeout=2)
+    try:
+        async with server:
+            resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=read_timeout)
+            body = resp.iter_chunks()
+            body.pipe(sink)
+            yield resp, body
+    finally:
+        await client.aclose()
+
+
+def taking(into: list[bytes]) -> Callable[[bytes], bool]:
+    """A sink that takes every read, into `into`."""
+    def sink(data: bytes) -> bool:
+        into.append(data)
+        return True
+    return sink
+
 async def test_sink_takes_reads_while_the_reader_waits_and_the_order_holds() -> None:
     pieces = [b"piece %d;" % i + (b" keep" if i % 3 == 0 else b"") for i in range(12)]
     # (the end comes apart from the last piece: a piece that arrives with the body's end wakes the reader)
-    server, url, _ = await serve(paced_handler(pieces, gap=0.02, then_silence=0.05))
-    client = HTTP1Client(connect_timeout=2)
     log: list[bytes] = []  # every piece, as the sink or the reader got it, in that order
 
     def sink(data: bytes) -> bool:
@@ -72,13 +96,9 @@ async def test_sink_takes_reads_while_the_reader_waits_and_the_order_holds() -> 
         def append(self, piece: bytes) -> None:
             log.append(b"reader: " + piece)
 
-    async with server:
-        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
-        body = resp.iter_chunks()
-        body.pipe(sink)
+    async with piped_response(paced_handler(pieces, gap=0.02, then_silence=0.05), sink) as (resp, body):
         await read_all(body, Reader())
         resp.release()
-    await client.aclose()
     assert log == [(b"reader: " if b"keep" in p else b"sink: ") + p for p in pieces]
 
 
@@ -94,45 +114,26 @@ async def test_bytes_before_a_broken_frame_reach_the_reader_before_the_error() -
         await writer.drain()
         await asyncio.sleep(0.2)
 
-    server, url, _ = await serve(handler)
-    client = HTTP1Client(connect_timeout=2)
     seen: list[bytes] = []
-    async with server:
-        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
-        body = resp.iter_chunks()
-        body.pipe(lambda data: False)
+    async with piped_response(handler, lambda data: False) as (resp, body):
         with pytest.raises(UpstreamConnectionError):
             await read_all(body, seen)
         resp.close()
-    await client.aclose()
     assert seen == [b"good;"]
 
 
 async def test_reads_that_arrive_while_the_reader_is_busy_are_not_offered() -> None:
     pieces = [b"a;", b"b;", b"c;", b"d;"]
-    server, url, _ = await serve(paced_handler(pieces, gap=0.02))
-    client = HTTP1Client(connect_timeout=2)
     offered: list[bytes] = []
-
-    def sink(data: bytes) -> bool:
-        offered.append(data)
-        return True
-
-    async with server:
-        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
-        body = resp.iter_chunks()
-        body.pipe(sink)
+    async with piped_response(paced_handler(pieces, gap=0.02), taking(offered)) as (resp, body):
         await asyncio.sleep(0.3)  # busy (not waiting in `more()`) while every piece arrives
         seen = await read_all(body)
         resp.release()
-    await client.aclose()
     assert offered == [] and b"".join(seen) == b"a;b;c;d;"
 
 
 async def test_a_failing_sink_loses_nothing(caplog: pytest.LogCaptureFixture) -> None:
     pieces = [b"one;", b"two;", b"three;", b"four;"]
-    server, url, _ = await serve(paced_handler(pieces, gap=0.03))
-    client = HTTP1Client(connect_timeout=2)
     taken: list[bytes] = []
 
     def sink(data: bytes) -> bool:
@@ -141,14 +142,10 @@ async def test_a_failing_sink_loses_nothing(caplog: pytest.LogCaptureFixture) ->
         taken.append(data)
         return True
 
-    async with server:
-        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
-        body = resp.iter_chunks()
-        body.pipe(sink)
+    async with piped_response(paced_handler(pieces, gap=0.03), sink) as (resp, body):
         with caplog.at_level(logging.ERROR, logger="switchboard.providers.http1"):
             seen = await read_all(body)
         resp.release()
-    await client.aclose()
     # The sink is dropped at its failure: the piece it failed on and all later ones reach the reader.
     assert taken == [b"one;"] and seen == [b"two;", b"three;", b"four;"]
     assert "a response body sink failed" in caplog.text
@@ -158,22 +155,12 @@ async def test_read_timeout_counts_from_the_last_read_the_sink_took() -> None:
     # Pieces every 0.1 s for ~1.2 s, all taken, then 2 s of silence: a reader with a 0.5 s read
     # timeout must not time out while the sink takes them, and must time out in the silence.
     pieces = [b"p%d;" % i for i in range(12)]
-    server, url, _ = await serve(paced_handler(pieces, gap=0.1, then_silence=2.0))
-    client = HTTP1Client(connect_timeout=2)
     taken: list[bytes] = []
-
-    def sink(data: bytes) -> bool:
-        taken.append(data)
-        return True
-
-    async with server:
-        resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=0.5)
-        body = resp.iter_chunks()
-        body.pipe(sink)
+    handler = paced_handler(pieces, gap=0.1, then_silence=2.0)
+    async with piped_response(handler, taking(taken), read_timeout=0.5) as (resp, body):
         with pytest.raises(TimeoutError):
             await read_all(body)
         resp.close()
-    await client.aclose()
     assert taken == pieces
 
 
@@ -190,15 +177,10 @@ async def test_a_released_connection_forgets_its_sink() -> None:
     server, url, connections = await serve(handler)
     client = HTTP1Client(connect_timeout=2)
     taken: list[bytes] = []
-
-    def sink(data: bytes) -> bool:
-        taken.append(data)
-        return True
-
     async with server:
         resp = await client.request("POST", url + "/s", {}, b"{}", read_timeout=5)
         body = resp.iter_chunks()
-        body.pipe(sink)
+        body.pipe(taking(taken))
         assert await read_all(body) == [] and taken == [b"x"]
         resp.release()
         assert resp._conn.sink is None  # not kept (with what it holds) while the connection idles in the pool
