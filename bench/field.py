@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -370,15 +371,20 @@ def main(argv: list[str] | None = None) -> int:
                                        if k != "profile"},
                               "notes": notes, "targets": {}}
     upstream = Upstream(workdir / "nginx", free_port()).start()
+    measures: dict[str, Callable[[], dict[str, Any]]] = {
+        "direct": lambda: measure_direct(upstream, args, workdir, sections),
+        "switchboard": lambda: measure_gateway(Switchboard(workdir / "switchboard", free_port(), upstream.url),
+                                               upstream, args, workdir, sections),
+        "litellm": lambda: measure_gateway(LiteLLM(workdir / "litellm", free_port(), upstream.url, args.litellm_venv),
+                                           upstream, args, workdir, sections),
+    }
     try:
-        if "direct" in targets:
-            result["targets"]["direct"] = measure_direct(upstream, args, workdir, sections)
-        if "switchboard" in targets:
-            sb = Switchboard(workdir / "switchboard", free_port(), upstream.url)
-            result["targets"]["switchboard"] = measure_gateway(sb, upstream, args, workdir, sections)
-        if "litellm" in targets:
-            ll = LiteLLM(workdir / "litellm", free_port(), upstream.url, args.litellm_venv)
-            result["targets"]["litellm"] = measure_gateway(ll, upstream, args, workdir, sections)
+        for name in (t for t in measures if t in targets):
+            try:
+                result["targets"][name] = measures[name]()
+            except Exception as exc:  # one target failing does not lose what the others measured
+                notes.append(f"{name} not measured: {type(exc).__name__}: {exc}"[:600])
+                print(notes[-1], flush=True)
     finally:
         upstream.stop()
         result["loadavg_after"] = _loadavg()

@@ -203,7 +203,10 @@ class LiteLLM(Target):
                       f"      api_base: \"{self.upstream_url}{path}\"",
                       f"      api_key: {UPSTREAM_KEY}"]
         lines += ["general_settings:", f"  master_key: {MASTER_KEY}",
-                  "litellm_settings:", "  set_verbose: false", "  drop_params: false"]
+                  "litellm_settings:", "  set_verbose: false", "  drop_params: false",
+                  # /v1/messages to an OpenAI model goes to the upstream's chat completions, as ours does
+                  # (LiteLLM's default for OpenAI models is its Responses bridge, which nginx does not serve).
+                  "  use_chat_completions_url_for_anthropic_messages: true"]
         return "\n".join(lines) + "\n"
 
     def env(self) -> dict[str, str]:
