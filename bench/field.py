@@ -52,7 +52,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import cpus  # noqa: E402
-from field_report import is_sustained, render, rss_slope  # noqa: E402
+from field_report import FRONTIER_BOUNDS_MS, LANES, frontier_best, is_sustained, render, rss_slope  # noqa: E402
 from load import request_body, run_wrk  # noqa: E402
 from report import results_stem, save_results  # noqa: E402
 from run import SCENARIOS, free_port, run_cells  # noqa: E402
@@ -62,7 +62,6 @@ from upstream import PACED_DELTAS, PATHS, Upstream  # noqa: E402
 GAP_LIMIT_MS = 200
 FAIL_SHARE = 0.001
 FRONTIER_LEVELS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
-FRONTIER_BOUNDS_MS = [1, 5, 10, 50]
 
 
 def anthropic_body(model: str, stream: bool) -> str:
@@ -76,14 +75,6 @@ def anthropic_body(model: str, stream: bool) -> str:
 
 
 # lane id -> (label, upstream kind, stream, Anthropic ingress)
-LANES = {
-    "chat": ("non-stream", "plain", False, False),
-    "chat-stream": ("stream", "sse", True, False),
-    "messages": ("Anthropic ingress, non-stream", "plain", False, True),
-    "messages-stream": ("Anthropic ingress, stream", "sse", True, True),
-}
-
-
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -259,10 +250,7 @@ def frontier(name: str, url: str, model: str, key: str | None, args: argparse.Na
         run_wrk(url, body, c, 1, workdir, f"{name}-f{c}-warmup", key, threads=min(2, c))
         cell = run_wrk(url, body, c, args.frontier_duration, workdir, f"{name}-f{c}", key, threads=min(2, c))
         sweep.append({"connections": c, **cell.to_dict()})
-    best = {}
-    for bound in FRONTIER_BOUNDS_MS:
-        ok = [s for s in sweep if s["errors"] == 0 and s["p99_ms"] < bound]
-        best[str(bound)] = max(ok, key=lambda s: s["rps"]) if ok else None
+    best = frontier_best(sweep, FRONTIER_BOUNDS_MS)
     print(f"  {name:12} frontier: " + ", ".join(
         f"p99<{b} ms: {v['rps']:,.0f} req/s @c{v['connections']}" if v else f"p99<{b} ms: none"
         for b, v in best.items()), flush=True)
@@ -393,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    save_results(results_stem("field-", started), result, render(result))
+    stem = results_stem("field-", started)
+    save_results(stem, result)  # (the numbers first: a report that fails to render loses none of them)
+    save_results(stem, result, render(result))
     return 0
 
 
