@@ -31,13 +31,18 @@
  *     choice, a tool call: an object) and appear once in their object. Where the piece is plain
  *     frames but a chunk is not taken: what plain_frames returns, and the caller parses the payloads
  *     and decides as before; None where plain_frames gives None (a piece with a `\u` escape included:
- *     an escape may spell an `error` key, which only the general path looks for).
+ *     an escape may spell an `error` key, which only the general path looks for), but for a piece it
+ *     would give None only for an `"error"` string that is no key (a content token `error`, say): the
+ *     walk refuses an `error` key at any depth itself, so it takes that piece, and looks through the
+ *     bytes for plain_frames' reasons (memmem and memchr over the whole piece) only for a piece it
+ *     does not take.
  *     What it reads is relay.py's reading of the parsed chunks (_content_chars, _has_first_token,
  *     the usage check, the OpenAI encoder's id check): see RawFrames' members.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char PREFIX[] = "data: ";
@@ -66,13 +71,14 @@ static int general_path_reason(const char *p, Py_ssize_t n) {
 }
 
 /* The payloads' bounds (start, stop pairs) of a piece of plain frames, in a PyMem array the caller
- * frees. 1: plain (*bounds set, NULL for no frame); 0: the general path; -1: a Python error. */
-static int split_frames(PyObject *const *args, Py_ssize_t nargs, int take_u_escapes, Py_ssize_t **bounds,
-                        Py_ssize_t *frames, int *done, int *u_escapes) {
+ * frees. 1: plain (*bounds set, NULL for no frame); 0: the general path; -1: a Python error. With
+ * `scan` 0 the bytes are not looked through for general_path_reason (raw_frames: its walk refuses
+ * whatever that scan finds but an `"error"` that is no key, and scans only what it does not take). */
+static int split_frames(PyObject *const *args, Py_ssize_t nargs, int scan, Py_ssize_t **bounds,
+                        Py_ssize_t *frames, int *done) {
     *bounds = NULL;
     *frames = 0;
     *done = 0;
-    *u_escapes = 0;
     if (nargs != 2 || !PyBytes_CheckExact(args[0])) {
         PyErr_SetString(PyExc_TypeError, "(piece: bytes, limit: int)");
         return -1;
@@ -91,11 +97,9 @@ static int split_frames(PyObject *const *args, Py_ssize_t nargs, int take_u_esca
         p[n - 2] != '\n') {
         return 0;
     }
-    int reason = general_path_reason(p, n);
-    if (reason == GENERAL || (reason == U_ESCAPE && !take_u_escapes)) {
+    if (scan && general_path_reason(p, n) != 0) {
         return 0;
     }
-    *u_escapes = reason == U_ESCAPE;
     Py_ssize_t count = 0, room = 0;
     Py_ssize_t *at = NULL;
     Py_ssize_t pos = PREFIX_LEN; /* where the current frame's payload starts */
@@ -170,8 +174,8 @@ static PyObject *split_answer(const char *p, Py_ssize_t *at, Py_ssize_t count, i
 static PyObject *plain_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_ssize_t *at, count;
-    int done, u_escapes;
-    int plain = split_frames(args, nargs, 0, &at, &count, &done, &u_escapes);
+    int done;
+    int plain = split_frames(args, nargs, 1, &at, &count, &done);
     if (plain <= 0) {
         if (plain < 0) {
             return NULL;
@@ -192,6 +196,7 @@ static PyObject *plain_frames(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 typedef struct {
     const char *p;
+    const char *end;  /* the piece's end: what a read of 8 bytes at a time must stay before */
     Py_ssize_t chars;  /* generated content characters so far */
     int depth;  /* containers open around w->p, beyond the chunk format's own */
     int first_token;
@@ -230,6 +235,20 @@ static void init_plain_ascii(void) {
     }
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether any of the 8 bytes at s is not plain ASCII (a control character, '"', '\\', or 0x80 and up),
+ * with no false "no" (a false "yes" only sends them to the byte loop). (v - ONES*n) & ~v & HIGHS is
+ * nonzero when a byte of v is below n (n <= 128); v ^ ONES*c has a zero byte where v has c. */
+static inline int needs_a_look(const unsigned char *s) {
+    uint64_t v;
+    memcpy(&v, s, 8);
+    uint64_t quote = v ^ (ONES * '"'), backslash = v ^ (ONES * '\\');
+    return ((v | ((v - ONES * 0x20) & ~v) | ((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash)) & HIGHS)
+           != 0;
+}
+
 /* A string (w->p at its opening quote): its raw bytes between the quotes (*start, *len), its length as
  * a Python str (*chars) and whether it holds an escape. Well-formed UTF-8 only (as Python's strict
  * decoder and orjson take it: no overlong form, no surrogate, nothing past U+10FFFF). */
@@ -239,7 +258,10 @@ static int read_string(Walk *w, const char **start, Py_ssize_t *len, Py_ssize_t 
     Py_ssize_t count = 0;
     int escapes = 0;
     for (;;) {
-        const unsigned char *run = s;  /* a run of plain ASCII: one table lookup a byte */
+        const unsigned char *run = s;  /* a run of plain ASCII: 8 bytes at a time, then a table lookup a byte */
+        while (s + 8 <= (const unsigned char *)w->end && !needs_a_look(s)) {
+            s += 8;
+        }
         while (PLAIN_ASCII[*s]) {
             s++;
         }
@@ -401,8 +423,11 @@ static int next_member(Walk *w, int *first, const char **key, Py_ssize_t *key_le
     }
     Py_ssize_t chars;
     int escaped;
-    if (read_string(w, key, key_len, &chars, &escaped) != TAKEN || escaped) {
-        *status = NOT_TAKEN;  /* (an escaped key may spell one this reader looks for, or `error`) */
+    if (read_string(w, key, key_len, &chars, &escaped) != TAKEN || escaped ||
+        (*key_len == ERROR_LEN - 2 && memcmp(*key, ERROR_KEY + 1, ERROR_LEN - 2) == 0)) {
+        /* (an escaped key may spell one this reader looks for, or `error`; an `error` key, at any
+         * depth, may be the upstream's failure: the general path looks for it) */
+        *status = NOT_TAKEN;
         return 0;
     }
     skip_space(w);
@@ -765,8 +790,8 @@ static PyTypeObject RawFramesType = {
 static PyObject *raw_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_ssize_t *at, count;
-    int done, u_escapes;
-    int plain = split_frames(args, nargs, 1, &at, &count, &done, &u_escapes);
+    int done;
+    int plain = split_frames(args, nargs, 0, &at, &count, &done);
     if (plain <= 0) {
         if (plain < 0) {
             return NULL;
@@ -774,7 +799,7 @@ static PyObject *raw_frames(PyObject *self, PyObject *const *args, Py_ssize_t na
         Py_RETURN_NONE;
     }
     const char *p = PyBytes_AS_STRING(args[0]);
-    Walk w = {NULL, 0, 0, 0, NULL};
+    Walk w = {NULL, p + PyBytes_GET_SIZE(args[0]), 0, 0, 0, NULL};
     ChunkFacts chunk = {NULL, 0, 0, 0};
     const char *shared = NULL;
     Py_ssize_t shared_len = 0;
@@ -859,7 +884,7 @@ fail:
         PyMem_Free(at);
         return NULL;
     }
-    if (u_escapes) {  /* not taken, and plain_frames would send the piece to the general path too */
+    if (general_path_reason(p, PyBytes_GET_SIZE(args[0])) != 0) {  /* as plain_frames: the general path */
         PyMem_Free(at);
         Py_RETURN_NONE;
     }

@@ -231,6 +231,46 @@ def test_ids_that_differ_or_are_escaped_are_no_shared_id() -> None:
     assert raw_frames(frame(b'{"id":7}'), LIMIT).id is None  # type: ignore[union-attr]
 
 
+def test_an_error_key_goes_to_the_general_path_and_the_word_error_does_not() -> None:
+    """An `error` key, at the top (an upstream's failure in the stream) or deeper, is left to the general
+    path, as plain_frames leaves it; `"error"` as a string that is no key (a content token, a finish
+    reason) is taken, where the up-front scan for the bytes `"error"` used to hand the read back."""
+    for payload in (b'{"error":{"message":"boom"}}', b'{"id":"c","choices":[],"error":{"message":"boom"}}',
+                    b'{"id":"c","choices":[{"index":0,"delta":{"content":"a"},"error":1}]}',
+                    b'{"id":"c","x":[{"y":{"error":null}}]}', b'{"id":"c","\\u0065rror":{}}'):
+        assert raw_frames(frame(payload), LIMIT) is None, payload
+        assert sse.split_plain_frames is not None and sse.split_plain_frames(frame(payload), LIMIT) is None
+    for payload in (b'{"id":"c","choices":[{"index":0,"delta":{"content":"error"},"finish_reason":null}]}',
+                    b'{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"error"}]}',
+                    b'{"id":"c","errors":1,"x":"\\"error\\"","choices":[]}'):
+        raw = raw_frames(frame(payload) + DONE, LIMIT)
+        assert raw is not None, payload
+        check_taken(frame(payload) + DONE, raw)
+    assert raw_frames(frame(b'{"id":"c","choices":[{"index":0,"delta":{"content":"error"}}]}'), LIMIT).chars == 5  # type: ignore[union-attr]
+
+
+def test_long_strings_are_read_8_bytes_at_a_time_up_to_what_stops_them() -> None:
+    """The C reads a string's plain ASCII 8 bytes at a time: whatever byte stops a string (its quote,
+    an escape, UTF-8, a control character) is found at every offset, up to the piece's last bytes."""
+    for n in range(0, 40):
+        for stop in (b"", b"\\n", b"\xc3\xa9", b"\\u00e9", b"\x01", b'"x'):
+            text = b"a" * n + stop + b"b" * (n % 9)
+            payload = b'{"id":"c","choices":[{"index":0,"delta":{"content":"' + text + b'"}}]}'
+            raw = raw_frames(frame(payload), LIMIT)
+            try:
+                parsed_chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                assert raw is None, payload
+                continue
+            content = parsed_chunk["choices"][0]["delta"]["content"]
+            if stop == b"\x01":  # (a control character: orjson refuses it too)
+                raise AssertionError(payload)
+            assert raw is not None and raw.chars == len(content), payload
+            check_taken(frame(payload), raw)
+        piece = frame(b'{"id":"' + b"c" * n + b'"}')  # a string that ends a few bytes before the piece does
+        assert raw_frames(piece, LIMIT).id == "c" * n  # type: ignore[union-attr]
+
+
 def test_a_read_of_only_done_is_an_empty_raw_batch() -> None:
     raw = raw_frames(DONE, LIMIT)
     assert raw is not None and len(raw) == 0 and not raw and raw.done and raw.wire == b"" and raw.head() == b""
