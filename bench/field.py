@@ -74,7 +74,6 @@ def anthropic_body(model: str, stream: bool) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-# lane id -> (label, upstream kind, stream, Anthropic ingress)
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
