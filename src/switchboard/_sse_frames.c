@@ -52,19 +52,16 @@ static const char DONE_PAYLOAD[] = "[DONE]";
 static const char ERROR_KEY[] = "\"error\"";
 #define ERROR_LEN 7
 
-#define U_ESCAPE 1  /* a `\u` escape: plain_frames leaves the piece to the general path; raw_frames reads it */
-#define GENERAL 2  /* a CR or an `"error"` string: the general path */
-
-/* Whether the bytes may need the general path: a CR, an `"error"` string (GENERAL), a `\u` escape,
- * which may spell that key (U_ESCAPE); else 0. */
-static int general_path_reason(const char *p, Py_ssize_t n) {
+/* Whether the bytes may need the general path (plain_frames' test): a CR, an `"error"` string, or a
+ * `\u` escape, which may spell that key. */
+static int needs_general_path(const char *p, Py_ssize_t n) {
     if (memchr(p, '\r', (size_t)n) != NULL || memmem(p, (size_t)n, ERROR_KEY, ERROR_LEN) != NULL) {
-        return GENERAL;
+        return 1;
     }
     const char *end = p + n;
     for (const char *s = p; s < end && (s = memchr(s, '\\', (size_t)(end - s))) != NULL; s++) {
         if (s + 1 < end && s[1] == 'u') {
-            return U_ESCAPE;
+            return 1;
         }
     }
     return 0;
@@ -72,7 +69,7 @@ static int general_path_reason(const char *p, Py_ssize_t n) {
 
 /* The payloads' bounds (start, stop pairs) of a piece of plain frames, in a PyMem array the caller
  * frees. 1: plain (*bounds set, NULL for no frame); 0: the general path; -1: a Python error. With
- * `scan` 0 the bytes are not looked through for general_path_reason (raw_frames: its walk refuses
+ * `scan` 0 the bytes are not looked through by needs_general_path (raw_frames: its walk refuses
  * whatever that scan finds but an `"error"` that is no key, and scans only what it does not take). */
 static int split_frames(PyObject *const *args, Py_ssize_t nargs, int scan, Py_ssize_t **bounds,
                         Py_ssize_t *frames, int *done) {
@@ -97,7 +94,7 @@ static int split_frames(PyObject *const *args, Py_ssize_t nargs, int scan, Py_ss
         p[n - 2] != '\n') {
         return 0;
     }
-    if (scan && general_path_reason(p, n) != 0) {
+    if (scan && needs_general_path(p, n)) {
         return 0;
     }
     Py_ssize_t count = 0, room = 0;
@@ -884,7 +881,7 @@ fail:
         PyMem_Free(at);
         return NULL;
     }
-    if (general_path_reason(p, PyBytes_GET_SIZE(args[0])) != 0) {  /* as plain_frames: the general path */
+    if (needs_general_path(p, PyBytes_GET_SIZE(args[0]))) {  /* as plain_frames: the general path */
         PyMem_Free(at);
         Py_RETURN_NONE;
     }
